@@ -1,0 +1,100 @@
+//! The command line of SPEC §1: clap types only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "guardian",
+    version,
+    about = "A declarative process guardian",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct Global {
+    /// Config file (repeatable; later files override earlier). Default: $GUARDIAN_CONFIG,
+    /// ./guardian.toml, $XDG_CONFIG_HOME/guardian/guardian.toml.
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// Where PID files, logs, the socket and the event log live.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// trace | debug | info | warn | error
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// text | json
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run in the foreground until SIGTERM/SIGINT or `guardian stop`.
+    Run,
+    /// Load and check the config exactly as `run` would.
+    Validate {
+        /// Print the effective merged config.
+        #[arg(long, value_enum)]
+        print: Option<PrintFormat>,
+        /// Say where each non-default value came from, and each service's restart schedule.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Ask the running guardian for its status.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running guardian to reload its config.
+    Reload,
+    /// Stop one service, or the guardian and all its services.
+    Stop { service: Option<String> },
+    /// Start one service (resets its retry count and breaker).
+    Start { service: String },
+    /// Gracefully restart one service (resets its retry count and breaker).
+    Restart { service: String },
+    /// Is a verified instance running? Decided from the PID files alone.
+    CheckRunning {
+        service: Option<String>,
+        #[arg(long, conflicts_with = "service")]
+        port: Option<u16>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The service's recent lifecycle and recovery events.
+    Events {
+        service: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(short = 'n', default_value_t = 20)]
+        n: usize,
+    },
+    /// The service's captured stdout and stderr.
+    Logs {
+        service: String,
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[arg(short = 'n', default_value_t = 50)]
+        n: usize,
+    },
+    /// A troubleshooting report with next steps.
+    Doctor,
+    /// Print the JSON Schema of the config.
+    Schema,
+    /// Write a commented starter guardian.toml.
+    Init { path: Option<PathBuf> },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PrintFormat {
+    Toml,
+    Json,
+}

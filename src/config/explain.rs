@@ -1,0 +1,82 @@
+//! `guardian validate --explain`: where each non-default value came from, and each service's
+//! restart schedule and breaker policy in plain words. Pure: formats what it is given.
+
+use std::fmt::Write;
+
+use super::Config;
+use super::duration::Secs;
+use crate::policy::backoff;
+
+/// The report, one line per fact.
+pub fn explain(config: &Config, provenance: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "values set by a layer (everything else is a built-in default):"
+    );
+    if provenance.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for (key, origin) in provenance {
+        let _ = writeln!(out, "  {key:<48} from {origin}");
+    }
+    for (name, s) in &config.services {
+        let b = &s.backoff;
+        let _ = writeln!(out, "\nservice `{name}`:");
+        let _ = writeln!(out, "  restarts after an exit:");
+        let shown = b.max_retries.min(6);
+        for attempt in 1..=shown {
+            let (lo, hi) = backoff::jitter_range(b, attempt);
+            let d = backoff::delay_for(b, attempt);
+            let band = if lo == hi {
+                String::new()
+            } else {
+                format!(" (jitter: {} to {})", Secs(round(lo)), Secs(round(hi)))
+            };
+            let _ = writeln!(out, "    retry {attempt}: after {}{band}", Secs(round(d)));
+        }
+        if b.max_retries > shown {
+            let _ = writeln!(
+                out,
+                "    retries {} to {}: after {}, growing by ×{} up to the cap of {}",
+                shown + 1,
+                b.max_retries,
+                Secs(round(backoff::delay_for(b, shown + 1))),
+                b.factor,
+                Secs(b.max_delay)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  gives up after {} consecutive failed starts: the service is `failed` until `guardian start {name}`",
+            b.max_retries
+        );
+        let _ = writeln!(
+            out,
+            "  a run of {} or longer counts as a success and resets the count",
+            Secs(b.reset_after)
+        );
+        let r = &s.recovery;
+        if r.enabled {
+            let cb = &r.circuit_breaker;
+            let _ = writeln!(
+                out,
+                "  recovery: no two actions closer than {}; the breaker opens after {} failed recovery actions, stays open {} (no action runs), then lets actions through half-open and closes after {} successes",
+                Secs(r.min_recovery_interval),
+                cb.failure_threshold,
+                Secs(cb.open_timeout),
+                cb.success_threshold
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  recovery: disabled (health is reported, nothing is done)"
+            );
+        }
+    }
+    out
+}
+
+fn round(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(d.as_millis() as u64)
+}

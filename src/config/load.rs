@@ -1,0 +1,692 @@
+//! The only figment code: built-in defaults < each config file in order < environment <
+//! command-line flags. Reads the files and takes a snapshot of the environment; everything
+//! after that is pure.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use serde::de::DeserializeOwned;
+
+use super::raw::RawConfig;
+use super::validate::{Context, ValidationErrors, validate};
+use super::{Config, duration::Secs};
+
+/// What the command line and the process environment bring to a load.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// `-c FILE`, in order; empty means discovery (SPEC §1).
+    pub files: Vec<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+    /// A snapshot of the environment: read again on every reload.
+    pub env: BTreeMap<String, String>,
+}
+
+impl LoadOptions {
+    pub fn with_process_env(mut self) -> Self {
+        self.env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        self
+    }
+}
+
+/// A validated config and what it was made from.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub files: Vec<PathBuf>,
+    pub figment: Figment,
+}
+
+/// Why a config could not be loaded. Each names the file, variable or flag, and the next step.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no config file found (looked for {}); write one with `guardian init`, or pass `-c FILE`", .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotFound { searched: Vec<PathBuf> },
+    #[error("cannot read config file {}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("config file {} must end in .toml or .json; rename it, or convert it", path.display())]
+    Extension { path: PathBuf },
+    #[error("{}", render_parse(.file, *.line, *.column, .key.as_deref(), .message, .suggestion.as_deref()))]
+    Parse {
+        file: PathBuf,
+        line: Option<usize>,
+        column: Option<usize>,
+        key: Option<String>,
+        message: String,
+        suggestion: Option<String>,
+    },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{origin}: {message}")]
+    Layer { origin: String, message: String },
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+}
+
+fn render_parse(
+    file: &Path,
+    line: Option<usize>,
+    column: Option<usize>,
+    key: Option<&str>,
+    message: &str,
+    suggestion: Option<&str>,
+) -> String {
+    let mut s = format!("{}", file.display());
+    if let Some(l) = line {
+        s += &format!(" line {l}");
+        if let Some(c) = column {
+            s += &format!(" column {c}");
+        }
+    }
+    s += ": ";
+    if let Some(k) = key.filter(|k| !k.is_empty() && *k != ".") {
+        s += &format!("at `{k}`: ");
+    }
+    s += message;
+    if let Some(sug) = suggestion {
+        s += &format!("; did you mean `{sug}`?");
+    }
+    s
+}
+
+/// Default `state_dir`: `$XDG_RUNTIME_DIR/guardian`, else `/tmp/guardian-$UID`.
+pub fn default_state_dir(env: &BTreeMap<String, String>) -> PathBuf {
+    match env.get("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => Path::new(dir).join("guardian"),
+        None => PathBuf::from(format!("/tmp/guardian-{}", nix::unistd::getuid())),
+    }
+}
+
+/// The config files `run` would read, in order (SPEC §1 discovery when no `-c` is given).
+pub fn discover(opts: &LoadOptions) -> Result<Vec<PathBuf>, LoadError> {
+    if !opts.files.is_empty() {
+        return Ok(opts.files.clone());
+    }
+    let mut searched = Vec::new();
+    if let Some(p) = opts.env.get("GUARDIAN_CONFIG").filter(|p| !p.is_empty()) {
+        // An explicit variable is used even if missing, so that the read error names it.
+        return Ok(vec![PathBuf::from(p)]);
+    }
+    searched.push(PathBuf::from("./guardian.toml"));
+    let xdg = opts
+        .env
+        .get("XDG_CONFIG_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| opts.env.get("HOME").map(|h| Path::new(h).join(".config")));
+    if let Some(x) = xdg {
+        searched.push(x.join("guardian").join("guardian.toml"));
+    }
+    searched
+        .iter()
+        .find(|p| p.is_file())
+        .map(|p| vec![p.clone()])
+        .ok_or(LoadError::NotFound { searched })
+}
+
+/// One layer of data with its own name: a file, one environment variable, or one flag.
+struct Layer {
+    meta: Metadata,
+    data: Dict,
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.meta.clone()
+    }
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.data.clone()))
+    }
+}
+
+fn keyed(name: String, key: &str, value: Value) -> Layer {
+    let data = match figment::util::nest(key, value) {
+        Value::Dict(_, d) => d,
+        _ => Dict::new(),
+    };
+    Layer {
+        meta: Metadata::named(name),
+        data,
+    }
+}
+
+/// Loads, merges and validates every layer.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    let files = discover(opts)?;
+    let mut base = Figment::new();
+    for path in &files {
+        base = base.merge(file_layer(path)?);
+    }
+    let guardian_env = guardian_env_layers(&opts.env);
+
+    // The flat PREFIX_* names need each service's env_prefix, which any layer may set.
+    let mut probe = base.clone();
+    for l in &guardian_env {
+        probe = probe.merge(Layer {
+            meta: l.meta.clone(),
+            data: l.data.clone(),
+        });
+    }
+    let prelim: RawConfig = probe.extract().map_err(|e| figment_error(e, &probe))?;
+    let mut figment = base;
+    for l in flat_env_layers(&prelim, &opts.env)? {
+        figment = figment.merge(l);
+    }
+    for l in guardian_env {
+        figment = figment.merge(l);
+    }
+    let flags = [
+        (
+            "--state-dir",
+            "guardian.state_dir",
+            opts.state_dir.as_ref().map(|p| p.display().to_string()),
+        ),
+        ("--log-level", "guardian.log_level", opts.log_level.clone()),
+        (
+            "--log-format",
+            "guardian.log_format",
+            opts.log_format.clone(),
+        ),
+    ];
+    for (flag, key, value) in flags {
+        if let Some(v) = value {
+            figment = figment.merge(keyed(
+                format!("command-line flag {flag}"),
+                key,
+                Value::from(v),
+            ));
+        }
+    }
+
+    let raw: RawConfig = figment.extract().map_err(|e| figment_error(e, &figment))?;
+    let origin = |key: &str| origin_of(&figment, key);
+    let ctx = Context {
+        default_state_dir: default_state_dir(&opts.env),
+        origin: &origin,
+    };
+    let config = validate(raw, &ctx)?;
+    Ok(Loaded {
+        config,
+        files,
+        figment,
+    })
+}
+
+/// Reads one file, checks it alone (so errors carry its line and column), and returns it as
+/// a layer.
+fn file_layer(path: &Path) -> Result<Layer, LoadError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let json = match ext.as_deref() {
+        Some("toml") => false,
+        Some("json") => true,
+        _ => {
+            return Err(LoadError::Extension {
+                path: path.to_owned(),
+            });
+        }
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read {
+        path: path.to_owned(),
+        reason: match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "no such file; check the path, or write one with `guardian init PATH`".to_owned()
+            }
+            std::io::ErrorKind::PermissionDenied => format!(
+                "permission denied; check its mode and owner with `ls -l {}`",
+                path.display()
+            ),
+            std::io::ErrorKind::InvalidData => "it is not UTF-8 text".to_owned(),
+            _ => e.to_string(),
+        },
+    })?;
+    if text.trim().is_empty() {
+        return Err(LoadError::Parse {
+            file: path.to_owned(),
+            line: None,
+            column: None,
+            key: None,
+            message: "the file is empty: it must define at least one `[services.NAME]` with a `command` (run `guardian init` for a commented example)".to_owned(),
+            suggestion: None,
+        });
+    }
+    let data: Dict = if json {
+        parse_json(path, &text)?
+    } else {
+        parse_toml(path, &text)?
+    };
+    Ok(Layer {
+        meta: Metadata::from(
+            format!("config file {}", path.display()),
+            Source::File(path.to_owned()),
+        ),
+        data,
+    })
+}
+
+fn parse_toml(path: &Path, text: &str) -> Result<Dict, LoadError> {
+    let located = |e: &toml::de::Error| {
+        e.span().map(|s| {
+            let before = &text[..s.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            (line, column)
+        })
+    };
+    // Syntax first, then shape: serde_path_to_error gives the key path of a shape error.
+    let data: Dict = toml::from_str(text).map_err(|e| {
+        let (line, column) = located(&e).unzip();
+        LoadError::Parse {
+            file: path.to_owned(),
+            line,
+            column,
+            key: None,
+            message: one_line(e.message()),
+            suggestion: None,
+        }
+    })?;
+    check_shape::<RawConfig, _>(path, toml::Deserializer::new(text), |e| {
+        (one_line(e.message()), located(e))
+    })?;
+    Ok(data)
+}
+
+fn parse_json(path: &Path, text: &str) -> Result<Dict, LoadError> {
+    let located = |e: &serde_json::Error| {
+        let msg = e.to_string();
+        let msg = msg
+            .rsplit_once(" at line ")
+            .map_or(msg.as_str(), |(m, _)| m)
+            .to_owned();
+        (msg, (e.line() > 0).then(|| (e.line(), e.column())))
+    };
+    let data: Dict = serde_json::from_str(text).map_err(|e| {
+        let (message, at) = located(&e);
+        let (line, column) = at.unzip();
+        LoadError::Parse {
+            file: path.to_owned(),
+            line,
+            column,
+            key: None,
+            message,
+            suggestion: None,
+        }
+    })?;
+    check_shape::<RawConfig, _>(path, &mut serde_json::Deserializer::from_str(text), located)?;
+    Ok(data)
+}
+
+fn check_shape<'de, T: DeserializeOwned, D>(
+    path: &Path,
+    de: D,
+    describe: impl Fn(&D::Error) -> (String, Option<(usize, usize)>),
+) -> Result<(), LoadError>
+where
+    D: serde::Deserializer<'de>,
+{
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let key = e.path().to_string();
+            let (message, at) = describe(e.inner());
+            let (line, column) = at.unzip();
+            let suggestion = suggest_key(&message);
+            // An unknown field's path ends with the field itself: name the table around it.
+            let key = if message.starts_with("unknown field") {
+                key.rsplit_once('.')
+                    .map(|(t, _)| t.to_owned())
+                    .unwrap_or_default()
+            } else {
+                key
+            };
+            let message = if message.starts_with("unknown field") {
+                let field = message.split('`').nth(1).unwrap_or("?");
+                let table = if key.is_empty() {
+                    "the top level".to_owned()
+                } else {
+                    format!("[{key}]")
+                };
+                format!("unknown key `{field}` in {table}")
+            } else {
+                message
+            };
+            let key = (!message.starts_with("unknown key")).then_some(key);
+            Err(LoadError::Parse {
+                file: path.to_owned(),
+                line,
+                column,
+                key,
+                message,
+                suggestion,
+            })
+        }
+    }
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .trim()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The nearest valid key named in a serde "unknown field" message, if one is close.
+pub fn suggest_key(message: &str) -> Option<String> {
+    let (head, expected) = message.split_once("expected")?;
+    let unknown = head.split('`').nth(1)?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    nearest(unknown, &candidates).map(str::to_owned)
+}
+
+pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let common = |c: &str| {
+        word.chars()
+            .zip(c.chars())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    let best = candidates
+        .iter()
+        .map(|c| (levenshtein(word, c), std::cmp::Reverse(common(c)), *c))
+        .min()?;
+    let best = (best.0, best.2);
+    let limit = (word.len().max(best.1.len()) / 3).max(2);
+    (best.0 <= limit || best.1.starts_with(word) || word.starts_with(best.1)).then_some(best.1)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// `GUARDIAN_A__B__C=value` → key `a.b.c`, one layer per variable so every error and every
+/// `--explain` line names the variable itself. `GUARDIAN_CONFIG` is the discovery variable.
+fn guardian_env_layers(env: &BTreeMap<String, String>) -> Vec<Layer> {
+    env.iter()
+        .filter_map(|(var, value)| {
+            let rest = var.strip_prefix("GUARDIAN_")?;
+            if rest.is_empty() || rest == "CONFIG" {
+                return None;
+            }
+            // Keys are lowercase, but the names under `services.NAME.env` are the child's
+            // variable names and keep their case.
+            let parts: Vec<&str> = rest.split("__").collect();
+            let key = parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let is_env_name = i == 3
+                        && parts[0].eq_ignore_ascii_case("services")
+                        && parts[2].eq_ignore_ascii_case("env");
+                    if is_env_name {
+                        (*p).to_owned()
+                    } else {
+                        p.to_ascii_lowercase()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(".");
+            let value: Value = value
+                .parse()
+                .unwrap_or_else(|never: std::convert::Infallible| match never {});
+            Some(keyed(format!("environment variable {var}"), &key, value))
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Count,
+    Seconds,
+    Float,
+    Port,
+    Text,
+    Bool,
+}
+
+/// SPEC §3: the flat names a service with `env_prefix` takes.
+const FLAT: &[(&str, &str, Kind)] = &[
+    ("MAX_RETRIES", "backoff.max_retries", Kind::Count),
+    (
+        "INITIAL_RETRY_DELAY",
+        "backoff.initial_delay",
+        Kind::Seconds,
+    ),
+    ("MAX_RETRY_DELAY", "backoff.max_delay", Kind::Seconds),
+    ("BACKOFF_FACTOR", "backoff.factor", Kind::Float),
+    ("HEALTH_CHECK_INTERVAL", "health.interval", Kind::Seconds),
+    ("HEALTH_CHECK_TIMEOUT", "health.timeout", Kind::Seconds),
+    (
+        "UNHEALTHY_THRESHOLD",
+        "health.unhealthy_threshold",
+        Kind::Count,
+    ),
+    ("STARTUP_TIMEOUT", "startup_timeout", Kind::Seconds),
+    ("SHUTDOWN_TIMEOUT", "shutdown_timeout", Kind::Seconds),
+    ("HOST", "host", Kind::Text),
+    ("PORT", "port", Kind::Port),
+    ("LOG_LEVEL", "log_level", Kind::Text),
+    ("METRICS_ENABLED", "metrics.enabled", Kind::Bool),
+    ("METRICS_FILE", "metrics.file", Kind::Text),
+];
+
+/// The flat variables, documented for `--explain` and the README.
+pub fn flat_variables() -> impl Iterator<Item = (&'static str, &'static str)> {
+    FLAT.iter().map(|(suffix, key, _)| (*suffix, *key))
+}
+
+fn flat_env_layers(
+    prelim: &RawConfig,
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<Layer>, LoadError> {
+    let mut layers = Vec::new();
+    let services = prelim.services.iter().flatten();
+    for (name, svc) in services {
+        let Some(prefix) = &svc.env_prefix else {
+            continue;
+        };
+        for (suffix, key, kind) in FLAT {
+            let var = format!("{prefix}_{suffix}");
+            let Some(text) = env.get(&var) else { continue };
+            let value = typed(&var, text.trim(), *kind)?;
+            layers.push(keyed(
+                format!("environment variable {var}"),
+                &format!("services.{name}.{key}"),
+                value,
+            ));
+        }
+        let start = env.get(&format!("{prefix}_PORT_START"));
+        let end = env.get(&format!("{prefix}_PORT_END"));
+        if start.is_some() || end.is_some() {
+            let current = svc.port_range;
+            let pick = |var: String,
+                        v: Option<&String>,
+                        fallback: Option<u16>|
+             -> Result<u16, LoadError> {
+                match (v, fallback) {
+                    (Some(t), _) => {
+                        t.trim()
+                            .parse::<u16>()
+                            .ok()
+                            .filter(|p| *p > 0)
+                            .ok_or_else(|| LoadError::Env {
+                                message: format!("`{t}` is not a port (expected 1 to 65535)"),
+                                var,
+                            })
+                    }
+                    (None, Some(f)) => Ok(f),
+                    (None, None) => Err(LoadError::Env {
+                        message: format!(
+                            "is not set, and the service has no port_range to take it from; set {var} too"
+                        ),
+                        var,
+                    }),
+                }
+            };
+            let a = pick(format!("{prefix}_PORT_START"), start, current.map(|r| r[0]))?;
+            let b = pick(format!("{prefix}_PORT_END"), end, current.map(|r| r[1]))?;
+            let var = if start.is_some() {
+                format!("{prefix}_PORT_START")
+            } else {
+                format!("{prefix}_PORT_END")
+            };
+            layers.push(keyed(
+                format!("environment variable {var}"),
+                &format!("services.{name}.port_range"),
+                Value::from(vec![a, b]),
+            ));
+        }
+    }
+    Ok(layers)
+}
+
+fn typed(var: &str, text: &str, kind: Kind) -> Result<Value, LoadError> {
+    let err = |expected: &str| LoadError::Env {
+        var: var.to_owned(),
+        message: format!("`{text}` is not {expected}"),
+    };
+    Ok(match kind {
+        Kind::Count => Value::from(
+            text.parse::<u32>()
+                .map_err(|_| err("a whole number (expected a count such as 10)"))?,
+        ),
+        Kind::Seconds => Value::from(
+            Secs::parse(text)
+                .map_err(|e| LoadError::Env {
+                    var: var.to_owned(),
+                    message: e,
+                })?
+                .to_string(),
+        ),
+        Kind::Float => {
+            let f = text
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| err("a number (expected e.g. 2.0)"))?;
+            Value::from(f)
+        }
+        Kind::Port => Value::from(
+            text.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| err("a port (expected 1 to 65535)"))?,
+        ),
+        Kind::Text => Value::from(text.to_owned()),
+        Kind::Bool => Value::from(match text.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => return Err(err("a boolean (expected true or false)")),
+        }),
+    })
+}
+
+/// Where the value at `key` came from: a file path, "environment variable X" or a flag.
+pub fn origin_of(figment: &Figment, key: &str) -> Option<String> {
+    let mut key = key.split('[').next().unwrap_or(key).to_owned();
+    loop {
+        if let Some(meta) = figment.find_metadata(&key) {
+            return Some(describe(meta));
+        }
+        key = key.rsplit_once('.')?.0.to_owned();
+    }
+}
+
+fn describe(meta: &Metadata) -> String {
+    match meta.source.as_ref() {
+        Some(Source::File(p)) => p.display().to_string(),
+        _ => meta.name.to_string(),
+    }
+}
+
+/// Turns a figment error into one that names the variable or file and the key.
+fn figment_error(e: figment::Error, figment: &Figment) -> LoadError {
+    let origin = e
+        .metadata
+        .as_ref()
+        .map(describe)
+        .unwrap_or_else(|| "the config".to_owned());
+    let key = e.path.join(".");
+    use figment::error::Kind as K;
+    let message = match &e.kind {
+        K::UnknownField(field, expected) => {
+            let key = key
+                .strip_suffix(field.as_str())
+                .map_or(key.as_str(), |k| k.trim_end_matches('.'));
+            let table = if key.is_empty() {
+                "the top level".to_owned()
+            } else {
+                format!("[{key}]")
+            };
+            let hint = nearest(field, expected)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            // The full key path, so that a GUARDIAN_* spelling error is easy to spot.
+            format!("unknown key `{field}` in {table}{hint}")
+        }
+        K::InvalidType(actual, expected) => {
+            format!("at `{key}`: found {actual}, expected {expected}")
+        }
+        K::InvalidValue(actual, expected) => {
+            format!("at `{key}`: invalid value {actual}, expected {expected}")
+        }
+        other => format!("at `{key}`: {other}"),
+    };
+    let _ = figment;
+    match origin.strip_prefix("environment variable ") {
+        Some(var) => LoadError::Env {
+            var: var.to_owned(),
+            message,
+        },
+        None => LoadError::Layer { origin, message },
+    }
+}
+
+/// Every key set by a layer (not a built-in default), with where it came from, in key order.
+pub fn provenance(figment: &Figment) -> Vec<(String, String)> {
+    fn walk(prefix: &str, dict: &Dict, figment: &Figment, out: &mut Vec<(String, String)>) {
+        for (k, v) in dict {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                Value::Dict(_, d) if !d.is_empty() => walk(&key, d, figment, out),
+                _ => {
+                    let origin = figment
+                        .get_metadata(v.tag())
+                        .map(describe)
+                        .unwrap_or_else(|| "?".to_owned());
+                    out.push((key, origin));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(data) = figment.data()
+        && let Some(dict) = data.get(&Profile::Default)
+    {
+        walk("", dict, figment, &mut out);
+    }
+    out
+}

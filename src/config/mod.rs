@@ -1,0 +1,431 @@
+//! The validated config: typed, defaults filled, every cross-field rule checked. Built from the
+//! layers in `load.rs`, checked in `validate.rs`, compared in `diff.rs`. Pure: no IO here.
+
+pub mod diff;
+pub mod duration;
+pub mod explain;
+pub mod load;
+pub mod raw;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::{Serialize, Serializer};
+
+pub use load::{LoadOptions, Loaded, load};
+pub use validate::{ValidationError, ValidationErrors};
+
+/// Everything guardian runs from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    pub guardian: GuardianSpec,
+    pub services: BTreeMap<ServiceName, ServiceSpec>,
+}
+
+/// A service name: lowercase `[a-z0-9_]`, so that `GUARDIAN_SERVICES__NAME__…` can reach it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    pub fn new(name: &str) -> Result<Self, String> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if valid {
+            Ok(ServiceName(name.to_owned()))
+        } else {
+            let hint = name
+                .to_ascii_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+            Err(format!(
+                "service name `{name}` must be 1 to 64 lowercase letters, digits or `_` (environment variables cannot name it otherwise); rename it, e.g. `{hint}`"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub const NAMES: &[&str] = &["trace", "debug", "info", "warn", "error"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "trace" => Self::Trace,
+            "debug" => Self::Debug,
+            "info" => Self::Info,
+            "warn" | "warning" => Self::Warn,
+            "error" => Self::Error,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GuardianSpec {
+    pub state_dir: PathBuf,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    pub watch_config: bool,
+    pub stop_services_on_exit: bool,
+    pub metrics_file: PathBuf,
+    pub events_file: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApiSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOrphan {
+    Adopt,
+    Replace,
+    Fail,
+}
+
+/// One guarded service, as configured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServiceSpec {
+    #[serde(skip)]
+    pub name: ServiceName,
+    /// Templates: `{port}` is known only when a port is chosen from `port_range`.
+    pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_prefix: Option<String>,
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_range: Option<[u16; 2]>,
+    /// Expanded at load time: adoption must find it before any port is chosen.
+    pub pidfile: PathBuf,
+    #[serde(serialize_with = "human")]
+    pub startup_timeout: Duration,
+    #[serde(serialize_with = "human")]
+    pub shutdown_timeout: Duration,
+    #[serde(serialize_with = "signal_name")]
+    pub stop_signal: Signal,
+    pub on_orphan: OnOrphan,
+    pub autostart: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    pub log: LogSpec,
+    pub metrics: MetricsSpec,
+    pub identity: IdentitySpec,
+    pub backoff: BackoffSpec,
+    pub health: HealthSpec,
+    pub recovery: RecoverySpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogSpec {
+    pub max_size_mb: u64,
+    pub backup_count: u32,
+    /// Always `{state_dir}/logs/{name}.log`.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricsSpec {
+    pub enabled: bool,
+    pub file: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IdentitySpec {
+    pub patterns: Vec<String>,
+    pub match_port: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackoffSpec {
+    #[serde(serialize_with = "human")]
+    pub initial_delay: Duration,
+    #[serde(serialize_with = "human")]
+    pub max_delay: Duration,
+    pub factor: f64,
+    pub jitter: f64,
+    pub max_retries: u32,
+    #[serde(serialize_with = "human")]
+    pub reset_after: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthSpec {
+    #[serde(serialize_with = "human")]
+    pub interval: Duration,
+    #[serde(serialize_with = "human")]
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub history_size: u32,
+    #[serde(serialize_with = "human")]
+    pub aggregation_window: Duration,
+    pub checks: Vec<CheckSpec>,
+    pub resources: ResourcesSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum CheckSpec {
+    Tcp {},
+    Http {
+        path: String,
+        expect_status: u16,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        body_contains: Option<String>,
+    },
+    Exec {
+        command: Vec<String>,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ResourcesSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<Threshold>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<Threshold>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_descriptors: Option<Threshold>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<Threshold>,
+}
+
+impl ResourcesSpec {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Threshold {
+    pub warning: f64,
+    pub critical: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecoverySpec {
+    pub enabled: bool,
+    pub warning_threshold: u32,
+    pub critical_threshold: u32,
+    #[serde(serialize_with = "human")]
+    pub failure_window: Duration,
+    #[serde(serialize_with = "human")]
+    pub min_recovery_interval: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clear_connections: Option<ClearConnections>,
+    pub circuit_breaker: BreakerSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClearConnections {
+    Http {
+        method: String,
+        path: String,
+    },
+    #[serde(serialize_with = "signal_name")]
+    Signal(Signal),
+    Command(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BreakerSpec {
+    pub failure_threshold: u32,
+    #[serde(serialize_with = "human")]
+    pub open_timeout: Duration,
+    pub success_threshold: u32,
+}
+
+impl ServiceSpec {
+    /// The values placeholders expand to, once the port is known.
+    pub fn vars(&self, state_dir: &std::path::Path, port: Option<u16>) -> Vars {
+        Vars {
+            name: self.name.to_string(),
+            host: self.host.clone(),
+            port,
+            state_dir: state_dir.display().to_string(),
+            pidfile: Some(self.pidfile.display().to_string()),
+        }
+    }
+
+    /// The fixed port, or the first of the range: what `{port}` means before a spawn.
+    pub fn nominal_port(&self) -> Option<u16> {
+        self.port.or(self.port_range.map(|r| r[0]))
+    }
+}
+
+/// The values of the placeholders `{name} {host} {port} {state_dir} {pidfile}`.
+#[derive(Clone, Debug, Default)]
+pub struct Vars {
+    pub name: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub state_dir: String,
+    pub pidfile: Option<String>,
+}
+
+pub const PLACEHOLDERS: &[&str] = &["name", "host", "port", "state_dir", "pidfile"];
+
+/// Expands `{…}` placeholders; `{{` and `}}` stand for literal braces.
+pub fn expand(template: &str, vars: &Vars) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("{{") {
+            out.push('{');
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix("}}") {
+            out.push('}');
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix('{') {
+            let Some(end) = t.find('}') else {
+                return Err(format!(
+                    "`{template}` has an unclosed `{{`; write `{{{{` for a literal brace"
+                ));
+            };
+            let key = &t[..end];
+            let value = match key {
+                "name" => Some(vars.name.clone()),
+                "host" => Some(vars.host.clone()),
+                "port" => vars.port.map(|p| p.to_string()),
+                "state_dir" => Some(vars.state_dir.clone()),
+                "pidfile" => vars.pidfile.clone(),
+                _ => {
+                    return Err(format!(
+                        "unknown placeholder `{{{key}}}` in `{template}`; the placeholders are {}",
+                        PLACEHOLDERS
+                            .iter()
+                            .map(|p| format!("{{{p}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ));
+                }
+            };
+            let Some(value) = value else {
+                return Err(format!(
+                    "`{{{key}}}` in `{template}` has no value here: {}",
+                    if key == "port" {
+                        "the service has no `port` or `port_range`"
+                    } else {
+                        "a pidfile cannot name itself"
+                    }
+                ));
+            };
+            out.push_str(&value);
+            rest = &t[end + 1..];
+        } else {
+            return Err(format!(
+                "`{template}` has a lone `}}`; write `}}}}` for a literal brace"
+            ));
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn human<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&duration::Secs(*d))
+}
+
+fn signal_name<S: Serializer>(sig: &Signal, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(sig.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars {
+        Vars {
+            name: "web".into(),
+            host: "127.0.0.1".into(),
+            port: Some(8080),
+            state_dir: "/s".into(),
+            pidfile: Some("/s/web.pid".into()),
+        }
+    }
+
+    #[test]
+    fn expands_every_placeholder_and_escapes() {
+        let got = expand("{name}@{host}:{port} {state_dir} {pidfile} {{x}}", &vars()).unwrap();
+        assert_eq!(got, "web@127.0.0.1:8080 /s /s/web.pid {x}");
+    }
+
+    #[test]
+    fn unknown_or_unset_placeholders_are_errors() {
+        assert!(
+            expand("{nmae}", &vars())
+                .unwrap_err()
+                .contains("unknown placeholder `{nmae}`")
+        );
+        let no_port = Vars {
+            port: None,
+            ..vars()
+        };
+        assert!(
+            expand("--port={port}", &no_port)
+                .unwrap_err()
+                .contains("no `port`")
+        );
+        assert!(expand("{name", &vars()).unwrap_err().contains("unclosed"));
+    }
+
+    #[test]
+    fn service_names_are_lowercase_words() {
+        assert!(ServiceName::new("socket_io2").is_ok());
+        for bad in ["", "Web", "web-1", "a b", "ü"] {
+            assert!(ServiceName::new(bad).is_err(), "{bad}");
+        }
+    }
+}

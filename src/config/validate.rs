@@ -1,0 +1,904 @@
+//! RawConfig → Config: fills defaults and checks every rule, collecting all problems at once.
+//! Pure: no IO; the caller passes where each key came from and the default state dir.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::duration::Secs;
+use super::raw::*;
+use super::*;
+
+/// One problem: the key path, where its value came from, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationError {
+    /// Dotted key path, e.g. `services.web.backoff.factor`.
+    pub key: String,
+    /// The file, environment variable or flag that set the key, when known.
+    pub origin: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.key)?;
+        if let Some(origin) = &self.origin {
+            write!(f, " (from {origin})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in one config, in key order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} problem{} in the config:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, e) in self.0.iter().enumerate() {
+            writeln!(f, "  {}. {e}", i + 1)?;
+        }
+        write!(f, "fix them, then check again with `guardian validate`")
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// What validation needs from outside: the default state dir and where keys came from.
+pub struct Context<'a> {
+    pub default_state_dir: PathBuf,
+    pub origin: &'a dyn Fn(&str) -> Option<String>,
+}
+
+struct Check<'a> {
+    errors: Vec<ValidationError>,
+    ctx: &'a Context<'a>,
+}
+
+impl Check<'_> {
+    fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        let key = key.into();
+        let origin = (self.ctx.origin)(&key);
+        self.errors.push(ValidationError {
+            key,
+            origin,
+            message: message.into(),
+        });
+    }
+
+    fn nonzero(&mut self, key: String, d: Duration) -> Duration {
+        if d.is_zero() {
+            self.fail(key, "must be greater than zero");
+        }
+        d
+    }
+
+    fn at_least_one(&mut self, key: String, n: u32) -> u32 {
+        if n == 0 {
+            self.fail(key, "must be at least 1");
+        }
+        n
+    }
+
+    fn template(&mut self, key: String, template: &str, vars: &Vars) {
+        if let Err(e) = expand(template, vars) {
+            self.fail(key, e);
+        }
+    }
+
+    fn signal(&mut self, key: String, name: &str) -> Signal {
+        let upper = name.trim().to_ascii_uppercase();
+        let full = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        Signal::from_str(&full).unwrap_or_else(|_| {
+            self.fail(key, format!("`{name}` is not a signal; use a name such as SIGTERM, SIGINT, SIGQUIT or SIGUSR1"));
+            Signal::SIGTERM
+        })
+    }
+}
+
+/// The defaults SPEC §2 names, for `validate --explain` and `init`.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+
+pub fn validate(raw: RawConfig, ctx: &Context<'_>) -> Result<Config, ValidationErrors> {
+    let mut c = Check {
+        errors: Vec::new(),
+        ctx,
+    };
+    let g = raw.guardian.unwrap_or_default();
+
+    let state_dir = match &g.state_dir {
+        Some(s) if s.trim().is_empty() => {
+            c.fail("guardian.state_dir", "must not be empty");
+            ctx.default_state_dir.clone()
+        }
+        Some(s) => PathBuf::from(s),
+        None => ctx.default_state_dir.clone(),
+    };
+    let sd = state_dir.display().to_string();
+    let guardian_vars = Vars {
+        state_dir: sd.clone(),
+        ..Vars::default()
+    };
+    let guardian_path =
+        |c: &mut Check, key: &str, value: &Option<String>, default: &str| -> PathBuf {
+            let template = value.as_deref().unwrap_or(default);
+            match expand(template, &guardian_vars) {
+                Ok(p) => PathBuf::from(p),
+                Err(_)
+                    if template.contains("{name}")
+                        || template.contains("{port}")
+                        || template.contains("{host}") =>
+                {
+                    c.fail(key, "only `{state_dir}` can be used here");
+                    PathBuf::new()
+                }
+                Err(e) => {
+                    c.fail(key, e);
+                    PathBuf::new()
+                }
+            }
+        };
+    let metrics_file = guardian_path(
+        &mut c,
+        "guardian.metrics_file",
+        &g.metrics_file,
+        "{state_dir}/metrics.json",
+    );
+    let events_file = guardian_path(
+        &mut c,
+        "guardian.events_file",
+        &g.events_file,
+        "{state_dir}/events.jsonl",
+    );
+
+    let log_level = match g.log_level.as_deref() {
+        None => LogLevel::Info,
+        Some(s) => LogLevel::parse(s).unwrap_or_else(|| {
+            c.fail(
+                "guardian.log_level",
+                format!(
+                    "`{s}` is not a log level; use one of {}",
+                    LogLevel::NAMES.join(", ")
+                ),
+            );
+            LogLevel::Info
+        }),
+    };
+    let log_format = match g.log_format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(s) => {
+            c.fail(
+                "guardian.log_format",
+                format!("`{s}` is not a log format; use `text` or `json`"),
+            );
+            LogFormat::Text
+        }
+    };
+
+    let api = g.api.map(|a| {
+        let listen = a.listen.as_deref().and_then(|l| match l.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                c.fail("guardian.api.listen", format!("`{l}` is not an address; write IP:PORT such as `127.0.0.1:9090`"));
+                None
+            }
+        });
+        let token_file = a.token_file.map(PathBuf::from);
+        if let Some(addr) = listen
+            && !addr.ip().is_loopback()
+            && token_file.is_none()
+        {
+            c.fail(
+                "guardian.api.listen",
+                format!("`{addr}` is not a loopback address, so `guardian.api.token_file` is required; set it, or listen on 127.0.0.1"),
+            );
+        }
+        ApiSpec { listen, token_file }
+    });
+
+    let raw_services = raw.services.unwrap_or_default();
+    if raw_services.is_empty() {
+        c.fail("services", "no service is defined: add a `[services.NAME]` table with a `command` (run `guardian init` for a commented example)");
+    }
+
+    let mut services = BTreeMap::new();
+    for (name, rs) in raw_services {
+        let name = match ServiceName::new(&name) {
+            Ok(n) => n,
+            Err(e) => {
+                c.fail(format!("services.{name}"), e);
+                continue;
+            }
+        };
+        if let Some(spec) = service(&mut c, name.clone(), rs, &state_dir) {
+            services.insert(name, spec);
+        }
+    }
+    cross_service(&mut c, &services);
+
+    if !c.errors.is_empty() {
+        return Err(ValidationErrors(c.errors));
+    }
+    Ok(Config {
+        guardian: GuardianSpec {
+            state_dir,
+            log_level,
+            log_format,
+            watch_config: g.watch_config.unwrap_or(true),
+            stop_services_on_exit: g.stop_services_on_exit.unwrap_or(true),
+            metrics_file,
+            events_file,
+            api,
+        },
+        services,
+    })
+}
+
+fn service(
+    c: &mut Check,
+    name: ServiceName,
+    rs: RawService,
+    state_dir: &Path,
+) -> Option<ServiceSpec> {
+    let p = |k: &str| format!("services.{name}.{k}");
+    let command = rs.command.unwrap_or_default();
+    if command.is_empty() || command[0].trim().is_empty() {
+        c.fail(p("command"), "is required and its first item must name a program, e.g. command = [\"python3\", \"server.py\"]");
+    }
+    let host = rs
+        .host
+        .map(|t| t.0)
+        .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+    if host.trim().is_empty() {
+        c.fail(p("host"), "must not be empty");
+    }
+    match (rs.port, rs.port_range) {
+        (Some(_), Some(_)) => c.fail(
+            p("port_range"),
+            "set either `port` or `port_range`, not both",
+        ),
+        (Some(0), None) => c.fail(p("port"), "must be between 1 and 65535"),
+        (None, Some([a, b])) if a == 0 || a > b => c.fail(
+            p("port_range"),
+            format!("[{a}, {b}] must be [first, last] with 1 <= first <= last"),
+        ),
+        _ => {}
+    }
+    let port = rs.port.or(rs.port_range.map(|r| r[0]));
+    let vars = Vars {
+        name: name.to_string(),
+        host: host.clone(),
+        port,
+        state_dir: state_dir.display().to_string(),
+        pidfile: None,
+    };
+
+    let pidfile_template = rs
+        .pidfile
+        .unwrap_or_else(|| "{state_dir}/{name}.pid".to_owned());
+    let pidfile_vars = Vars {
+        port: rs.port,
+        ..vars.clone()
+    };
+    let pidfile = match expand(&pidfile_template, &pidfile_vars) {
+        Ok(p) => PathBuf::from(p),
+        Err(e) => {
+            let hint = if rs.port_range.is_some() && pidfile_template.contains("{port}") {
+                "a pidfile cannot use {port} with port_range: it must be known before a port is chosen".to_owned()
+            } else {
+                e
+            };
+            c.fail(p("pidfile"), hint);
+            PathBuf::new()
+        }
+    };
+    let vars = Vars {
+        pidfile: Some(pidfile.display().to_string()),
+        ..vars
+    };
+    for (i, arg) in command.iter().enumerate() {
+        c.template(format!("{}[{i}]", p("command")), arg, &vars);
+    }
+    let env: BTreeMap<String, String> = rs
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    for (k, v) in &env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            c.fail(
+                format!("{}.{k}", p("env")),
+                "is not a valid environment variable name",
+            );
+        }
+        c.template(format!("{}.{k}", p("env")), v, &vars);
+    }
+    if let Some(prefix) = &rs.env_prefix {
+        let ok = prefix
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_uppercase())
+            && prefix
+                .chars()
+                .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_');
+        if !ok || prefix == "GUARDIAN" {
+            c.fail(p("env_prefix"), format!("`{prefix}` must be upper case letters, digits and `_`, start with a letter, and not be GUARDIAN"));
+        }
+    }
+    let log_level = rs.log_level.map(|l| {
+        if LogLevel::parse(&l).is_none() {
+            c.fail(
+                p("log_level"),
+                format!(
+                    "`{l}` is not a log level; use one of {}",
+                    LogLevel::NAMES.join(", ")
+                ),
+            );
+        }
+        l
+    });
+
+    let startup_timeout = c.nonzero(
+        p("startup_timeout"),
+        rs.startup_timeout.map_or(Duration::from_secs(30), |s| s.0),
+    );
+    let shutdown_timeout = c.nonzero(
+        p("shutdown_timeout"),
+        rs.shutdown_timeout.map_or(Duration::from_secs(10), |s| s.0),
+    );
+    let stop_signal = c.signal(
+        p("stop_signal"),
+        rs.stop_signal.as_deref().unwrap_or("SIGTERM"),
+    );
+    let on_orphan = match rs.on_orphan.as_deref() {
+        None | Some("adopt") => OnOrphan::Adopt,
+        Some("replace") => OnOrphan::Replace,
+        Some("fail") => OnOrphan::Fail,
+        Some(other) => {
+            c.fail(
+                p("on_orphan"),
+                format!("`{other}` is not one of adopt, replace, fail"),
+            );
+            OnOrphan::Adopt
+        }
+    };
+
+    let rl = rs.log.unwrap_or_default();
+    let log = LogSpec {
+        max_size_mb: rl.max_size_mb.unwrap_or(50),
+        backup_count: rl.backup_count.unwrap_or(5),
+        file: state_dir.join("logs").join(format!("{name}.log")),
+    };
+    if log.max_size_mb == 0 {
+        c.fail(p("log.max_size_mb"), "must be at least 1");
+    }
+    let rm = rs.metrics.unwrap_or_default();
+    let metrics_template = rm
+        .file
+        .unwrap_or_else(|| "{state_dir}/{name}-metrics.json".to_owned());
+    let metrics = MetricsSpec {
+        enabled: rm.enabled.unwrap_or(false),
+        file: expand(&metrics_template, &vars)
+            .map(PathBuf::from)
+            .unwrap_or_else(|e| {
+                c.fail(p("metrics.file"), e);
+                PathBuf::new()
+            }),
+    };
+
+    let ri = rs.identity.unwrap_or_default();
+    let program = command.first().map(|prog| {
+        let base = prog.rsplit('/').next().unwrap_or(prog);
+        base.to_owned()
+    });
+    let patterns = ri.patterns.unwrap_or_else(|| program.into_iter().collect());
+    if patterns.iter().any(|p| p.trim().is_empty()) {
+        c.fail(
+            p("identity.patterns"),
+            "an empty pattern matches every process; remove it",
+        );
+    }
+    let match_port = ri.match_port.unwrap_or(false);
+    if match_port && port.is_none() {
+        c.fail(
+            p("identity.match_port"),
+            "needs a `port` or `port_range` on the service",
+        );
+    }
+
+    let backoff = backoff(c, &name, rs.backoff.unwrap_or_default());
+    let health = health(c, &name, rs.health.unwrap_or_default(), port.is_some());
+    let recovery = recovery(c, &name, rs.recovery.unwrap_or_default(), port.is_some());
+
+    Some(ServiceSpec {
+        name,
+        command,
+        cwd: rs.cwd.map(PathBuf::from),
+        env,
+        env_prefix: rs.env_prefix,
+        host,
+        port: rs.port,
+        port_range: rs.port_range,
+        pidfile,
+        startup_timeout,
+        shutdown_timeout,
+        stop_signal,
+        on_orphan,
+        autostart: rs.autostart.unwrap_or(true),
+        log_level,
+        log,
+        metrics,
+        identity: IdentitySpec {
+            patterns,
+            match_port,
+        },
+        backoff,
+        health,
+        recovery,
+    })
+}
+
+fn backoff(c: &mut Check, name: &ServiceName, rb: RawBackoff) -> BackoffSpec {
+    let p = |k: &str| format!("services.{name}.backoff.{k}");
+    let b = BackoffSpec {
+        initial_delay: rb.initial_delay.map_or(Duration::from_secs(1), |s| s.0),
+        max_delay: rb.max_delay.map_or(Duration::from_secs(60), |s| s.0),
+        factor: rb.factor.unwrap_or(2.0),
+        jitter: rb.jitter.unwrap_or(0.1),
+        max_retries: rb.max_retries.unwrap_or(10),
+        reset_after: rb.reset_after.map_or(Duration::from_secs(60), |s| s.0),
+    };
+    if !(b.factor >= 1.0 && b.factor.is_finite()) {
+        c.fail(
+            p("factor"),
+            format!(
+                "must be at least 1.0 (got {}); 1.0 keeps every delay equal",
+                b.factor
+            ),
+        );
+    }
+    if !(0.0..=1.0).contains(&b.jitter) {
+        c.fail(
+            p("jitter"),
+            format!("must be a fraction between 0 and 1 (got {})", b.jitter),
+        );
+    }
+    if b.initial_delay > b.max_delay {
+        c.fail(
+            p("initial_delay"),
+            format!(
+                "{} is longer than max_delay {}",
+                Secs(b.initial_delay),
+                Secs(b.max_delay)
+            ),
+        );
+    }
+    if b.reset_after.is_zero() {
+        c.fail(p("reset_after"), "must be greater than zero");
+    }
+    b
+}
+
+fn health(c: &mut Check, name: &ServiceName, rh: RawHealth, has_port: bool) -> HealthSpec {
+    let p = |k: &str| format!("services.{name}.health.{k}");
+    let interval = c.nonzero(
+        p("interval"),
+        rh.interval.map_or(Duration::from_secs(30), |s| s.0),
+    );
+    let timeout = c.nonzero(
+        p("timeout"),
+        rh.timeout.map_or(Duration::from_secs(5), |s| s.0),
+    );
+    if !timeout.is_zero() && timeout >= interval {
+        c.fail(
+            p("timeout"),
+            format!(
+                "{} must be shorter than the interval {}",
+                Secs(timeout),
+                Secs(interval)
+            ),
+        );
+    }
+    let unhealthy_threshold = c.at_least_one(
+        p("unhealthy_threshold"),
+        rh.unhealthy_threshold.unwrap_or(3),
+    );
+    let history_size = c.at_least_one(p("history_size"), rh.history_size.unwrap_or(100));
+    let aggregation_window = c.nonzero(
+        p("aggregation_window"),
+        rh.aggregation_window
+            .map_or(Duration::from_secs(300), |s| s.0),
+    );
+    let mut checks = Vec::new();
+    for (i, rc) in rh.checks.unwrap_or_default().into_iter().enumerate() {
+        let key = format!("{}[{i}]", p("checks"));
+        let needs_port = matches!(rc, RawCheck::Tcp {} | RawCheck::Http { .. });
+        if needs_port && !has_port {
+            c.fail(
+                key.clone(),
+                "a tcp or http check needs a `port` or `port_range` on the service",
+            );
+        }
+        checks.push(match rc {
+            RawCheck::Tcp {} => CheckSpec::Tcp {},
+            RawCheck::Http {
+                path,
+                expect_status,
+                body_contains,
+            } => {
+                let path = path.unwrap_or_else(|| "/health".to_owned());
+                if !path.starts_with('/') {
+                    c.fail(
+                        format!("{key}.path"),
+                        format!("`{path}` must start with `/`"),
+                    );
+                }
+                let expect_status = expect_status.unwrap_or(200);
+                if !(100..=599).contains(&expect_status) {
+                    c.fail(
+                        format!("{key}.expect_status"),
+                        format!("{expect_status} is not an HTTP status (100 to 599)"),
+                    );
+                }
+                CheckSpec::Http {
+                    path,
+                    expect_status,
+                    body_contains,
+                }
+            }
+            RawCheck::Exec { command } => {
+                if command.first().is_none_or(|p| p.trim().is_empty()) {
+                    c.fail(format!("{key}.command"), "must name a program");
+                }
+                CheckSpec::Exec { command }
+            }
+        });
+    }
+    let rr = rh.resources.unwrap_or_default();
+    let threshold = |c: &mut Check, k: &str, t: Option<RawThreshold>| -> Option<Threshold> {
+        let t = t?;
+        let key = format!("{}.{k}", p("resources"));
+        match (t.warning, t.critical) {
+            (Some(w), Some(cr)) => {
+                if !(w >= 0.0 && cr >= 0.0) {
+                    c.fail(key, "thresholds cannot be negative");
+                } else if w >= cr {
+                    c.fail(key, format!("warning {w} must be below critical {cr}"));
+                }
+                Some(Threshold {
+                    warning: w,
+                    critical: cr,
+                })
+            }
+            _ => {
+                c.fail(
+                    key,
+                    "needs both `warning` and `critical`, e.g. { warning = 80.0, critical = 95.0 }",
+                );
+                None
+            }
+        }
+    };
+    let resources = ResourcesSpec {
+        cpu_percent: threshold(c, "cpu_percent", rr.cpu_percent),
+        memory_mb: threshold(c, "memory_mb", rr.memory_mb),
+        file_descriptors: threshold(c, "file_descriptors", rr.file_descriptors),
+        threads: threshold(c, "threads", rr.threads),
+    };
+    HealthSpec {
+        interval,
+        timeout,
+        unhealthy_threshold,
+        history_size,
+        aggregation_window,
+        checks,
+        resources,
+    }
+}
+
+fn recovery(c: &mut Check, name: &ServiceName, rr: RawRecovery, has_port: bool) -> RecoverySpec {
+    let p = |k: &str| format!("services.{name}.recovery.{k}");
+    let clear_connections = rr.clear_connections.and_then(|cc| {
+        let key = p("clear_connections");
+        match (cc.http, cc.signal, cc.command) {
+            (Some(h), None, None) => {
+                if !has_port {
+                    c.fail(
+                        key.clone(),
+                        "`http` needs a `port` or `port_range` on the service",
+                    );
+                }
+                let method = h
+                    .method
+                    .unwrap_or_else(|| "POST".to_owned())
+                    .to_ascii_uppercase();
+                if !["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&method.as_str()) {
+                    c.fail(
+                        format!("{key}.http.method"),
+                        format!("`{method}` is not GET, POST, PUT, DELETE or PATCH"),
+                    );
+                }
+                let path = h.path.unwrap_or_else(|| "/admin/disconnect-all".to_owned());
+                if !path.starts_with('/') {
+                    c.fail(
+                        format!("{key}.http.path"),
+                        format!("`{path}` must start with `/`"),
+                    );
+                }
+                Some(ClearConnections::Http { method, path })
+            }
+            (None, Some(s), None) => Some(ClearConnections::Signal(
+                c.signal(format!("{key}.signal"), &s),
+            )),
+            (None, None, Some(cmd)) => {
+                if cmd.first().is_none_or(|p| p.trim().is_empty()) {
+                    c.fail(format!("{key}.command"), "must name a program");
+                }
+                Some(ClearConnections::Command(cmd))
+            }
+            _ => {
+                c.fail(key, "set exactly one of `http`, `signal` or `command`");
+                None
+            }
+        }
+    });
+    let rb = rr.circuit_breaker.unwrap_or_default();
+    let circuit_breaker = BreakerSpec {
+        failure_threshold: c.at_least_one(
+            p("circuit_breaker.failure_threshold"),
+            rb.failure_threshold.unwrap_or(5),
+        ),
+        open_timeout: c.nonzero(
+            p("circuit_breaker.open_timeout"),
+            rb.open_timeout.map_or(Duration::from_secs(300), |s| s.0),
+        ),
+        success_threshold: c.at_least_one(
+            p("circuit_breaker.success_threshold"),
+            rb.success_threshold.unwrap_or(3),
+        ),
+    };
+    RecoverySpec {
+        enabled: rr.enabled.unwrap_or(true),
+        warning_threshold: c
+            .at_least_one(p("warning_threshold"), rr.warning_threshold.unwrap_or(2)),
+        critical_threshold: c
+            .at_least_one(p("critical_threshold"), rr.critical_threshold.unwrap_or(1)),
+        failure_window: c.nonzero(
+            p("failure_window"),
+            rr.failure_window.map_or(Duration::from_secs(300), |s| s.0),
+        ),
+        min_recovery_interval: rr
+            .min_recovery_interval
+            .map_or(Duration::from_secs(60), |s| s.0),
+        clear_connections,
+        circuit_breaker,
+    }
+}
+
+/// Rules between services: ports, PID files and env prefixes must not collide.
+fn cross_service(c: &mut Check, services: &BTreeMap<ServiceName, ServiceSpec>) {
+    let mut ports: HashMap<u16, &ServiceName> = HashMap::new();
+    let mut pidfiles: HashMap<&Path, &ServiceName> = HashMap::new();
+    let mut prefixes: HashMap<&str, &ServiceName> = HashMap::new();
+    for (name, s) in services {
+        if let Some(port) = s.port
+            && let Some(other) = ports.insert(port, name)
+        {
+            c.fail(format!("services.{name}.port"), format!("port {port} is also the port of service `{other}`; give each service its own port"));
+        }
+        if let Some(other) = pidfiles.insert(&s.pidfile, name) {
+            c.fail(
+                format!("services.{name}.pidfile"),
+                format!(
+                    "{} is also the pidfile of service `{other}`",
+                    s.pidfile.display()
+                ),
+            );
+        }
+        if let Some(prefix) = &s.env_prefix
+            && let Some(other) = prefixes.insert(prefix, name)
+        {
+            c.fail(
+                format!("services.{name}.env_prefix"),
+                format!("`{prefix}` is also the env_prefix of service `{other}`"),
+            );
+        }
+    }
+    for (name, s) in services {
+        if let Some([a, b]) = s.port_range {
+            for (port, other) in &ports {
+                if (a..=b).contains(port) {
+                    c.fail(
+                        format!("services.{name}.port_range"),
+                        format!("[{a}, {b}] contains port {port} of service `{other}`"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(toml_text: &str) -> Result<Config, ValidationErrors> {
+        let raw: RawConfig = toml::from_str(toml_text).expect("test toml parses");
+        let origin = |_: &str| Some("test.toml".to_owned());
+        validate(
+            raw,
+            &Context {
+                default_state_dir: "/state".into(),
+                origin: &origin,
+            },
+        )
+    }
+
+    fn errors(toml_text: &str) -> Vec<String> {
+        check(toml_text)
+            .expect_err("config should be invalid")
+            .0
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn minimal_service_gets_every_default() {
+        let cfg = check(
+            "[services.web]\ncommand = [\"/usr/bin/web\", \"--port\", \"{port}\"]\nport = 8080",
+        )
+        .unwrap();
+        assert_eq!(cfg.guardian.state_dir, PathBuf::from("/state"));
+        assert_eq!(
+            cfg.guardian.events_file,
+            PathBuf::from("/state/events.jsonl")
+        );
+        let web = &cfg.services[&ServiceName::new("web").unwrap()];
+        assert_eq!(web.pidfile, PathBuf::from("/state/web.pid"));
+        assert_eq!(web.identity.patterns, vec!["web".to_owned()]);
+        assert_eq!(web.backoff.max_retries, 10);
+        assert_eq!(web.backoff.initial_delay, Duration::from_secs(1));
+        assert_eq!(web.health.interval, Duration::from_secs(30));
+        assert_eq!(
+            web.recovery.circuit_breaker.open_timeout,
+            Duration::from_secs(300)
+        );
+        assert_eq!(web.stop_signal, Signal::SIGTERM);
+        assert_eq!(web.on_orphan, OnOrphan::Adopt);
+        assert_eq!(web.log.file, PathBuf::from("/state/logs/web.log"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let errs = errors(
+            r#"
+[guardian.api]
+listen = "0.0.0.0:9090"
+[services.a]
+command = []
+port = 80
+port_range = [90, 80]
+[services.a.backoff]
+factor = 0.5
+jitter = 1.5
+[services.a.health]
+interval = "5s"
+timeout = "5s"
+[services.a.health.resources]
+cpu_percent = { warning = 95.0, critical = 80.0 }
+[services.b]
+command = ["b", "{nope}"]
+port = 80
+[services.b.health]
+interval = 0
+"#,
+        );
+        let want = [
+            "`guardian.api.listen` (from test.toml): `0.0.0.0:9090` is not a loopback address",
+            "`services.a.command` (from test.toml): is required",
+            "`services.a.port_range` (from test.toml): set either `port` or `port_range`",
+            "`services.a.backoff.factor` (from test.toml): must be at least 1.0 (got 0.5)",
+            "`services.a.backoff.jitter` (from test.toml): must be a fraction between 0 and 1",
+            "`services.a.health.timeout` (from test.toml): 5s must be shorter than the interval 5s",
+            "`services.a.health.resources.cpu_percent` (from test.toml): warning 95 must be below critical 80",
+            "`services.b.command[1]` (from test.toml): unknown placeholder `{nope}`",
+            "`services.b.health.interval` (from test.toml): must be greater than zero",
+            "`services.b.port` (from test.toml): port 80 is also the port of service `a`",
+        ];
+        for w in want {
+            assert!(
+                errs.iter().any(|e| e.starts_with(w)),
+                "missing {w:?} in {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn table_of_single_mistakes() {
+        let table: &[(&str, &str)] = &[
+            ("", "`services` (from test.toml): no service is defined"),
+            (
+                "[services.Web]\ncommand=[\"x\"]",
+                "service name `Web` must be",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nport=0",
+                "`services.w.port` (from test.toml): must be between 1 and 65535",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nstop_signal=\"SIGNOPE\"",
+                "`SIGNOPE` is not a signal",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\non_orphan=\"keep\"",
+                "`keep` is not one of adopt, replace, fail",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\n[services.w.health]\nchecks=[{kind=\"tcp\"}]",
+                "a tcp or http check needs a `port`",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nport_range=[1,5]\npidfile=\"/p/{port}.pid\"",
+                "a pidfile cannot use {port} with port_range",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\n[services.w.backoff]\ninitial_delay=\"2m\"",
+                "2m is longer than max_delay 1m",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nport=5\n[services.w.recovery.clear_connections]\nsignal=\"SIGUSR1\"\ncommand=[\"y\"]",
+                "set exactly one of",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nenv_prefix=\"lower\"",
+                "`lower` must be upper case",
+            ),
+            (
+                "[guardian]\nlog_level=\"loud\"\n[services.w]\ncommand=[\"x\"]",
+                "`loud` is not a log level",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\n[services.w.recovery.circuit_breaker]\nsuccess_threshold=0",
+                "success_threshold` (from test.toml): must be at least 1",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nport=5\n[services.v]\ncommand=[\"y\"]\nport_range=[1,10]",
+                "[1, 10] contains port 5 of service `w`",
+            ),
+        ];
+        for (text, want) in table {
+            let errs = errors(text);
+            assert!(
+                errs.iter().any(|e| e.contains(want)),
+                "{text:?}: missing {want:?} in {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn signals_accept_short_names() {
+        let cfg = check("[services.w]\ncommand=[\"x\"]\nstop_signal=\"int\"").unwrap();
+        assert_eq!(
+            cfg.services.values().next().unwrap().stop_signal,
+            Signal::SIGINT
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! guardian: a declarative process guardian.
+//!
+//! # Layout
+//! - `config`: the layered config (figment), its validation, diff and explanation.
+#![warn(clippy::unwrap_used)]
+// Errors here are cold: built once when a command or a load fails, never in a loop.
+#![allow(clippy::result_large_err)]
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod pidfile;
+pub mod policy;
+pub mod procinfo;

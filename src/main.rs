@@ -1,0 +1,35 @@
+//! The `guardian` binary: parse the command line, run the command, map its error to an exit
+//! code. Errors print as their full chain, never as a debug dump or a backtrace.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use guardian::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                guardian::error::exit::CONFIG
+            } else {
+                guardian::error::exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match guardian::commands::dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let mut text = format!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            eprintln!("{text}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

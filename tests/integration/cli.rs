@@ -1,0 +1,495 @@
+//! The config surface: `validate`, `schema`, `init`, exit codes and the errors of bad input.
+
+use crate::support::*;
+
+fn assert_fails(out: &Output, code: i32, wants: &[&str]) {
+    assert_eq!(out.code, code, "exit code; output:\n{}", out.all());
+    for w in wants {
+        assert!(
+            out.stderr.contains(w),
+            "stderr lacks {w:?}:\n{}",
+            out.stderr
+        );
+    }
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Os {"), "debug dump in {}", out.stderr);
+}
+
+const MIN: &str = "[services.socketio]\ncommand = [\"server\", \"--port\", \"{port}\"]\nenv_prefix = \"SOCKETIO\"\nport = 8765\n";
+
+#[test]
+fn the_example_config_is_valid() {
+    let sb = Sandbox::new();
+    let example = repo_file("examples/guardian.toml");
+    let out = sb.run(&["validate", "-c", example.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("config is valid: 1 service (socketio)"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn print_json_shows_overrides_from_both_env_forms_and_flags() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", MIN);
+    let out = sb.run_with(
+        &[
+            "validate",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--print",
+            "json",
+            "--log-level",
+            "warn",
+        ],
+        &[
+            ("SOCKETIO_MAX_RETRIES", "20"),
+            ("SOCKETIO_INITIAL_RETRY_DELAY", "1.5"),
+            ("SOCKETIO_PORT", "9001"),
+            ("GUARDIAN_SERVICES__SOCKETIO__BACKOFF__FACTOR", "3.0"),
+            ("GUARDIAN_SERVICES__SOCKETIO__ENV__TOKEN", "12345"),
+            ("GUARDIAN_CONFIG", "/ignored/when/-c/is/given.toml"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let s = &v["services"]["socketio"];
+    assert_eq!(s["backoff"]["max_retries"], 20);
+    assert_eq!(s["backoff"]["initial_delay"], "1s 500ms");
+    assert_eq!(s["backoff"]["factor"], 3.0);
+    assert_eq!(s["port"], 9001);
+    assert_eq!(s["env"]["TOKEN"], "12345");
+    assert_eq!(v["guardian"]["log_level"], "warn");
+}
+
+#[test]
+fn print_toml_round_trips_through_validate() {
+    let sb = Sandbox::new();
+    let example = repo_file("examples/guardian.toml");
+    let out = sb.run(&[
+        "validate",
+        "-c",
+        example.to_str().unwrap(),
+        "--print",
+        "toml",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let printed = sb.write("printed.toml", &out.stdout);
+    let again = sb.run(&[
+        "validate",
+        "-c",
+        printed.to_str().unwrap(),
+        "--print",
+        "toml",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(again.stdout, out.stdout);
+}
+
+#[test]
+fn later_files_override_earlier_ones_and_flat_env_is_below_guardian_env() {
+    let sb = Sandbox::new();
+    let a = sb.write("a.toml", MIN);
+    let b = sb.write(
+        "b.json",
+        r#"{"services": {"socketio": {"backoff": {"max_retries": 4}}}}"#,
+    );
+    let out = sb.run_with(
+        &[
+            "validate",
+            "-c",
+            a.to_str().unwrap(),
+            "-c",
+            b.to_str().unwrap(),
+            "--print",
+            "json",
+        ],
+        &[
+            ("SOCKETIO_UNHEALTHY_THRESHOLD", "7"),
+            ("SOCKETIO_HEALTH_CHECK_INTERVAL", "10"),
+            (
+                "GUARDIAN_SERVICES__SOCKETIO__HEALTH__UNHEALTHY_THRESHOLD",
+                "9",
+            ),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["services"]["socketio"]["backoff"]["max_retries"], 4);
+    assert_eq!(
+        v["services"]["socketio"]["health"]["unhealthy_threshold"],
+        9
+    );
+    assert_eq!(v["services"]["socketio"]["health"]["interval"], "10s");
+}
+
+#[test]
+fn explain_names_every_origin_and_spells_out_the_schedule() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", MIN);
+    let out = sb.run_with(
+        &[
+            "validate",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--explain",
+            "--state-dir",
+            "/tmp/x",
+        ],
+        &[
+            ("SOCKETIO_MAX_RETRIES", "3"),
+            ("GUARDIAN_SERVICES__SOCKETIO__BACKOFF__JITTER", "0"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let o = &out.stdout;
+    assert!(
+        o.contains("services.socketio.backoff.max_retries")
+            && o.contains("from environment variable SOCKETIO_MAX_RETRIES"),
+        "{o}"
+    );
+    assert!(
+        o.contains("from environment variable GUARDIAN_SERVICES__SOCKETIO__BACKOFF__JITTER"),
+        "{o}"
+    );
+    assert!(
+        o.contains("guardian.state_dir") && o.contains("from command-line flag --state-dir"),
+        "{o}"
+    );
+    assert!(
+        o.contains("services.socketio.command") && o.contains("g.toml"),
+        "{o}"
+    );
+    assert!(
+        o.contains("retry 1: after 1s\n") && o.contains("retry 3: after 4s\n"),
+        "{o}"
+    );
+    assert!(
+        o.contains("gives up after 3 consecutive failed starts"),
+        "{o}"
+    );
+    assert!(
+        o.contains("breaker opens after 5 failed recovery actions, stays open 5m"),
+        "{o}"
+    );
+}
+
+#[test]
+fn config_discovery_uses_guardian_config_then_the_current_folder() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["validate"]);
+    assert_fails(&out, 2, &["no config file found", "guardian init"]);
+    sb.write("guardian.toml", MIN);
+    assert_eq!(sb.run(&["validate"]).code, 0);
+    let other = sb.write("other.toml", "[services.other]\ncommand=[\"x\"]\n");
+    let out = sb.run_with(
+        &["validate"],
+        &[("GUARDIAN_CONFIG", other.to_str().unwrap())],
+    );
+    assert!(out.stdout.contains("(other)"), "{}", out.all());
+}
+
+#[test]
+fn bad_input_exits_2_with_one_clear_message() {
+    let sb = Sandbox::new();
+    let table: &[(&str, &str, &[&str])] = &[
+        ("empty.toml", "", &["empty.toml", "the file is empty"]),
+        (
+            "syntax.toml",
+            "[services.a\ncommand=[\"x\"]\n",
+            &["syntax.toml line 1 column", "invalid table header"],
+        ),
+        (
+            "comma.json",
+            "{\"services\": {\"a\": {\"command\": [\"x\"],}}}",
+            &["comma.json line 1 column", "trailing comma"],
+        ),
+        (
+            "type.toml",
+            "[services.a]\ncommand=[\"x\"]\n[services.a.backoff]\nmax_retries = \"ten\"\n",
+            &[
+                "type.toml line 4",
+                "services.a.backoff.max_retries",
+                "expected u32",
+            ],
+        ),
+        (
+            "negative.toml",
+            "[services.a]\ncommand=[\"x\"]\nshutdown_timeout = -1\n",
+            &["negative.toml line 3", "cannot be negative"],
+        ),
+        (
+            "top.toml",
+            "bogus = 1\n[services.a]\ncommand=[\"x\"]\n",
+            &["unknown key `bogus` in the top level"],
+        ),
+        (
+            "guardian.toml",
+            "[guardian]\nlog_lvl = \"x\"\n[services.a]\ncommand=[\"x\"]\n",
+            &[
+                "line 2",
+                "unknown key `log_lvl` in [guardian]; did you mean `log_level`?",
+            ],
+        ),
+        (
+            "svc.toml",
+            "[services.a]\ncommand=[\"x\"]\ncomand=[\"y\"]\n",
+            &["unknown key `comand` in [services.a]; did you mean `command`?"],
+        ),
+        (
+            "nested.toml",
+            "[services.socketio]\ncommand=[\"x\"]\n[services.socketio.backoff]\ninitial_delay = \"1s\"\nmax_retry = 3\n",
+            &[
+                "nested.toml line 5",
+                "unknown key `max_retry` in [services.socketio.backoff]; did you mean `max_retries`?",
+            ],
+        ),
+        (
+            "check.json",
+            r#"{"services": {"a": {"command": ["x"], "port": 1, "health": {"checks": [{"kind": "http", "pth": "/"}]}}}}"#,
+            &["unknown key `pth`", "did you mean `path`?"],
+        ),
+        (
+            "nocmd.toml",
+            "[services.a]\nport = 80\n",
+            &["`services.a.command`", "is required"],
+        ),
+        (
+            "upper.toml",
+            "[services.Web]\ncommand=[\"x\"]\n",
+            &["service name `Web` must be", "e.g. `web`"],
+        ),
+        ("x.yaml", "a: 1", &["must end in .toml or .json"]),
+    ];
+    for (name, text, wants) in table {
+        let p = sb.write(name, text);
+        let out = sb.run(&["validate", "-c", p.to_str().unwrap()]);
+        assert_fails(&out, 2, wants);
+        assert_eq!(
+            out.stderr.matches("error:").count(),
+            1,
+            "{name}: one message:\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_missing_or_unreadable_file_is_named() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["validate", "-c", "nope.toml"]);
+    assert_fails(
+        &out,
+        2,
+        &["cannot read config file nope.toml", "no such file"],
+    );
+    let p = sb.write("secret.toml", MIN);
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    if std::fs::read(&p).is_err() {
+        // Root reads anything; the check is meaningful only for other users.
+        let out = sb.run(&["validate", "-c", p.to_str().unwrap()]);
+        assert_fails(&out, 2, &["secret.toml", "permission denied"]);
+    }
+}
+
+#[test]
+fn bad_environment_values_name_the_variable() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", MIN);
+    let c = cfg.to_str().unwrap();
+    let table: &[(&str, &str, &[&str])] = &[
+        (
+            "SOCKETIO_MAX_RETRIES",
+            "ten",
+            &[
+                "environment variable SOCKETIO_MAX_RETRIES",
+                "`ten` is not a whole number",
+            ],
+        ),
+        (
+            "SOCKETIO_STARTUP_TIMEOUT",
+            "-3",
+            &["SOCKETIO_STARTUP_TIMEOUT", "cannot be negative"],
+        ),
+        ("SOCKETIO_PORT", "99999", &["SOCKETIO_PORT", "not a port"]),
+        (
+            "SOCKETIO_METRICS_ENABLED",
+            "maybe",
+            &["SOCKETIO_METRICS_ENABLED", "boolean"],
+        ),
+        (
+            "GUARDIAN_SERVICES__SOCKETIO__BACKOFF__FACTOR",
+            "fast",
+            &[
+                "environment variable GUARDIAN_SERVICES__SOCKETIO__BACKOFF__FACTOR",
+                "services.socketio.backoff.factor",
+            ],
+        ),
+        (
+            "GUARDIAN_SERVICES__SOCKETIO__BACKOF__FACTOR",
+            "2",
+            &[
+                "GUARDIAN_SERVICES__SOCKETIO__BACKOF__FACTOR",
+                "did you mean `backoff`?",
+            ],
+        ),
+        (
+            "GUARDIAN_SERVICES__SOCKETIO__BACKOFF__FACTOR",
+            "0.5",
+            &[
+                "`services.socketio.backoff.factor` (from environment variable GUARDIAN_SERVICES__SOCKETIO__BACKOFF__FACTOR)",
+                "at least 1.0",
+            ],
+        ),
+    ];
+    for (var, value, wants) in table {
+        let out = sb.run_with(&["validate", "-c", c], &[(var, value)]);
+        assert_fails(&out, 2, wants);
+    }
+}
+
+#[test]
+fn every_semantic_problem_is_reported_at_once() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "many.toml",
+        "[guardian.api]\nlisten = \"0.0.0.0:9090\"\n[services.a]\ncommand = [\"a\"]\nport = 80\nport_range = [1, 2]\n[services.a.backoff]\nfactor = 0.5\njitter = 2\n[services.b]\ncommand = [\"b\", \"{nope}\"]\nport = 80\n[services.b.health]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
+    );
+    let out = sb.run(&["validate", "-c", p.to_str().unwrap()]);
+    assert_fails(
+        &out,
+        2,
+        &[
+            "7 problems",
+            "token_file",
+            "either `port` or `port_range`",
+            "factor",
+            "jitter",
+            "{nope}",
+            "shorter than the interval",
+            "also the port of service `a`",
+        ],
+    );
+}
+
+#[test]
+fn never_panics_on_arbitrary_bytes() {
+    use rand::{RngExt, SeedableRng};
+    let sb = Sandbox::new();
+    let example = std::fs::read(repo_file("examples/guardian.toml")).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x9a2d);
+    for i in 0..120 {
+        let mut bytes = if i % 3 == 0 {
+            (0..rng.random_range(0..400))
+                .map(|_| rng.random::<u8>())
+                .collect()
+        } else {
+            example.clone()
+        };
+        for _ in 0..rng.random_range(1..8) {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = rng.random_range(0..bytes.len());
+            match rng.random_range(0..3) {
+                0 => bytes[at] = rng.random(),
+                1 => {
+                    bytes.remove(at);
+                }
+                _ => {
+                    let alphabet = b"[]{}\"=,.:\n-0";
+                    bytes.insert(at, alphabet[rng.random_range(0..alphabet.len())])
+                }
+            }
+        }
+        for ext in ["toml", "json"] {
+            let p = sb.path().join(format!("fuzz.{ext}"));
+            std::fs::write(&p, &bytes).unwrap();
+            let out = sb.run(&["validate", "-c", p.to_str().unwrap()]);
+            assert!(
+                out.code == 0 || out.code == 2,
+                "exit {} for input {i}: {}",
+                out.code,
+                out.stderr
+            );
+            assert!(
+                !out.stderr.contains("panicked"),
+                "panic on input {i}: {}",
+                out.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn schema_command_matches_the_committed_schema() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["schema"]);
+    assert_eq!(out.code, 0);
+    let committed = std::fs::read_to_string(repo_file("schemas/guardian.schema.json")).unwrap();
+    assert_eq!(
+        out.stdout.trim(),
+        committed.trim(),
+        "schemas/guardian.schema.json drifted: run `cargo run -- schema > schemas/guardian.schema.json`"
+    );
+}
+
+#[test]
+fn examples_load_equal_and_validate_against_the_schema() {
+    let opts = |f: &str| guardian::config::LoadOptions {
+        files: vec![repo_file(f)],
+        ..Default::default()
+    };
+    let toml = guardian::config::load(&opts("examples/guardian.toml"))
+        .expect("toml loads")
+        .config;
+    let json = guardian::config::load(&opts("examples/guardian.json"))
+        .expect("json loads")
+        .config;
+    assert_eq!(toml, json);
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("schemas/guardian.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let as_json: serde_json::Value =
+        toml::from_str(&std::fs::read_to_string(repo_file("examples/guardian.toml")).unwrap())
+            .unwrap();
+    let from_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("examples/guardian.json")).unwrap(),
+    )
+    .unwrap();
+    for doc in [as_json, from_json] {
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+    let bad = serde_json::json!({"services": {"a": {"command": ["x"], "portt": 1}}});
+    assert!(
+        !validator.is_valid(&bad),
+        "the schema must refuse unknown keys"
+    );
+}
+
+#[test]
+fn init_writes_a_valid_starter_and_never_overwrites() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["init"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(sb.run(&["validate"]).code, 0);
+    let again = sb.run(&["init"]);
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let sb = Sandbox::new();
+    assert_eq!(sb.run(&["frobnicate"]).code, 2);
+    assert_eq!(sb.run(&["validate", "--print", "yaml"]).code, 2);
+}

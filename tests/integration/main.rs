@@ -1,0 +1,9 @@
+//! The single integration-test binary: each module drives the real `guardian` binary.
+//! Integration tests run on the real clock, never a paused one, so the std clock is allowed.
+
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+mod cli;
+mod pidfile;

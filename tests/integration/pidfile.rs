@@ -1,0 +1,1 @@
+//! SPEC §4 through the binary: check-running and the guardian lock.
