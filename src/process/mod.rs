@@ -1,0 +1,68 @@
+//! The supervisor's only way to touch the OS: spawn a child, watch an adopted PID, signal a
+//! process group. `unix.rs` does it for real; `fake.rs` scripts it for actor tests.
+
+#[cfg(test)]
+pub mod fake;
+pub mod unix;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+use nix::sys::signal::Signal;
+
+/// Everything needed to start one instance, placeholders already expanded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpawnRequest {
+    pub service: String,
+    pub command: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+    pub log_file: PathBuf,
+    pub log_max_bytes: u64,
+    pub log_backups: u32,
+    /// Echo output with a `[name]` prefix (guardian runs on a terminal).
+    pub echo: bool,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => match Signal::try_from(s) {
+                Ok(sig) => write!(f, "killed by {}", sig.as_str()),
+                Err(_) => write!(f, "killed by signal {s}"),
+            },
+            (None, None) => f.write_str("ended (status unknown: not our child)"),
+        }
+    }
+}
+
+/// A started or adopted process: its PID and a future that resolves when it ends.
+pub struct Spawned {
+    pub pid: i32,
+    pub exited: BoxFuture<'static, ExitInfo>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start `{program}`: {reason}")]
+pub struct SpawnError {
+    pub program: String,
+    pub reason: String,
+}
+
+pub trait Spawner: Send + Sync + 'static {
+    fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError>;
+    /// Watches a verified PID that is not our child (adoption).
+    fn adopt(&self, pid: i32, start_ticks: u64) -> std::io::Result<Spawned>;
+    /// Signals the group led by `pid` and every process of the service's tree.
+    fn signal_group(&self, pid: i32, sig: Signal);
+}

@@ -1,0 +1,337 @@
+//! The real spawner: tokio::process with its own session and process group, output captured
+//! into a size-rotated log, exits watched through a pidfd (tokio's `Child::wait` for our
+//! children, rustix `pidfd_open` for adopted ones). The only `unsafe` of the crate.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Interest};
+
+use super::{ExitInfo, SpawnError, SpawnRequest, Spawned, Spawner};
+use crate::procinfo;
+
+/// The variable that marks every process of a service, so that daemonized grandchildren
+/// (which leave the process group) are still found and stopped with it.
+pub const MARK: &str = "_GUARDIAN_SERVICE";
+
+#[derive(Default)]
+pub struct UnixSpawner {
+    /// PIDs tokio waits on; the orphan reaper never touches these.
+    /// std Mutex: held only around spawn and a /proc scan, never across .await.
+    managed: Arc<Mutex<HashSet<i32>>>,
+}
+
+impl UnixSpawner {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reaps exited orphans that were reparented to guardian (it is a child subreaper), by
+    /// PID: never `waitpid(-1)`, which would steal the statuses tokio waits for.
+    pub fn reap_orphans(&self) {
+        let managed = self
+            .managed
+            .lock()
+            .expect("UNWRAP: the lock is never poisoned: no panic while held");
+        let me = std::process::id() as i32;
+        let Ok(all) = procfs::process::all_processes() else {
+            return;
+        };
+        for p in all.flatten() {
+            if let Ok(stat) = p.stat()
+                && stat.ppid == me
+                && stat.state == 'Z'
+                && !managed.contains(&p.pid)
+            {
+                let _ = nix::sys::wait::waitpid(
+                    Pid::from_raw(p.pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+            }
+        }
+    }
+}
+
+/// Makes guardian the reaper of its services' orphaned descendants.
+pub fn become_subreaper() {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+impl Spawner for UnixSpawner {
+    fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError> {
+        let program = req.command.first().cloned().unwrap_or_default();
+        let fail = |reason: String| SpawnError {
+            program: program.clone(),
+            reason,
+        };
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&req.command[1..])
+            .envs(&req.env)
+            .env(MARK, &req.service)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false);
+        if let Some(cwd) = &req.cwd {
+            cmd.current_dir(cwd);
+        }
+        // SAFETY: setsid is async-signal-safe and is the only call made between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut managed = self
+            .managed
+            .lock()
+            .expect("UNWRAP: the lock is never poisoned: no panic while held");
+        let mut child = cmd.spawn().map_err(|e| {
+            fail(match e.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "no such program (check `command` and `cwd`; PATH is {})",
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("permission denied (is it executable? chmod +x {program})")
+                }
+                _ => e.to_string(),
+            })
+        })?;
+        let pid = child
+            .id()
+            .map(|p| p as i32)
+            .ok_or_else(|| fail("it exited before its pid was read".into()))?;
+        managed.insert(pid);
+        drop(managed);
+
+        let log = Arc::new(Mutex::new(RotatingLog::new(
+            req.log_file.clone(),
+            req.log_max_bytes,
+            req.log_backups,
+        )));
+        let prefix = req.echo.then(|| format!("[{}] ", req.service));
+        let mut pumps = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            pumps.push(tokio::spawn(pump(out, log.clone(), prefix.clone(), false)));
+        }
+        if let Some(err) = child.stderr.take() {
+            pumps.push(tokio::spawn(pump(err, log, prefix, true)));
+        }
+        let managed = self.managed.clone();
+        let exited = async move {
+            let status = child.wait().await;
+            managed.lock().expect("UNWRAP: never poisoned").remove(&pid);
+            use std::os::unix::process::ExitStatusExt;
+            match status {
+                Ok(s) => ExitInfo {
+                    code: s.code(),
+                    signal: s.signal(),
+                },
+                Err(_) => ExitInfo {
+                    code: None,
+                    signal: None,
+                },
+            }
+        }
+        .boxed();
+        Ok(Spawned { pid, exited })
+    }
+
+    fn adopt(&self, pid: i32, start_ticks: u64) -> std::io::Result<Spawned> {
+        let fd = procinfo::verified_pidfd(pid, start_ticks)?;
+        // SAFETY: the pidfd is owned by the AsyncFd for its whole registration.
+        let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+        let exited = async move {
+            // A pidfd turns readable when the process ends; its status belongs to its parent.
+            let _ = afd.readable().await;
+            ExitInfo {
+                code: None,
+                signal: None,
+            }
+        }
+        .boxed();
+        Ok(Spawned { pid, exited })
+    }
+
+    fn signal_group(&self, pid: i32, sig: Signal) {
+        let _ = killpg(Pid::from_raw(pid), sig);
+        // Descendants that left the group (daemonized with setsid) but carry the service mark.
+        for member in family(pid) {
+            if member != pid {
+                let _ = kill(Pid::from_raw(member), sig);
+            }
+        }
+    }
+}
+
+/// The service's processes: its tree, plus orphans reparented to guardian that carry its mark.
+pub fn family(pid: i32) -> Vec<i32> {
+    let mut out = procinfo::tree(pid);
+    let service = std::fs::read(format!("/proc/{pid}/environ"))
+        .ok()
+        .and_then(|env| mark_of(&env));
+    let Some(service) = service else { return out };
+    let me = std::process::id() as i32;
+    for orphan in procinfo::tree(me) {
+        if orphan == me || out.contains(&orphan) {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{orphan}/environ")).unwrap_or_default();
+        if mark_of(&env).as_deref() == Some(service.as_str()) {
+            out.push(orphan);
+        }
+    }
+    out
+}
+
+fn mark_of(environ: &[u8]) -> Option<String> {
+    environ.split(|b| *b == 0).find_map(|kv| {
+        let kv = std::str::from_utf8(kv).ok()?;
+        kv.strip_prefix(MARK)?.strip_prefix('=').map(str::to_owned)
+    })
+}
+
+async fn pump(
+    stream: impl AsyncRead + Unpin,
+    log: Arc<Mutex<RotatingLog>>,
+    echo: Option<String>,
+    stderr: bool,
+) {
+    let mut lines = BufReader::new(stream).split(b'\n');
+    while let Ok(Some(mut line)) = lines.next_segment().await {
+        line.push(b'\n');
+        if let Some(prefix) = &echo {
+            let mut out: Box<dyn Write> = if stderr {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            };
+            let _ = out.write_all(prefix.as_bytes());
+            let _ = out.write_all(&line);
+        }
+        log.lock().expect("UNWRAP: never poisoned").write(&line);
+    }
+}
+
+/// `{name}.log`, rotated to `.1` … `.N` when it passes its size. A failure to write is
+/// reported once and never stops the service.
+pub struct RotatingLog {
+    path: PathBuf,
+    max_bytes: u64,
+    backups: u32,
+    file: Option<std::fs::File>,
+    size: u64,
+    failed: bool,
+}
+
+impl RotatingLog {
+    pub fn new(path: PathBuf, max_bytes: u64, backups: u32) -> Self {
+        RotatingLog {
+            path,
+            max_bytes,
+            backups,
+            file: None,
+            size: 0,
+            failed: false,
+        }
+    }
+
+    fn open(&mut self) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = f.metadata()?.len();
+        self.file = Some(f);
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file = None;
+        let numbered =
+            |n: u32| -> PathBuf { PathBuf::from(format!("{}.{n}", self.path.display())) };
+        if self.backups == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..self.backups).rev() {
+                let _ = std::fs::rename(numbered(n), numbered(n + 1));
+            }
+            std::fs::rename(&self.path, numbered(1))?;
+        }
+        self.open()
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        let result = (|| {
+            if self.file.is_none() {
+                self.open()?;
+            }
+            if self.size > 0 && self.size + bytes.len() as u64 > self.max_bytes {
+                self.rotate()?;
+            }
+            let f = self.file.as_mut().expect("UNWRAP: opened above");
+            f.write_all(bytes)?;
+            self.size += bytes.len() as u64;
+            Ok::<_, std::io::Error>(())
+        })();
+        if let Err(e) = result
+            && !self.failed
+        {
+            self.failed = true;
+            tracing::error!(path = %self.path.display(), error = %e, "cannot write service log; output is dropped until it can be written");
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_keeps_backups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/web.log");
+        let mut log = RotatingLog::new(path.clone(), 10, 2);
+        for line in ["aaaaaaaa\n", "bbbbbbbb\n", "cccccccc\n", "dddddddd\n"] {
+            log.write(line.as_bytes());
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "dddddddd\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("logs/web.log.1")).unwrap(),
+            "cccccccc\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("logs/web.log.2")).unwrap(),
+            "bbbbbbbb\n"
+        );
+        assert!(!dir.path().join("logs/web.log.3").exists());
+    }
+
+    #[test]
+    fn finds_the_service_mark() {
+        assert_eq!(
+            mark_of(b"A=1\0_GUARDIAN_SERVICE=web\0B=2\0"),
+            Some("web".into())
+        );
+        assert_eq!(mark_of(b"A=1\0"), None);
+    }
+}

@@ -1,0 +1,71 @@
+//! The cloneable handle: commands go in through an mpsc channel with a oneshot reply slot;
+//! state comes out as a `watch` snapshot.
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::snapshot::Snapshot;
+
+/// What a command answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Done(String),
+    NoSuchService(String),
+    Refused(String),
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Start(String, oneshot::Sender<Reply>),
+    Stop(String, oneshot::Sender<Reply>),
+    Restart(String, oneshot::Sender<Reply>),
+    /// Stop (or, with `keep_services`, release) every service, then end the actor.
+    Shutdown {
+        keep_services: bool,
+        reply: oneshot::Sender<Reply>,
+    },
+}
+
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) snapshot: watch::Receiver<Snapshot>,
+}
+
+impl SupervisorHandle {
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn watch(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    async fn ask(&self, make: impl FnOnce(oneshot::Sender<Reply>) -> Command) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(make(tx)).await.is_err() {
+            return Reply::Refused("the supervisor has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Reply::Refused("the supervisor has stopped".into()))
+    }
+
+    pub async fn start(&self, name: &str) -> Reply {
+        self.ask(|r| Command::Start(name.to_owned(), r)).await
+    }
+
+    pub async fn stop(&self, name: &str) -> Reply {
+        self.ask(|r| Command::Stop(name.to_owned(), r)).await
+    }
+
+    pub async fn restart(&self, name: &str) -> Reply {
+        self.ask(|r| Command::Restart(name.to_owned(), r)).await
+    }
+
+    pub async fn shutdown(&self, keep_services: bool) -> Reply {
+        self.ask(|reply| Command::Shutdown {
+            keep_services,
+            reply,
+        })
+        .await
+    }
+}

@@ -1,0 +1,838 @@
+//! The actor: sole owner of every service's state. One `select!` loop takes commands from the
+//! handle and past-tense facts from its own tasks (exits, readiness, timers), decides with
+//! `policy`, acts through a `Spawner`, and publishes a snapshot after each step.
+
+pub mod handle;
+pub mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, OnOrphan, ServiceSpec, expand};
+use crate::events::{Event, EventLog};
+use crate::pidfile::{self, PidRecord, ServicePidFile};
+use crate::policy::backoff::{self, Decision};
+use crate::process::{ExitInfo, SpawnRequest, Spawned, Spawner};
+use crate::procinfo;
+pub use handle::{Command, Reply, SupervisorHandle};
+pub use snapshot::{ServiceSnapshot, Snapshot, State};
+
+/// Facts the actor's own tasks report back.
+#[derive(Debug)]
+enum Fact {
+    ChildExited {
+        name: String,
+        instance: u64,
+        exit: ExitInfo,
+    },
+    BecameReady {
+        name: String,
+        instance: u64,
+    },
+    StartupTimedOut {
+        name: String,
+        instance: u64,
+    },
+    RestartDue {
+        name: String,
+        instance: u64,
+    },
+    GraceExpired {
+        name: String,
+        instance: u64,
+    },
+}
+
+struct Service {
+    spec: ServiceSpec,
+    state: State,
+    pid: Option<i32>,
+    port: Option<u16>,
+    /// Bumped on every spawn and every cancel, so that late facts of an old instance are ignored.
+    instance: u64,
+    started_at: Option<Instant>,
+    restarts: u64,
+    failures: u32,
+    adopted: bool,
+    pidfile: Option<ServicePidFile>,
+    last_exit: Option<String>,
+    last_error: Option<String>,
+    restart_at: Option<Instant>,
+    start_after_stop: bool,
+    stop_waiters: Vec<oneshot::Sender<Reply>>,
+    timed_out: bool,
+    /// Cancels this instance's readiness probe and grace timer.
+    instance_token: CancellationToken,
+}
+
+pub struct Supervisor<S: Spawner> {
+    config: Config,
+    spawner: Arc<S>,
+    events: Arc<EventLog>,
+    services: BTreeMap<String, Service>,
+    commands: mpsc::Receiver<Command>,
+    facts_tx: mpsc::UnboundedSender<Fact>,
+    facts: mpsc::UnboundedReceiver<Fact>,
+    snapshot: watch::Sender<Snapshot>,
+    rng: StdRng,
+    echo: bool,
+    shutting_down: Option<(bool, Vec<oneshot::Sender<Reply>>)>,
+}
+
+impl<S: Spawner> Supervisor<S> {
+    pub fn new(
+        config: Config,
+        spawner: Arc<S>,
+        events: Arc<EventLog>,
+        echo: bool,
+        seed: u64,
+    ) -> (Self, SupervisorHandle) {
+        let (tx, commands) = mpsc::channel(64);
+        let (facts_tx, facts) = mpsc::unbounded_channel();
+        let (snapshot, snapshot_rx) = watch::channel(Snapshot::default());
+        let services = config
+            .services
+            .iter()
+            .map(|(name, spec)| {
+                let svc = Service {
+                    spec: spec.clone(),
+                    state: State::Stopped,
+                    pid: None,
+                    port: spec.port,
+                    instance: 0,
+                    started_at: None,
+                    restarts: 0,
+                    failures: 0,
+                    adopted: false,
+                    pidfile: None,
+                    last_exit: None,
+                    last_error: None,
+                    restart_at: None,
+                    start_after_stop: false,
+                    stop_waiters: Vec::new(),
+                    timed_out: false,
+                    instance_token: CancellationToken::new(),
+                };
+                (name.to_string(), svc)
+            })
+            .collect();
+        let sup = Supervisor {
+            config,
+            spawner,
+            events,
+            services,
+            commands,
+            facts_tx,
+            facts,
+            snapshot,
+            rng: StdRng::seed_from_u64(seed),
+            echo,
+            shutting_down: None,
+        };
+        (
+            sup,
+            SupervisorHandle {
+                tx,
+                snapshot: snapshot_rx,
+            },
+        )
+    }
+
+    /// Adopts or starts every autostart service, then serves until shutdown.
+    pub async fn run(mut self, token: CancellationToken) {
+        let names: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.spec.autostart)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            self.adopt_or_start(&name);
+        }
+        self.publish();
+        loop {
+            tokio::select! {
+                Some(cmd) = self.commands.recv() => self.command(cmd),
+                Some(fact) = self.facts.recv() => self.fact(fact),
+                _ = token.cancelled(), if self.shutting_down.is_none() => self.begin_shutdown(false, None),
+            }
+            self.publish();
+            if self.shutdown_complete() {
+                break;
+            }
+        }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.config.guardian.state_dir.clone()
+    }
+
+    fn record(&self, event: Event) {
+        self.events.record(&event);
+    }
+
+    fn after(&self, delay: Duration, token: Option<CancellationToken>, fact: Fact) {
+        let tx = self.facts_tx.clone();
+        tokio::spawn(async move {
+            match token {
+                Some(t) => tokio::select! {
+                    _ = tokio::time::sleep(delay) => { let _ = tx.send(fact); }
+                    _ = t.cancelled() => {}
+                },
+                None => {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(fact);
+                }
+            }
+        });
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Start(name, reply) => {
+                let r = self.with_service(&name, |sup, name| sup.start_command(name));
+                let _ = reply.send(r);
+            }
+            Command::Stop(name, reply) => {
+                if !self.services.contains_key(&name) {
+                    let _ = reply.send(Reply::NoSuchService(name));
+                    return;
+                }
+                self.stop(&name, "command", Some(reply));
+            }
+            Command::Restart(name, reply) => {
+                let Some(svc) = self.services.get_mut(&name) else {
+                    let _ = reply.send(Reply::NoSuchService(name));
+                    return;
+                };
+                svc.failures = 0;
+                match svc.state {
+                    State::Running | State::Starting | State::Stopping => {
+                        svc.start_after_stop = true;
+                        self.stop(&name, "command", Some(reply));
+                    }
+                    _ => {
+                        self.start(&name, "command");
+                        let _ = reply.send(Reply::Done(format!("{name} started")));
+                    }
+                }
+            }
+            Command::Shutdown {
+                keep_services,
+                reply,
+            } => self.begin_shutdown(keep_services, Some(reply)),
+        }
+    }
+
+    fn with_service(&mut self, name: &str, f: impl FnOnce(&mut Self, &str) -> Reply) -> Reply {
+        if self.services.contains_key(name) {
+            f(self, name)
+        } else {
+            Reply::NoSuchService(name.to_owned())
+        }
+    }
+
+    fn start_command(&mut self, name: &str) -> Reply {
+        let svc = self
+            .services
+            .get_mut(name)
+            .expect("UNWRAP: checked by with_service");
+        svc.failures = 0;
+        match svc.state {
+            State::Running | State::Starting => Reply::Done(format!("{name} is already running")),
+            State::Stopping => {
+                svc.start_after_stop = true;
+                Reply::Done(format!("{name} will start once it has stopped"))
+            }
+            State::Stopped | State::Failed | State::Backoff => {
+                self.start(name, "command");
+                Reply::Done(format!("{name} started"))
+            }
+        }
+    }
+
+    /// At guardian start: adopt a live verified instance, or start a fresh one.
+    fn adopt_or_start(&mut self, name: &str) {
+        let spec = self.services[name].spec.clone();
+        let port = spec.port;
+        match pidfile::check(&spec.pidfile, &spec.identity, port) {
+            Err(e) => {
+                let msg = e.to_string();
+                self.record(Event::new(name, "start", "startup", false).error(msg.clone()));
+                let svc = self
+                    .services
+                    .get_mut(name)
+                    .expect("UNWRAP: name comes from the map");
+                svc.state = State::Failed;
+                svc.last_error = Some(msg);
+            }
+            Ok((verdict, record)) => match verdict.running {
+                Some(pid) if spec.on_orphan == OnOrphan::Fail => {
+                    let msg = format!(
+                        "a verified instance already runs (pid {pid}) and on_orphan = \"fail\"\n  1. stop it: kill -TERM {pid}\n  2. or let guardian take it over: on_orphan = \"adopt\"\n  look: ps -p {pid} -o pid,ppid,etime,cmd"
+                    );
+                    self.record(
+                        Event::new(name, "start", "startup", false)
+                            .pid(pid)
+                            .error(msg.clone()),
+                    );
+                    let svc = self
+                        .services
+                        .get_mut(name)
+                        .expect("UNWRAP: name comes from the map");
+                    svc.state = State::Failed;
+                    svc.last_error = Some(msg);
+                }
+                Some(pid) => {
+                    let ticks = record
+                        .as_ref()
+                        .and_then(|r| r.start_ticks)
+                        .or_else(|| procinfo::facts(pid).map(|f| f.start_ticks));
+                    let adopted = ticks
+                        .ok_or_else(|| std::io::Error::other("its start time could not be read"))
+                        .and_then(|t| self.spawner.adopt(pid, t));
+                    match adopted {
+                        Ok(spawned) => {
+                            let rec_port = record.as_ref().and_then(|r| r.port).or(port);
+                            self.watch(name, spawned, rec_port, true);
+                            let svc = self
+                                .services
+                                .get_mut(name)
+                                .expect("UNWRAP: name comes from the map");
+                            svc.state = State::Running;
+                            self.record(
+                                Event::new(name, "adopted", "startup", true)
+                                    .pid(pid)
+                                    .detail(verdict.to_string()),
+                            );
+                            if spec.on_orphan == OnOrphan::Replace {
+                                let svc = self
+                                    .services
+                                    .get_mut(name)
+                                    .expect("UNWRAP: name comes from the map");
+                                svc.start_after_stop = true;
+                                self.stop(name, "startup", None);
+                            }
+                        }
+                        Err(e) => {
+                            self.record(
+                                Event::new(name, "adopted", "startup", false)
+                                    .pid(pid)
+                                    .error(format!(
+                                        "cannot watch pid {pid}: {e}; starting a new instance"
+                                    )),
+                            );
+                            self.start(name, "startup");
+                        }
+                    }
+                }
+                None => {
+                    if verdict.remove_file {
+                        self.record(
+                            Event::new(name, "stale_pidfile", "startup", true)
+                                .detail(verdict.to_string()),
+                        );
+                    }
+                    self.start(name, "startup");
+                }
+            },
+        }
+    }
+
+    /// Picks the port (fixed, or the first free one of the range); a foreign holder is an error
+    /// that names it.
+    fn choose_port(spec: &ServiceSpec) -> Result<Option<u16>, String> {
+        if let Some(p) = spec.port {
+            return match procinfo::port_holder(p) {
+                procinfo::PortHolder::Free => Ok(Some(p)),
+                procinfo::PortHolder::Pid(f) => Err(format!(
+                    "port {p} is held by pid {} ({})\n  1. look: ss -ltnp 'sport = :{p}' ; ps -p {} -o pid,ppid,etime,cmd\n  2. stop that process, or give the service another port",
+                    f.pid,
+                    f.command_line(),
+                    f.pid
+                )),
+                procinfo::PortHolder::Unknown => Err(format!(
+                    "port {p} is held by a process this user cannot see\n  1. look: sudo ss -ltnp 'sport = :{p}'"
+                )),
+            };
+        }
+        if let Some([a, b]) = spec.port_range {
+            return (a..=b)
+                .find(|p| procinfo::listening_inodes(*p).is_empty())
+                .map(Some)
+                .ok_or_else(|| format!("every port of port_range [{a}, {b}] is taken\n  1. look: ss -ltnp\n  2. widen the range"));
+        }
+        Ok(None)
+    }
+
+    fn start(&mut self, name: &str, trigger: &str) {
+        let state_dir = self.state_dir();
+        let echo = self.echo;
+        let svc = self
+            .services
+            .get_mut(name)
+            .expect("UNWRAP: callers pass known names");
+        svc.instance += 1;
+        svc.timed_out = false;
+        svc.restart_at = None;
+        svc.adopted = false;
+        let spec = svc.spec.clone();
+        let port = match Self::choose_port(&spec) {
+            Ok(p) => p,
+            Err(msg) => {
+                self.record(Event::new(name, "port_conflict", trigger, false).error(msg.clone()));
+                return self.failed_start(name, msg);
+            }
+        };
+        let vars = spec.vars(&state_dir, port);
+        let command: Result<Vec<String>, String> =
+            spec.command.iter().map(|a| expand(a, &vars)).collect();
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in &spec.env {
+            match expand(v, &vars) {
+                Ok(v) => {
+                    env.insert(k.clone(), v);
+                }
+                Err(e) => return self.failed_start(name, e),
+            }
+        }
+        if let (Some(prefix), Some(level)) = (&spec.env_prefix, &spec.log_level) {
+            env.insert(format!("{prefix}_LOG_LEVEL"), level.clone());
+        }
+        let command = match command {
+            Ok(c) => c,
+            Err(e) => return self.failed_start(name, e),
+        };
+        let req = SpawnRequest {
+            service: name.to_owned(),
+            command: command.clone(),
+            cwd: spec.cwd.clone(),
+            env,
+            log_file: spec.log.file.clone(),
+            log_max_bytes: spec.log.max_size_mb.saturating_mul(1024 * 1024),
+            log_backups: spec.log.backup_count,
+            echo,
+        };
+        match self.spawner.spawn(&req) {
+            Err(e) => {
+                let msg = e.to_string();
+                self.record(Event::new(name, "start", trigger, false).error(msg.clone()));
+                self.failed_start(name, msg)
+            }
+            Ok(spawned) => {
+                let pid = spawned.pid;
+                self.watch(name, spawned, port, false);
+                let record = PidRecord::of(pid, name, &spec.host, port, &command);
+                let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+                match ServicePidFile::write(&spec.pidfile, &record) {
+                    Ok(f) => svc.pidfile = Some(f),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        svc.last_error = Some(msg.clone());
+                        self.record(
+                            Event::new(name, "pidfile", trigger, false)
+                                .pid(pid)
+                                .error(msg),
+                        );
+                    }
+                }
+                self.record(
+                    Event::new(name, "start", trigger, true)
+                        .pid(pid)
+                        .detail(command.join(" ")),
+                );
+                self.probe_readiness(name, port);
+            }
+        }
+    }
+
+    /// Tracks a spawned or adopted process as the service's current instance.
+    fn watch(&mut self, name: &str, spawned: Spawned, port: Option<u16>, adopted: bool) {
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        if adopted {
+            svc.instance += 1;
+            if let Ok(f) = ServicePidFile::write(
+                &svc.spec.pidfile,
+                &PidRecord::of(spawned.pid, name, &svc.spec.host, port, &svc.spec.command),
+            ) {
+                svc.pidfile = Some(f);
+            }
+        }
+        svc.instance_token = CancellationToken::new();
+        svc.pid = Some(spawned.pid);
+        svc.port = port;
+        svc.adopted = adopted;
+        svc.state = State::Starting;
+        svc.started_at = Some(Instant::now());
+        let (tx, instance, name) = (self.facts_tx.clone(), svc.instance, name.to_owned());
+        tokio::spawn(async move {
+            let exit = spawned.exited.await;
+            let _ = tx.send(Fact::ChildExited {
+                name,
+                instance,
+                exit,
+            });
+        });
+    }
+
+    /// Ready when the port accepts (if it has one), else at once.
+    fn probe_readiness(&mut self, name: &str, port: Option<u16>) {
+        let svc = &self.services[name];
+        let (instance, token, timeout) = (
+            svc.instance,
+            svc.instance_token.clone(),
+            svc.spec.startup_timeout,
+        );
+        let Some(port) = port else {
+            let _ = self.facts_tx.send(Fact::BecameReady {
+                name: name.to_owned(),
+                instance,
+            });
+            return;
+        };
+        let host = svc.spec.host.clone();
+        let tx = self.facts_tx.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let probe = async {
+                loop {
+                    if tokio::net::TcpStream::connect((host.as_str(), port))
+                        .await
+                        .is_ok()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            };
+            tokio::select! {
+                r = tokio::time::timeout(timeout, probe) => {
+                    let fact = match r {
+                        Ok(()) => Fact::BecameReady { name, instance },
+                        Err(_) => Fact::StartupTimedOut { name, instance },
+                    };
+                    let _ = tx.send(fact);
+                }
+                _ = token.cancelled() => {}
+            }
+        });
+    }
+
+    /// A start that did not produce a running process counts toward max_retries.
+    fn failed_start(&mut self, name: &str, reason: String) {
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        svc.last_error = Some(reason);
+        svc.failures = svc.failures.saturating_add(1);
+        svc.pid = None;
+        self.schedule_restart(name, "start_failed");
+    }
+
+    fn schedule_restart(&mut self, name: &str, trigger: &str) {
+        if self.shutting_down.is_some() {
+            self.services
+                .get_mut(name)
+                .expect("UNWRAP: known name")
+                .state = State::Stopped;
+            return;
+        }
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        match backoff::decide(&svc.spec.backoff, svc.failures, &mut self.rng) {
+            Decision::RestartAfter { delay, attempt } => {
+                svc.state = State::Backoff;
+                svc.restart_at = Some(Instant::now() + delay);
+                let instance = svc.instance;
+                let max = svc.spec.backoff.max_retries;
+                self.record(
+                    Event::new(name, "restart_scheduled", trigger, true).detail(format!(
+                        "retry {attempt} of {max} in {}",
+                        crate::config::duration::Secs(Duration::from_millis(
+                            delay.as_millis() as u64
+                        ))
+                    )),
+                );
+                self.after(
+                    delay,
+                    None,
+                    Fact::RestartDue {
+                        name: name.to_owned(),
+                        instance,
+                    },
+                );
+            }
+            Decision::GiveUp { failures } => {
+                svc.state = State::Failed;
+                svc.restart_at = None;
+                let why = svc
+                    .last_exit
+                    .clone()
+                    .or(svc.last_error.clone())
+                    .unwrap_or_default();
+                let log = svc.spec.log.file.display().to_string();
+                self.record(Event::new(name, "failed", trigger, false).error(format!(
+                    "{failures} consecutive failed starts (max_retries = {}); last: {why}\n  1. read its output: guardian logs {name}   ({log})\n  2. fix the cause, then: guardian start {name}",
+                    failures - 1
+                )));
+            }
+        }
+    }
+
+    fn stop(&mut self, name: &str, trigger: &str, reply: Option<oneshot::Sender<Reply>>) {
+        let svc = self
+            .services
+            .get_mut(name)
+            .expect("UNWRAP: callers check the name");
+        match svc.state {
+            State::Running | State::Starting => {
+                let pid = svc
+                    .pid
+                    .expect("UNWRAP: running and starting services have a pid");
+                svc.state = State::Stopping;
+                svc.stop_waiters.extend(reply);
+                let (sig, grace, instance, token) = (
+                    svc.spec.stop_signal,
+                    svc.spec.shutdown_timeout,
+                    svc.instance,
+                    svc.instance_token.clone(),
+                );
+                self.spawner.signal_group(pid, sig);
+                self.record(
+                    Event::new(name, "stop", trigger, true)
+                        .pid(pid)
+                        .detail(format!("sent {} to the process group", sig.as_str())),
+                );
+                self.after(
+                    grace,
+                    Some(token),
+                    Fact::GraceExpired {
+                        name: name.to_owned(),
+                        instance,
+                    },
+                );
+            }
+            State::Stopping => svc.stop_waiters.extend(reply),
+            State::Backoff => {
+                svc.instance += 1;
+                svc.state = State::Stopped;
+                svc.restart_at = None;
+                self.record(Event::new(name, "stopped", trigger, true).detail("restart cancelled"));
+                self.after_stopped(name);
+                if let Some(r) = reply {
+                    let _ = r.send(Reply::Done(format!("{name} stopped")));
+                }
+            }
+            State::Stopped | State::Failed => {
+                svc.state = State::Stopped;
+                self.after_stopped(name);
+                if let Some(r) = reply {
+                    let _ = r.send(Reply::Done(format!("{name} is not running")));
+                }
+            }
+        }
+    }
+
+    fn after_stopped(&mut self, name: &str) {
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        if std::mem::take(&mut svc.start_after_stop) && self.shutting_down.is_none() {
+            svc.failures = 0;
+            self.start(name, "command");
+        }
+    }
+
+    fn fact(&mut self, fact: Fact) {
+        match fact {
+            Fact::ChildExited {
+                name,
+                instance,
+                exit,
+            } => self.exited(&name, instance, exit),
+            Fact::BecameReady { name, instance } => {
+                let Some(svc) = self
+                    .services
+                    .get_mut(&name)
+                    .filter(|s| s.instance == instance && s.state == State::Starting)
+                else {
+                    return;
+                };
+                svc.state = State::Running;
+                let pid = svc.pid.unwrap_or_default();
+                let took = svc.started_at.map(|t| t.elapsed().as_secs_f64() * 1000.0);
+                let mut e = Event::new(&name, "ready", "startup", true).pid(pid);
+                e.duration_ms = took;
+                self.record(e);
+            }
+            Fact::StartupTimedOut { name, instance } => {
+                let Some(svc) = self
+                    .services
+                    .get_mut(&name)
+                    .filter(|s| s.instance == instance && s.state == State::Starting)
+                else {
+                    return;
+                };
+                svc.timed_out = true;
+                let pid = svc.pid.unwrap_or_default();
+                let limit = crate::config::duration::Secs(svc.spec.startup_timeout);
+                self.spawner.signal_group(pid, Signal::SIGKILL);
+                self.record(
+                    Event::new(&name, "startup_timeout", "startup", false)
+                        .pid(pid)
+                        .error(format!(
+                            "not ready within startup_timeout {limit}; the process group was killed"
+                        )),
+                );
+            }
+            Fact::RestartDue { name, instance } => {
+                let Some(svc) = self
+                    .services
+                    .get_mut(&name)
+                    .filter(|s| s.instance == instance && s.state == State::Backoff)
+                else {
+                    return;
+                };
+                svc.restarts += 1;
+                self.start(&name, "backoff");
+            }
+            Fact::GraceExpired { name, instance } => {
+                let Some(svc) = self
+                    .services
+                    .get_mut(&name)
+                    .filter(|s| s.instance == instance && s.state == State::Stopping)
+                else {
+                    return;
+                };
+                let pid = svc.pid.unwrap_or_default();
+                let grace = crate::config::duration::Secs(svc.spec.shutdown_timeout);
+                self.spawner.signal_group(pid, Signal::SIGKILL);
+                self.record(Event::new(&name, "kill", "shutdown", true).pid(pid).detail(format!("still running after shutdown_timeout {grace}: sent SIGKILL to the process group")));
+            }
+        }
+    }
+
+    fn exited(&mut self, name: &str, instance: u64, exit: ExitInfo) {
+        let Some(svc) = self
+            .services
+            .get_mut(name)
+            .filter(|s| s.instance == instance)
+        else {
+            return;
+        };
+        svc.instance_token.cancel();
+        let pid = svc.pid.take().unwrap_or_default();
+        if let Some(f) = svc.pidfile.take() {
+            f.remove();
+        }
+        // Anything of the service still alive (a grandchild that left the group) goes with it.
+        self.spawner.signal_group(pid, Signal::SIGKILL);
+        let svc = self.services.get_mut(name).expect("UNWRAP: found above");
+        let ran = svc.started_at.map_or(Duration::ZERO, |t| t.elapsed());
+        let text = if svc.timed_out {
+            format!("{exit} after startup_timeout")
+        } else {
+            exit.to_string()
+        };
+        svc.last_exit = Some(text.clone());
+        if svc.state == State::Stopping {
+            svc.state = State::Stopped;
+            let waiters = std::mem::take(&mut svc.stop_waiters);
+            self.record(
+                Event::new(name, "stopped", "command", true)
+                    .pid(pid)
+                    .detail(text),
+            );
+            for w in waiters {
+                let _ = w.send(Reply::Done(format!("{name} stopped")));
+            }
+            self.after_stopped(name);
+            return;
+        }
+        let was_running = svc.state == State::Running;
+        svc.failures = backoff::count_failure(
+            &svc.spec.backoff,
+            svc.failures,
+            if was_running { ran } else { Duration::ZERO },
+        );
+        let mut e = Event::new(name, "exit", "crash", false)
+            .pid(pid)
+            .error(text);
+        e.duration_ms = Some(ran.as_secs_f64() * 1000.0);
+        self.record(e);
+        self.schedule_restart(name, "crash");
+    }
+
+    fn begin_shutdown(&mut self, keep_services: bool, reply: Option<oneshot::Sender<Reply>>) {
+        let (_, waiters) = self
+            .shutting_down
+            .get_or_insert((keep_services, Vec::new()));
+        waiters.extend(reply);
+        let names: Vec<String> = self.services.keys().rev().cloned().collect();
+        for name in names {
+            if keep_services {
+                let svc = self.services.get_mut(&name).expect("UNWRAP: known name");
+                if let Some(f) = svc.pidfile.take() {
+                    f.keep();
+                }
+                svc.instance += 1;
+                svc.instance_token.cancel();
+                svc.state = State::Stopped;
+                svc.pid = None;
+            } else {
+                self.stop(&name, "shutdown", None);
+            }
+        }
+    }
+
+    fn shutdown_complete(&mut self) -> bool {
+        let Some((_, waiters)) = &mut self.shutting_down else {
+            return false;
+        };
+        if self
+            .services
+            .values()
+            .any(|s| matches!(s.state, State::Stopping | State::Starting | State::Running))
+        {
+            return false;
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(Reply::Done("guardian stopped".into()));
+        }
+        true
+    }
+
+    fn publish(&self) {
+        let now = Instant::now();
+        let services = self
+            .services
+            .iter()
+            .map(|(name, s)| ServiceSnapshot {
+                name: name.clone(),
+                state: s.state,
+                pid: s.pid,
+                port: s.port,
+                uptime_seconds: matches!(s.state, State::Running | State::Starting)
+                    .then(|| s.started_at.map_or(0.0, |t| (now - t).as_secs_f64())),
+                restarts: s.restarts,
+                health: "unknown".into(),
+                circuit_breaker: "closed".into(),
+                adopted: s.adopted,
+                autostart: s.spec.autostart,
+                consecutive_failures: s.failures,
+                last_exit: s.last_exit.clone(),
+                last_error: s.last_error.clone(),
+                next_restart_in: s
+                    .restart_at
+                    .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            })
+            .collect();
+        self.snapshot.send_modify(|snap| snap.services = services);
+    }
+}

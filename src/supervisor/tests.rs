@@ -1,0 +1,176 @@
+//! Actor tests: the FakeSpawner on a paused clock, exact restart instants asserted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::config::raw::RawConfig;
+use crate::config::validate::{Context, validate};
+use crate::process::fake::{FakeSpawner, Script};
+
+fn config(dir: &std::path::Path, service_toml: &str) -> Config {
+    let text = format!("[services.web]\ncommand = [\"web\"]\n{service_toml}");
+    let raw: RawConfig = toml::from_str(&text).unwrap();
+    let origin = |_: &str| None;
+    validate(
+        raw,
+        &Context {
+            default_state_dir: dir.to_owned(),
+            origin: &origin,
+        },
+    )
+    .unwrap()
+}
+
+struct Rig {
+    spawner: Arc<FakeSpawner>,
+    handle: SupervisorHandle,
+    token: CancellationToken,
+    t0: Instant,
+    _dir: tempfile::TempDir,
+}
+
+fn rig(service_toml: &str, scripts: Vec<Script>) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), service_toml);
+    let spawner = Arc::new(FakeSpawner::new(scripts));
+    let events = Arc::new(EventLog::new(dir.path().join("events.jsonl")));
+    let (sup, handle) = Supervisor::new(cfg, spawner.clone(), events, false, 1);
+    let token = CancellationToken::new();
+    let t0 = Instant::now();
+    tokio::spawn(sup.run(token.clone()));
+    Rig {
+        spawner,
+        handle,
+        token,
+        t0,
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    fn offsets(&self) -> Vec<Duration> {
+        self.spawner
+            .spawn_times()
+            .iter()
+            .map(|t| *t - self.t0)
+            .collect()
+    }
+
+    fn state(&self) -> State {
+        self.handle.snapshot().services[0].state
+    }
+}
+
+fn secs(v: &[f64]) -> Vec<Duration> {
+    v.iter().map(|s| Duration::from_secs_f64(*s)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn crashing_service_backs_off_exactly_then_fails() {
+    let crash = Script::ExitAfter(Duration::ZERO, 1);
+    let r = rig(
+        "[services.web.backoff]\ninitial_delay = \"1s\"\nfactor = 2.0\njitter = 0\nmax_retries = 3\n",
+        vec![crash.clone(), crash.clone(), crash.clone(), crash],
+    );
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    // Spawned at 0, then after 1s, 2s and 4s of backoff; the fourth failure gives up.
+    assert_eq!(r.offsets(), secs(&[0.0, 1.0, 3.0, 7.0]));
+    assert_eq!(r.state(), State::Failed);
+    assert_eq!(r.handle.snapshot().services[0].restarts, 3);
+    r.token.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_run_resets_the_retry_count() {
+    let quick = Script::ExitAfter(Duration::ZERO, 1);
+    let long = Script::ExitAfter(Duration::from_secs(120), 1);
+    let r = rig(
+        "[services.web.backoff]\ninitial_delay = \"1s\"\nfactor = 2.0\njitter = 0\nmax_retries = 5\nreset_after = \"60s\"\n",
+        vec![
+            quick.clone(),
+            quick,
+            long,
+            Script::ExitAfter(Duration::ZERO, 1),
+            Script::Run,
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    // 0 crash → 1s → 1 crash → 2s → 3 runs 120s → exit at 123 resets: next delay is 1s again.
+    assert_eq!(r.offsets(), secs(&[0.0, 1.0, 3.0, 124.0, 126.0]));
+    r.token.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_failure_counts_and_retries() {
+    let r = rig(
+        "[services.web.backoff]\ninitial_delay = \"2s\"\njitter = 0\nmax_retries = 1\n",
+        vec![Script::FailToSpawn, Script::FailToSpawn],
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(r.offsets(), secs(&[0.0, 2.0]));
+    assert_eq!(r.state(), State::Failed);
+    assert!(
+        r.handle.snapshot().services[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("no such program")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_escalates_to_sigkill_after_the_grace() {
+    let r = rig("shutdown_timeout = \"3s\"\n", vec![Script::IgnoreTerm]);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(r.state(), State::Running);
+    let reply = r.handle.stop("web").await;
+    assert_eq!(reply, Reply::Done("web stopped".into()));
+    let sigs: Vec<(Duration, Signal)> = r
+        .spawner
+        .signals()
+        .iter()
+        .filter(|(_, _, s)| *s != Signal::SIGKILL || true)
+        .map(|(t, _, s)| (*t - r.t0, *s))
+        .collect();
+    assert_eq!(sigs[0], (Duration::from_millis(10), Signal::SIGTERM));
+    assert_eq!(sigs[1], (Duration::from_millis(3010), Signal::SIGKILL));
+    assert_eq!(r.state(), State::Stopped);
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    assert_eq!(r.offsets().len(), 1, "a stopped service is not restarted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_resets_failures_and_starts_a_new_instance() {
+    let r = rig(
+        "[services.web.backoff]\njitter = 0\n",
+        vec![Script::Run, Script::Run],
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let first = r.handle.snapshot().services[0].pid;
+    assert!(matches!(r.handle.restart("web").await, Reply::Done(_)));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let snap = r.handle.snapshot().services[0].clone();
+    assert_ne!(snap.pid, first);
+    assert_eq!(snap.state, State::Running);
+    assert_eq!(r.offsets(), secs(&[0.0, 5.0]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_everything_and_completes() {
+    let r = rig("", vec![Script::Run]);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        r.handle.shutdown(false).await,
+        Reply::Done("guardian stopped".into())
+    );
+    assert_eq!(r.spawner.signals()[0].2, Signal::SIGTERM);
+    assert_eq!(
+        r.handle.start("nope").await,
+        Reply::Refused("the supervisor has stopped".into())
+    );
+}
