@@ -53,8 +53,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Ask the running guardian to reload its config.
-    Reload,
     /// Stop one service, or the guardian and all its services.
     Stop { service: Option<String> },
     /// Start one service (resets its retry count and breaker).
@@ -85,8 +83,6 @@ pub enum Command {
         #[arg(short = 'n', default_value_t = 50)]
         n: usize,
     },
-    /// A troubleshooting report with next steps.
-    Doctor,
     /// Print the JSON Schema of the config.
     Schema,
     /// Write a commented starter guardian.toml.

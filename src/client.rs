@@ -1,9 +1,311 @@
-//! Clients of a running guardian, over its Unix socket.
+//! Clients of a running guardian, over its Unix socket: status, stop, start, restart, events;
+//! and `logs`, which reads the service's log file directly.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
 
 use crate::cli::{Command, Global};
-use crate::error::FatalError;
+use crate::commands;
+use crate::config::Loaded;
+use crate::daemon::socket_path;
+use crate::error::{FatalError, exit};
+
+/// The state dir: from the flag, else the config, else the default.
+fn state_dir(g: &Global, loaded: Option<&Loaded>) -> PathBuf {
+    if let Some(d) = &g.state_dir {
+        return d.clone();
+    }
+    if let Some(l) = loaded {
+        return l.config.guardian.state_dir.clone();
+    }
+    crate::config::load::default_state_dir(&commands::load_options(g).env)
+}
 
 pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
-    let _ = (g, command);
-    Err(FatalError::Message("this command is not built yet".into()))
+    let loaded = commands::load(g).ok();
+    let dir = state_dir(g, loaded.as_ref());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| FatalError::Io {
+            action: "start the async runtime for",
+            path: dir.clone(),
+            source,
+        })?;
+    rt.block_on(async {
+        match command {
+            Command::Status { json } => status(&dir, json, loaded.as_ref()).await,
+            Command::Stop { service: None } => {
+                let (_, body) = call(&dir, "POST", "/shutdown", "stop").await?;
+                println!(
+                    "{}",
+                    body["message"].as_str().unwrap_or("guardian is stopping")
+                );
+                Ok(exit::OK)
+            }
+            Command::Stop { service: Some(s) } => action(&dir, &s, "stop").await,
+            Command::Start { service } => action(&dir, &service, "start").await,
+            Command::Restart { service } => action(&dir, &service, "restart").await,
+            Command::Events { service, json, n } => events(&dir, &service, json, n).await,
+            Command::Logs { service, follow, n } => {
+                logs(g, loaded.as_ref(), &service, follow, n).await
+            }
+            other => Err(FatalError::Message(format!(
+                "{other:?} is handled elsewhere"
+            ))),
+        }
+    })
+}
+
+/// One HTTP/1 request over the Unix socket; NotRunning when nothing answers.
+async fn call(
+    dir: &Path,
+    method: &str,
+    path: &str,
+    command: &str,
+) -> Result<(u16, Value), FatalError> {
+    let not_running = || FatalError::NotRunning {
+        state_dir: dir.to_owned(),
+        command: command.to_owned(),
+    };
+    let stream = tokio::net::UnixStream::connect(socket_path(dir))
+        .await
+        .map_err(|_| not_running())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| not_running())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "guardian")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| FatalError::Message(e.to_string()))?;
+    let resp = sender.send_request(req).await.map_err(|_| not_running())?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| FatalError::Message(format!("the guardian's answer was cut off: {e}")))?
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+async fn action(dir: &Path, service: &str, what: &str) -> Result<u8, FatalError> {
+    let (code, body) = call(dir, "POST", &format!("/services/{service}/{what}"), what).await?;
+    match code {
+        200 => {
+            println!("{}", body["message"].as_str().unwrap_or("done"));
+            Ok(exit::OK)
+        }
+        404 => {
+            eprintln!(
+                "error: {}\n  list the services with: guardian status",
+                body["error"].as_str().unwrap_or("no such service")
+            );
+            Ok(exit::NO_SUCH_SERVICE)
+        }
+        _ => {
+            eprintln!(
+                "error: {}",
+                body["error"].as_str().unwrap_or("the guardian refused")
+            );
+            Ok(exit::FAILURE)
+        }
+    }
+}
+
+async fn status(dir: &Path, json: bool, loaded: Option<&Loaded>) -> Result<u8, FatalError> {
+    let (_, doc) = match call(dir, "GET", "/status", "status").await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            // No guardian: say what the PID files alone show.
+            if let Some(l) = loaded {
+                for s in l.config.services.values() {
+                    if let Ok((verdict, _)) =
+                        crate::pidfile::observe(&s.pidfile, &s.identity, s.port)
+                            .map(|(o, r)| (crate::policy::stale_pid::decide(&o), r))
+                    {
+                        eprintln!("  {}: {verdict}", s.name);
+                    }
+                }
+            }
+            return Ok(exit::FAILURE);
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("UNWRAP: json values serialize")
+        );
+        return Ok(exit::OK);
+    }
+    let color = std::io::stdout().is_terminal();
+    let g = &doc["guardian"];
+    println!(
+        "guardian pid {} (v{}), up {}",
+        g["pid"],
+        g["version"].as_str().unwrap_or("?"),
+        human_secs(g["uptime_seconds"].as_f64())
+    );
+    println!(
+        "{:<16} {:<9} {:>8} {:>6} {:>10} {:>8} {:<8} {:<9}",
+        "SERVICE", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH", "BREAKER"
+    );
+    for s in doc["services"].as_array().into_iter().flatten() {
+        let state = s["state"].as_str().unwrap_or("?");
+        let painted = match (color, state) {
+            (true, "running") => format!("\x1b[32m{state:<9}\x1b[0m"),
+            (true, "failed") => format!("\x1b[31m{state:<9}\x1b[0m"),
+            (true, "backoff" | "starting" | "stopping") => format!("\x1b[33m{state:<9}\x1b[0m"),
+            _ => format!("{state:<9}"),
+        };
+        let or_dash = |v: &Value| {
+            if v.is_null() {
+                "-".to_owned()
+            } else {
+                v.to_string()
+            }
+        };
+        println!(
+            "{:<16} {} {:>8} {:>6} {:>10} {:>8} {:<8} {:<9}",
+            s["name"].as_str().unwrap_or("?"),
+            painted,
+            or_dash(&s["pid"]),
+            or_dash(&s["port"]),
+            human_secs(s["uptime_seconds"].as_f64()),
+            s["restarts"],
+            s["health"].as_str().unwrap_or("-"),
+            s["circuit_breaker"].as_str().unwrap_or("-"),
+        );
+        if state == "failed"
+            && let Some(err) = s["last_error"].as_str().or(s["last_exit"].as_str())
+        {
+            println!("  └ {}", err.lines().next().unwrap_or(""));
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn human_secs(s: Option<f64>) -> String {
+    match s {
+        Some(s) => humantime::format_duration(std::time::Duration::from_secs(s as u64)).to_string(),
+        None => "-".into(),
+    }
+}
+
+async fn events(dir: &Path, service: &str, json: bool, n: usize) -> Result<u8, FatalError> {
+    let (code, body) = call(
+        dir,
+        "GET",
+        &format!("/services/{service}/events?n={n}"),
+        "events",
+    )
+    .await?;
+    if code == 404 {
+        eprintln!(
+            "error: {}",
+            body["error"].as_str().unwrap_or("no such service")
+        );
+        return Ok(exit::NO_SUCH_SERVICE);
+    }
+    for e in body.as_array().into_iter().flatten() {
+        if json {
+            println!("{e}");
+        } else {
+            let ok = if e["success"].as_bool() == Some(true) {
+                "ok"
+            } else {
+                "FAIL"
+            };
+            let extra = e["error_message"]
+                .as_str()
+                .or(e["detail"].as_str())
+                .unwrap_or("");
+            let pid = e["pid"]
+                .as_i64()
+                .map(|p| format!(" pid {p}"))
+                .unwrap_or_default();
+            println!(
+                "{} {:<18} {:<4}{pid} {}",
+                e["timestamp_iso"].as_str().unwrap_or(""),
+                e["action"].as_str().unwrap_or(""),
+                ok,
+                extra.lines().next().unwrap_or("")
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn logs(
+    g: &Global,
+    loaded: Option<&Loaded>,
+    service: &str,
+    follow: bool,
+    n: usize,
+) -> Result<u8, FatalError> {
+    let loaded = match loaded {
+        Some(l) => l,
+        None => {
+            return Err(commands::load(g)
+                .err()
+                .unwrap_or_else(|| FatalError::Message("cannot load the config".into())));
+        }
+    };
+    let spec = commands::find_service(&loaded.config, service)?;
+    let path = spec.log.file.clone();
+    let text = std::fs::read(&path).map_err(|source| FatalError::Io {
+        action: "read the log of the service at",
+        path: path.clone(),
+        source,
+    })?;
+    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    let lines = if lines.last().is_some_and(|l| l.is_empty()) {
+        &lines[..lines.len() - 1]
+    } else {
+        &lines[..]
+    };
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for l in &lines[lines.len().saturating_sub(n)..] {
+        let _ = out.write_all(l);
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+    drop(out);
+    if follow {
+        let mut offset = text.len() as u64;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.len() < offset {
+                offset = 0; // rotated
+            }
+            if meta.len() > offset {
+                use std::io::{Read, Seek};
+                let mut f = std::fs::File::open(&path).map_err(|source| FatalError::Io {
+                    action: "read",
+                    path: path.clone(),
+                    source,
+                })?;
+                let _ = f.seek(std::io::SeekFrom::Start(offset));
+                let mut buf = Vec::new();
+                let _ = f.read_to_end(&mut buf);
+                offset += buf.len() as u64;
+                let _ = std::io::stdout().write_all(&buf);
+            }
+        }
+    }
+    Ok(exit::OK)
 }

@@ -6,6 +6,7 @@
 // Errors here are cold: built once when a command or a load fails, never in a loop.
 #![allow(clippy::result_large_err)]
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -749,8 +749,13 @@ impl<S: Spawner> Supervisor<S> {
                     .pid(pid)
                     .detail(text),
             );
+            let done = if svc.start_after_stop {
+                format!("{name} restarted")
+            } else {
+                format!("{name} stopped")
+            };
             for w in waiters {
-                let _ = w.send(Reply::Done(format!("{name} stopped")));
+                let _ = w.send(Reply::Done(done.clone()));
             }
             self.after_stopped(name);
             return;

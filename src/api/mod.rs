@@ -1,0 +1,210 @@
+//! The HTTP API (SPEC §6): always on `{state_dir}/guardian.sock` (0600), and on
+//! `guardian.api.listen` when set. Reads the supervisor's snapshot; POSTs become commands.
+//! GET is open; POST over TCP needs `Authorization: Bearer <token>`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::events;
+use crate::pidfile::unix_now;
+use crate::supervisor::{Reply, State as SvcState, SupervisorHandle};
+
+/// What every route may read.
+pub struct ApiState {
+    pub handle: SupervisorHandle,
+    pub started: f64,
+    pub config_files: Vec<String>,
+    pub events_file: PathBuf,
+    /// `Some` on the TCP listener: POST needs this bearer token.
+    pub token: Option<String>,
+    pub tcp: bool,
+    pub on_shutdown: tokio_util::sync::CancellationToken,
+}
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/health", get(health))
+        .route("/services/{name}/events", get(service_events))
+        .route("/services/{name}/{action}", post(service_action))
+        .route("/shutdown", post(shutdown))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no route for {method} {uri}; see GET /status, /health, /services/NAME/events"),
+    )
+}
+
+/// POST over TCP: 401 without a token, 403 with a wrong one. Compared in constant time.
+fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
+    if !state.tcp {
+        return Ok(());
+    }
+    let Some(expected) = &state.token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "POST over TCP is disabled: set guardian.api.token_file, or use the Unix socket (the guardian CLI does)",
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer <token>`",
+        )),
+        Some(g) if constant_time_eq(g.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(error(StatusCode::FORBIDDEN, "wrong token")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+pub fn status_document(state: &ApiState) -> Value {
+    let snap = state.handle.snapshot();
+    json!({
+        "guardian": {
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": (unix_now() - state.started).max(0.0),
+            "config_files": state.config_files,
+            "config_generation": snap.config_generation,
+        },
+        "services": snap.services,
+    })
+}
+
+async fn status(State(state): State<Arc<ApiState>>) -> Json<Value> {
+    Json(status_document(&state))
+}
+
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    let snap = state.handle.snapshot();
+    let mut services = serde_json::Map::new();
+    let mut all_ok = true;
+    for s in &snap.services {
+        let up = s.state == SvcState::Running;
+        if s.autostart && !(up && s.health != "critical") {
+            all_ok = false;
+        }
+        services.insert(s.name.clone(), json!({"status": if up { s.health.as_str() } else { "down" }, "state": s.state, "checks": [], "metrics": {"restarts": s.restarts, "uptime_seconds": s.uptime_seconds}}));
+    }
+    let body = json!({
+        "status": if all_ok { "healthy" } else { "unhealthy" },
+        "timestamp": unix_now(),
+        "uptime_seconds": (unix_now() - state.started).max(0.0),
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "services": services,
+    });
+    let code = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Tail {
+    n: Option<usize>,
+}
+
+async fn service_events(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(q): Query<Tail>,
+) -> Response {
+    if !state
+        .handle
+        .snapshot()
+        .services
+        .iter()
+        .any(|s| s.name == name)
+    {
+        return error(StatusCode::NOT_FOUND, format!("no service named `{name}`"));
+    }
+    let path = state.events_file.clone();
+    let n = q.n.unwrap_or(50).min(10_000);
+    let events = tokio::task::spawn_blocking(move || events::tail(&path, &name, n))
+        .await
+        .unwrap_or_default();
+    Json(json!(events)).into_response()
+}
+
+async fn service_action(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let reply = match action.as_str() {
+        "start" => state.handle.start(&name).await,
+        "stop" => state.handle.stop(&name).await,
+        "restart" => state.handle.restart(&name).await,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("unknown action `{other}`; use start, stop or restart"),
+            );
+        }
+    };
+    reply_response(reply)
+}
+
+fn reply_response(reply: Reply) -> Response {
+    match reply {
+        Reply::Done(msg) => Json(json!({"ok": true, "message": msg})).into_response(),
+        Reply::NoSuchService(name) => {
+            error(StatusCode::NOT_FOUND, format!("no service named `{name}`"))
+        }
+        Reply::Refused(msg) => error(StatusCode::CONFLICT, msg),
+    }
+}
+
+async fn shutdown(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    state.on_shutdown.cancel();
+    Json(json!({"ok": true, "message": "guardian is stopping"})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}
