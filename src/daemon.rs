@@ -179,7 +179,7 @@ fn begin(
         tracing::warn!("second signal: killing every service now");
         for s in handle.snapshot().services {
             if let Some(pid) = s.pid {
-                spawner.signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                spawner.signal_group(&s.name, pid, nix::sys::signal::Signal::SIGKILL);
             }
         }
         return false;

@@ -623,10 +623,23 @@ impl Drop for GuardianLock {
     }
 }
 
+/// The holder may be between taking the lock and renaming its record into place: give it
+/// a moment (this runs before any async runtime exists).
+#[allow(clippy::disallowed_methods)]
 fn conflict(path: &Path) -> DaemonConflict {
-    let holder = std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<GuardianRecord>(&b).ok());
+    let read = || {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<GuardianRecord>(&b).ok())
+    };
+    let mut holder = read();
+    for _ in 0..50 {
+        if holder.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        holder = read();
+    }
     let facts = holder.as_ref().and_then(|h| procinfo::facts(h.pid as i32));
     DaemonConflict {
         path: path.to_owned(),

@@ -103,7 +103,7 @@ impl Spawner for FakeSpawner {
         Err(std::io::Error::other("the fake spawner adopts nothing"))
     }
 
-    fn signal_group(&self, pid: i32, sig: Signal) {
+    fn signal_group(&self, _service: &str, pid: i32, sig: Signal) {
         let mut inner = self.inner.lock().unwrap();
         inner.signals.push((Instant::now(), pid, sig));
         let ends = match inner.switches.get(&pid) {

@@ -63,6 +63,6 @@ pub trait Spawner: Send + Sync + 'static {
     fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError>;
     /// Watches a verified PID that is not our child (adoption).
     fn adopt(&self, pid: i32, start_ticks: u64) -> std::io::Result<Spawned>;
-    /// Signals the group led by `pid` and every process of the service's tree.
-    fn signal_group(&self, pid: i32, sig: Signal);
+    /// Signals the group led by `pid`, its tree, and the service's orphans that left both.
+    fn signal_group(&self, service: &str, pid: i32, sig: Signal);
 }

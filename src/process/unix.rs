@@ -165,10 +165,12 @@ impl Spawner for UnixSpawner {
         Ok(Spawned { pid, exited })
     }
 
-    fn signal_group(&self, pid: i32, sig: Signal) {
+    fn signal_group(&self, service: &str, pid: i32, sig: Signal) {
+        // Found before the signal: once the leader dies its children move to guardian.
+        let members = family(service, pid);
         let _ = killpg(Pid::from_raw(pid), sig);
         // Descendants that left the group (daemonized with setsid) but carry the service mark.
-        for member in family(pid) {
+        for member in members {
             if member != pid {
                 let _ = kill(Pid::from_raw(member), sig);
             }
@@ -177,19 +179,15 @@ impl Spawner for UnixSpawner {
 }
 
 /// The service's processes: its tree, plus orphans reparented to guardian that carry its mark.
-pub fn family(pid: i32) -> Vec<i32> {
+pub fn family(service: &str, pid: i32) -> Vec<i32> {
     let mut out = procinfo::tree(pid);
-    let service = std::fs::read(format!("/proc/{pid}/environ"))
-        .ok()
-        .and_then(|env| mark_of(&env));
-    let Some(service) = service else { return out };
     let me = std::process::id() as i32;
     for orphan in procinfo::tree(me) {
         if orphan == me || out.contains(&orphan) {
             continue;
         }
         let env = std::fs::read(format!("/proc/{orphan}/environ")).unwrap_or_default();
-        if mark_of(&env).as_deref() == Some(service.as_str()) {
+        if mark_of(&env).as_deref() == Some(service) {
             out.push(orphan);
         }
     }

@@ -605,7 +605,7 @@ impl<S: Spawner> Supervisor<S> {
                     svc.instance,
                     svc.instance_token.clone(),
                 );
-                self.spawner.signal_group(pid, sig);
+                self.spawner.signal_group(name, pid, sig);
                 self.record(
                     Event::new(name, "stop", trigger, true)
                         .pid(pid)
@@ -682,7 +682,7 @@ impl<S: Spawner> Supervisor<S> {
                 svc.timed_out = true;
                 let pid = svc.pid.unwrap_or_default();
                 let limit = crate::config::duration::Secs(svc.spec.startup_timeout);
-                self.spawner.signal_group(pid, Signal::SIGKILL);
+                self.spawner.signal_group(&name, pid, Signal::SIGKILL);
                 self.record(
                     Event::new(&name, "startup_timeout", "startup", false)
                         .pid(pid)
@@ -712,7 +712,7 @@ impl<S: Spawner> Supervisor<S> {
                 };
                 let pid = svc.pid.unwrap_or_default();
                 let grace = crate::config::duration::Secs(svc.spec.shutdown_timeout);
-                self.spawner.signal_group(pid, Signal::SIGKILL);
+                self.spawner.signal_group(&name, pid, Signal::SIGKILL);
                 self.record(Event::new(&name, "kill", "shutdown", true).pid(pid).detail(format!("still running after shutdown_timeout {grace}: sent SIGKILL to the process group")));
             }
         }
@@ -732,7 +732,7 @@ impl<S: Spawner> Supervisor<S> {
             f.remove();
         }
         // Anything of the service still alive (a grandchild that left the group) goes with it.
-        self.spawner.signal_group(pid, Signal::SIGKILL);
+        self.spawner.signal_group(name, pid, Signal::SIGKILL);
         let svc = self.services.get_mut(name).expect("UNWRAP: found above");
         let ran = svc.started_at.map_or(Duration::ZERO, |t| t.elapsed());
         let text = if svc.timed_out {
@@ -744,16 +744,17 @@ impl<S: Spawner> Supervisor<S> {
         if svc.state == State::Stopping {
             svc.state = State::Stopped;
             let waiters = std::mem::take(&mut svc.stop_waiters);
-            self.record(
-                Event::new(name, "stopped", "command", true)
-                    .pid(pid)
-                    .detail(text),
-            );
             let done = if svc.start_after_stop {
                 format!("{name} restarted")
             } else {
                 format!("{name} stopped")
             };
+            self.record(
+                Event::new(name, "stopped", "command", true)
+                    .pid(pid)
+                    .detail(text),
+            );
+
             for w in waiters {
                 let _ = w.send(Reply::Done(done.clone()));
             }

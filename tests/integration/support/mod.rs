@@ -100,3 +100,137 @@ pub fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+/// A `guardian run` child of the test, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct GuardianUnderTest {
+    pub child: std::process::Child,
+    pub state_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Sandbox {
+    pub fn start(&self, config: &Path) -> GuardianUnderTest {
+        let mut c = self.cmd();
+        c.args([
+            "run",
+            "-c",
+            config.to_str().unwrap(),
+            "--state-dir",
+            self.state_dir().to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(self.path().join("guardian.stderr")).unwrap());
+        let child = c.spawn().expect("spawn guardian run");
+        let g = GuardianUnderTest {
+            child,
+            state_dir: self.state_dir(),
+            config: config.to_owned(),
+        };
+        assert!(
+            wait_for(Duration::from_secs(20), || g
+                .state_dir
+                .join("guardian.sock")
+                .exists()),
+            "guardian did not come up: {}",
+            self.stderr()
+        );
+        g
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.path().join("guardian.stderr")).unwrap_or_default()
+    }
+
+    /// A client command against the sandbox's state dir.
+    pub fn client(&self, config: &Path, args: &[&str]) -> Output {
+        let (cfg, dir) = (
+            config.display().to_string(),
+            self.state_dir().display().to_string(),
+        );
+        let mut all = vec!["-c", cfg.as_str(), "--state-dir", dir.as_str()];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    pub fn status_json(&self, config: &Path) -> serde_json::Value {
+        let out = self.client(config, &["status", "--json"]);
+        serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn service(&self, config: &Path, name: &str) -> serde_json::Value {
+        let doc = self.status_json(config);
+        doc["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn events(&self, name: &str) -> Vec<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(self.state_dir().join("events.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["service"] == name)
+            .collect()
+    }
+}
+
+impl GuardianUnderTest {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGTERM and wait; the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for GuardianUnderTest {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let state = s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        state != "Z" && state != "X"
+    })
+}
+
+pub fn kill(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,337 @@
+//! SPEC §5 lifecycle with real processes: restart on SIGKILL, backoff to failed, the stop
+//! grace, daemonized grandchildren, adoption after a guardian crash, spawn errors.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::*;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn pid_of(sb: &Sandbox, cfg: &std::path::Path, name: &str) -> Option<i32> {
+    let s = sb.service(cfg, name);
+    (s["state"] == "running")
+        .then(|| s["pid"].as_i64())
+        .flatten()
+        .map(|p| p as i32)
+}
+
+fn pidfile_pid(path: &std::path::Path) -> Option<i32> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    v["pid"].as_i64().map(|p| p as i32)
+}
+
+#[test]
+fn sigkilled_service_is_restarted_with_a_new_pid() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.svc]\ncommand = [\"sleep\", \"300\"]\n[services.svc.backoff]\ninitial_delay = \"300ms\"\njitter = 0\n");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || pid_of(&sb, &cfg, "svc").is_some()));
+    let first = pid_of(&sb, &cfg, "svc").unwrap();
+    assert_eq!(pidfile_pid(&sb.state_dir().join("svc.pid")), Some(first));
+    kill(first, Signal::SIGKILL);
+    assert!(
+        wait_for(LONG, || pid_of(&sb, &cfg, "svc")
+            .is_some_and(|p| p != first)),
+        "{}",
+        sb.stderr()
+    );
+    let second = pid_of(&sb, &cfg, "svc").unwrap();
+    assert_eq!(sb.service(&cfg, "svc")["restarts"], 1);
+    assert_eq!(pidfile_pid(&sb.state_dir().join("svc.pid")), Some(second));
+    let ev = sb.events("svc");
+    let exit = ev
+        .iter()
+        .find(|e| e["action"] == "exit")
+        .expect("exit event");
+    assert_eq!(exit["error_message"], "killed by SIGKILL");
+    assert!(ev.iter().any(|e| e["action"] == "restart_scheduled"
+        && e["detail"].as_str().unwrap().contains("in 300ms")));
+}
+
+#[test]
+fn a_service_that_exits_at_once_ends_failed_after_max_retries() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.svc]\ncommand = [\"false\"]\nenv_prefix = \"SVC\"\n[services.svc.backoff]\ninitial_delay = \"50ms\"\nfactor = 2.0\njitter = 0\n");
+    let mut c = sb.cmd();
+    c.args([
+        "run",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        sb.state_dir().to_str().unwrap(),
+    ])
+    .env("SVC_MAX_RETRIES", "2");
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let child = c.spawn().unwrap();
+    let _g = GuardianUnderTest {
+        child,
+        state_dir: sb.state_dir(),
+        config: cfg.clone(),
+    };
+    assert!(wait_for(LONG, || sb.service(&cfg, "svc")["state"] == "failed"));
+    let ev = sb.events("svc");
+    let delays: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["action"] == "restart_scheduled")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        delays,
+        vec!["retry 1 of 2 in 50ms", "retry 2 of 2 in 100ms"]
+    );
+    let failed = ev.iter().find(|e| e["action"] == "failed").unwrap();
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("guardian start svc"),
+        "{failed}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        sb.events("svc")
+            .iter()
+            .filter(|e| e["action"] == "start")
+            .count(),
+        3,
+        "nothing restarts a failed service"
+    );
+    // `guardian start` resets it.
+    let out = sb.client(&cfg, &["start", "svc"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(wait_for(LONG, || sb
+        .events("svc")
+        .iter()
+        .filter(|e| e["action"] == "start")
+        .count()
+        >= 4));
+}
+
+#[test]
+fn a_service_ignoring_sigterm_is_killed_after_the_timeout() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.stubborn]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; while true; do sleep 0.1; done\"]\nshutdown_timeout = \"1s\"\nidentity = { patterns = [\"trap\"] }\n");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || pid_of(&sb, &cfg, "stubborn").is_some()));
+    let pid = pid_of(&sb, &cfg, "stubborn").unwrap();
+    let out = sb.client(&cfg, &["stop", "stubborn"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(!alive(pid));
+    assert_eq!(sb.service(&cfg, "stubborn")["state"], "stopped");
+    assert!(!sb.state_dir().join("stubborn.pid").exists());
+    let ev = sb.events("stubborn");
+    assert!(ev.iter().any(|e| e["action"] == "kill"), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|e| e["action"] == "stopped" && e["detail"] == "killed by SIGKILL"),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_daemonized_grandchild_is_stopped_with_its_service_and_no_zombie_is_left() {
+    let sb = Sandbox::new();
+    let marker = sb.path().join("grandchild.pid");
+    let script = format!(
+        "setsid sh -c 'echo $$ > {}; exec sleep 300' & sleep 300",
+        marker.display()
+    );
+    let cfg = sb.write("g.toml", &format!("[services.forker]\ncommand = [\"sh\", \"-c\", \"{script}\"]\nshutdown_timeout = \"2s\"\n"));
+    let mut g = sb.start(&cfg);
+    assert!(wait_for(LONG, || marker.exists()
+        && std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse::<i32>()
+            .is_ok()));
+    let grandchild: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let service = pid_of(&sb, &cfg, "forker").unwrap();
+    assert!(alive(grandchild));
+    assert_eq!(sb.client(&cfg, &["stop", "forker"]).code, 0);
+    assert!(
+        wait_for(LONG, || !alive(grandchild) && !alive(service)),
+        "grandchild {grandchild} survived"
+    );
+    let zombies = |parent: i32| -> Vec<i32> {
+        procfs::process::all_processes()
+            .unwrap()
+            .flatten()
+            .filter_map(|p| p.stat().ok())
+            .filter(|s| s.ppid == parent && s.state == 'Z')
+            .map(|s| s.pid)
+            .collect()
+    };
+    assert!(
+        wait_for(LONG, || zombies(g.pid()).is_empty()),
+        "zombies under guardian: {:?}",
+        zombies(g.pid())
+    );
+    assert_eq!(g.stop(), Some(0));
+}
+
+#[test]
+fn a_guardian_killed_with_sigkill_leaves_the_service_and_the_next_one_adopts_it() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.svc]\ncommand = [\"sleep\", \"300\"]\n[services.svc.backoff]\ninitial_delay = \"100ms\"\n");
+    let mut first = sb.start(&cfg);
+    assert!(wait_for(LONG, || pid_of(&sb, &cfg, "svc").is_some()));
+    let pid = pid_of(&sb, &cfg, "svc").unwrap();
+    kill(first.pid(), Signal::SIGKILL);
+    first.child.wait().unwrap();
+    assert!(alive(pid), "the service outlives a crashed guardian");
+    let _second = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.service(&cfg, "svc")["adopted"] == true));
+    assert_eq!(
+        pid_of(&sb, &cfg, "svc"),
+        Some(pid),
+        "same pid, no second copy"
+    );
+    assert_eq!(
+        sb.events("svc")
+            .iter()
+            .filter(|e| e["action"] == "start")
+            .count(),
+        1
+    );
+    // It dies later: noticed through the pidfd, and restarted.
+    kill(pid, Signal::SIGKILL);
+    assert!(
+        wait_for(LONG, || pid_of(&sb, &cfg, "svc").is_some_and(|p| p != pid)),
+        "{}",
+        sb.stderr()
+    );
+}
+
+#[test]
+fn stop_services_on_exit_false_hands_the_service_to_the_next_guardian() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[guardian]\nstop_services_on_exit = false\n[services.svc]\ncommand = [\"sleep\", \"300\"]\n");
+    let mut first = sb.start(&cfg);
+    assert!(wait_for(LONG, || pid_of(&sb, &cfg, "svc").is_some()));
+    let pid = pid_of(&sb, &cfg, "svc").unwrap();
+    assert_eq!(first.stop(), Some(0));
+    assert!(alive(pid));
+    assert!(
+        !sb.state_dir().join("guardian.pid").exists(),
+        "the guardian's own pid file is removed"
+    );
+    let second = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.service(&cfg, "svc")["adopted"] == true));
+    assert_eq!(pid_of(&sb, &cfg, "svc"), Some(pid));
+    drop(second);
+    // The config still says not to stop services: it is still alive for the next one.
+    assert!(alive(pid));
+    kill(pid, Signal::SIGKILL);
+}
+
+#[test]
+fn a_missing_program_is_a_clear_failed_start() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.ghost]\ncommand = [\"/nonexistent/program\"]\n[services.ghost.backoff]\ninitial_delay = \"50ms\"\nmax_retries = 1\n");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.service(&cfg, "ghost")["state"] == "failed"));
+    let ev = sb.events("ghost");
+    let start = ev.iter().find(|e| e["action"] == "start").unwrap();
+    assert_eq!(start["success"], false);
+    assert!(
+        start["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start `/nonexistent/program`: no such program"),
+        "{start}"
+    );
+}
+
+#[test]
+fn an_unwritable_log_folder_does_not_stop_the_service() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.svc]\ncommand = [\"sh\", \"-c\", \"echo hello; exec sleep 300\"]\n",
+    );
+    std::fs::create_dir_all(sb.state_dir()).unwrap();
+    std::fs::set_permissions(
+        sb.state_dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    // A file where the logs folder should be: nothing can be created under it, even by root.
+    std::fs::write(sb.state_dir().join("logs"), "not a folder").unwrap();
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || pid_of(&sb, &cfg, "svc").is_some()));
+    assert!(
+        wait_for(LONG, || sb.stderr().contains("cannot write service log")),
+        "{}",
+        sb.stderr()
+    );
+    assert_eq!(sb.service(&cfg, "svc")["state"], "running");
+}
+
+#[test]
+fn logs_show_the_captured_output_and_unknown_services_exit_4() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.talker]\ncommand = [\"sh\", \"-c\", \"echo out-line; echo err-line >&2; exec sleep 300\"]\n");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb
+        .client(&cfg, &["logs", "talker"])
+        .stdout
+        .contains("err-line")));
+    let out = sb.client(&cfg, &["logs", "talker", "-n", "5"]);
+    assert!(out.stdout.contains("out-line"), "{}", out.stdout);
+    assert_eq!(sb.client(&cfg, &["logs", "nobody"]).code, 4);
+    assert_eq!(sb.client(&cfg, &["restart", "nobody"]).code, 4);
+    assert_eq!(sb.client(&cfg, &["events", "nobody"]).code, 4);
+}
+
+#[test]
+fn client_commands_without_a_guardian_exit_1_and_status_shows_pid_file_verdicts() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.svc]\ncommand = [\"sleep\", \"300\"]\n");
+    let out = sb.client(&cfg, &["status"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("no guardian is running")
+            && out.stderr.contains("svc: not running: no pid file"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb.client(&cfg, &["stop"]).code, 1);
+    assert_eq!(sb.client(&cfg, &["restart", "svc"]).code, 1);
+}
+
+#[test]
+fn five_hundred_sigkills_give_five_hundred_restarts_and_never_two_instances() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.svc]\ncommand = [\"sleep\", \"300\"]\n[services.svc.backoff]\ninitial_delay = 0\nmax_retries = 1000\n");
+    let _g = sb.start(&cfg);
+    let pidfile = sb.state_dir().join("svc.pid");
+    let mut last = 0;
+    for i in 0..500 {
+        assert!(
+            wait_for(LONG, || pidfile_pid(&pidfile)
+                .is_some_and(|p| p != last && alive(p))),
+            "restart {i}"
+        );
+        let pid = pidfile_pid(&pidfile).unwrap();
+        let sleepers = procfs::process::all_processes()
+            .unwrap()
+            .flatten()
+            .filter(|p| {
+                p.cmdline()
+                    .is_ok_and(|c| c.first().map(String::as_str) == Some("sleep"))
+                    && p.stat().is_ok_and(|s| s.ppid == _g.pid() && s.state != 'Z')
+            })
+            .count();
+        assert!(sleepers <= 1, "two instances at once after {i} kills");
+        kill(pid, Signal::SIGKILL);
+        last = pid;
+    }
+    assert!(wait_for(LONG, || sb.service(&cfg, "svc")["restarts"] == 500));
+}
