@@ -649,6 +649,14 @@ impl<S: Spawner> Supervisor<S> {
         }
     }
 
+    /// The service, if `instance` is still its current one and it is in `state`: a fact about
+    /// an older instance, or one that arrives after a state change, is ignored.
+    fn current(&mut self, name: &str, instance: u64, state: State) -> Option<&mut Service> {
+        self.services
+            .get_mut(name)
+            .filter(|s| s.instance == instance && s.state == state)
+    }
+
     fn fact(&mut self, fact: Fact) {
         match fact {
             Fact::ChildExited {
@@ -657,11 +665,7 @@ impl<S: Spawner> Supervisor<S> {
                 exit,
             } => self.exited(&name, instance, exit),
             Fact::BecameReady { name, instance } => {
-                let Some(svc) = self
-                    .services
-                    .get_mut(&name)
-                    .filter(|s| s.instance == instance && s.state == State::Starting)
-                else {
+                let Some(svc) = self.current(&name, instance, State::Starting) else {
                     return;
                 };
                 svc.state = State::Running;
@@ -672,11 +676,7 @@ impl<S: Spawner> Supervisor<S> {
                 self.record(e);
             }
             Fact::StartupTimedOut { name, instance } => {
-                let Some(svc) = self
-                    .services
-                    .get_mut(&name)
-                    .filter(|s| s.instance == instance && s.state == State::Starting)
-                else {
+                let Some(svc) = self.current(&name, instance, State::Starting) else {
                     return;
                 };
                 svc.timed_out = true;
@@ -692,22 +692,14 @@ impl<S: Spawner> Supervisor<S> {
                 );
             }
             Fact::RestartDue { name, instance } => {
-                let Some(svc) = self
-                    .services
-                    .get_mut(&name)
-                    .filter(|s| s.instance == instance && s.state == State::Backoff)
-                else {
+                let Some(svc) = self.current(&name, instance, State::Backoff) else {
                     return;
                 };
                 svc.restarts += 1;
                 self.start(&name, "backoff");
             }
             Fact::GraceExpired { name, instance } => {
-                let Some(svc) = self
-                    .services
-                    .get_mut(&name)
-                    .filter(|s| s.instance == instance && s.state == State::Stopping)
-                else {
+                let Some(svc) = self.current(&name, instance, State::Stopping) else {
                     return;
                 };
                 let pid = svc.pid.unwrap_or_default();

@@ -262,16 +262,8 @@ fn twenty_racers_one_winner_and_a_killed_holder_is_replaced() {
     );
     let racers: Vec<std::process::Child> = (0..20)
         .map(|_| {
-            let mut c = sb.cmd();
-            c.args([
-                "run",
-                "-c",
-                cfg.to_str().unwrap(),
-                "--state-dir",
-                sb.state_dir().to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            let mut c = sb.run_cmd(&cfg);
+            c.stdout(Stdio::null()).stderr(Stdio::piped());
             c.spawn().unwrap()
         })
         .collect();

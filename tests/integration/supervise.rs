@@ -54,15 +54,8 @@ fn sigkilled_service_is_restarted_with_a_new_pid() {
 fn a_service_that_exits_at_once_ends_failed_after_max_retries() {
     let sb = Sandbox::new();
     let cfg = sb.write("g.toml", "[services.svc]\ncommand = [\"false\"]\nenv_prefix = \"SVC\"\n[services.svc.backoff]\ninitial_delay = \"50ms\"\nfactor = 2.0\njitter = 0\n");
-    let mut c = sb.cmd();
-    c.args([
-        "run",
-        "-c",
-        cfg.to_str().unwrap(),
-        "--state-dir",
-        sb.state_dir().to_str().unwrap(),
-    ])
-    .env("SVC_MAX_RETRIES", "2");
+    let mut c = sb.run_cmd(&cfg);
+    c.env("SVC_MAX_RETRIES", "2");
     c.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let child = c.spawn().unwrap();

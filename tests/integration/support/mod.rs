@@ -109,7 +109,8 @@ pub struct GuardianUnderTest {
 }
 
 impl Sandbox {
-    pub fn start(&self, config: &Path) -> GuardianUnderTest {
+    /// `guardian run` on this config and the sandbox's state dir, not yet started.
+    pub fn run_cmd(&self, config: &Path) -> Command {
         let mut c = self.cmd();
         c.args([
             "run",
@@ -117,9 +118,14 @@ impl Sandbox {
             config.to_str().unwrap(),
             "--state-dir",
             self.state_dir().to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(self.path().join("guardian.stderr")).unwrap());
+        ]);
+        c
+    }
+
+    pub fn start(&self, config: &Path) -> GuardianUnderTest {
+        let mut c = self.run_cmd(config);
+        c.stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.path().join("guardian.stderr")).unwrap());
         let child = c.spawn().expect("spawn guardian run");
         let g = GuardianUnderTest {
             child,
