@@ -267,32 +267,13 @@ impl<S: Spawner> Supervisor<S> {
         let spec = self.services[name].spec.clone();
         let port = spec.port;
         match pidfile::check(&spec.pidfile, &spec.identity, port) {
-            Err(e) => {
-                let msg = e.to_string();
-                self.record(Event::new(name, "start", "startup", false).error(msg.clone()));
-                let svc = self
-                    .services
-                    .get_mut(name)
-                    .expect("UNWRAP: name comes from the map");
-                svc.state = State::Failed;
-                svc.last_error = Some(msg);
-            }
+            Err(e) => self.refuse_start(name, None, e.to_string()),
             Ok((verdict, record)) => match verdict.running {
                 Some(pid) if spec.on_orphan == OnOrphan::Fail => {
                     let msg = format!(
                         "a verified instance already runs (pid {pid}) and on_orphan = \"fail\"\n  1. stop it: kill -TERM {pid}\n  2. or let guardian take it over: on_orphan = \"adopt\"\n  look: ps -p {pid} -o pid,ppid,etime,cmd"
                     );
-                    self.record(
-                        Event::new(name, "start", "startup", false)
-                            .pid(pid)
-                            .error(msg.clone()),
-                    );
-                    let svc = self
-                        .services
-                        .get_mut(name)
-                        .expect("UNWRAP: name comes from the map");
-                    svc.state = State::Failed;
-                    svc.last_error = Some(msg);
+                    self.refuse_start(name, Some(pid), msg);
                 }
                 Some(pid) => {
                     let ticks = record
@@ -348,6 +329,19 @@ impl<S: Spawner> Supervisor<S> {
                 }
             },
         }
+    }
+
+    /// A start guardian will not attempt: recorded, and the service left `failed`.
+    fn refuse_start(&mut self, name: &str, pid: Option<i32>, msg: String) {
+        let mut event = Event::new(name, "start", "startup", false).error(msg.clone());
+        event.pid = pid;
+        self.record(event);
+        let svc = self
+            .services
+            .get_mut(name)
+            .expect("UNWRAP: callers pass known names");
+        svc.state = State::Failed;
+        svc.last_error = Some(msg);
     }
 
     /// Picks the port (fixed, or the first free one of the range); a foreign holder is an error
