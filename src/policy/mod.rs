@@ -1,4 +1,7 @@
 //! Pure decisions: no IO, no clock reads. Callers pass `now` and what they observed.
 
 pub mod backoff;
+pub mod breaker;
+pub mod health;
+pub mod recovery;
 pub mod stale_pid;
