@@ -4,9 +4,6 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::cli::{Command, Global};
@@ -76,24 +73,14 @@ async fn call(
     let stream = tokio::net::UnixStream::connect(socket_path(dir))
         .await
         .map_err(|_| not_running())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (status, bytes) = crate::health::http::request(stream, method, path, "guardian", None)
         .await
-        .map_err(|_| not_running())?;
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "guardian")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| FatalError::Message(e.to_string()))?;
-    let resp = sender.send_request(req).await.map_err(|_| not_running())?;
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| FatalError::Message(format!("the guardian's answer was cut off: {e}")))?
-        .to_bytes();
+        .map_err(|e| match e {
+            crate::health::http::HttpError::Body(_) => {
+                FatalError::Message(format!("the guardian's answer was cut off: {e}"))
+            }
+            _ => not_running(),
+        })?;
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Ok((status, body))
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod pidfile;
 pub mod policy;
 pub mod process;
