@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::events;
 use crate::pidfile::unix_now;
+use crate::policy::health::Status;
 use crate::supervisor::{Reply, State as SvcState, SupervisorHandle};
 
 /// What every route may read.
@@ -108,10 +109,26 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     let mut all_ok = true;
     for s in &snap.services {
         let up = s.state == SvcState::Running;
-        if s.autostart && !(up && s.health != "critical") {
+        if s.autostart && !(up && s.health == Status::Healthy) {
             all_ok = false;
         }
-        services.insert(s.name.clone(), json!({"status": if up { s.health.as_str() } else { "down" }, "state": s.state, "checks": [], "metrics": {"restarts": s.restarts, "uptime_seconds": s.uptime_seconds}}));
+        let d = &s.detail;
+        services.insert(
+            s.name.clone(),
+            json!({
+                "status": if up { s.health.as_str() } else { "down" },
+                "state": s.state,
+                "checks": d.checks,
+                "metrics": {
+                    "restarts": s.restarts,
+                    "uptime_seconds": s.uptime_seconds,
+                    "process": d.process,
+                    "checks_performed": d.checks_performed,
+                    "checks_failed": d.checks_failed,
+                    "window": d.summary,
+                },
+            }),
+        );
     }
     let body = json!({
         "status": if all_ok { "healthy" } else { "unhealthy" },

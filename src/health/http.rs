@@ -38,7 +38,10 @@ where
         .method(method)
         .uri(path)
         .header("host", host)
-        .header("user-agent", concat!("guardian/", env!("CARGO_PKG_VERSION")));
+        .header(
+            "user-agent",
+            concat!("guardian/", env!("CARGO_PKG_VERSION")),
+        );
     if let Some(t) = bearer {
         req = req.header("authorization", format!("Bearer {t}"));
     }

@@ -143,10 +143,7 @@ impl Probe {
     }
 
     /// A check that does not answer within the timeout is critical.
-    async fn bounded(
-        &self,
-        f: impl Future<Output = (Status, String)>,
-    ) -> (Status, String) {
+    async fn bounded(&self, f: impl Future<Output = (Status, String)>) -> (Status, String) {
         tokio::time::timeout(self.timeout, f).await.unwrap_or((
             Status::Critical,
             format!(
@@ -305,7 +302,10 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let p = probe(Some(port), vec![CheckSpec::Tcp {}]);
-        assert_eq!(p.tick(&mut Sampler::default()).await.status, Status::Healthy);
+        assert_eq!(
+            p.tick(&mut Sampler::default()).await.status,
+            Status::Healthy
+        );
         drop(l);
         let t = p.tick(&mut Sampler::default()).await;
         assert_eq!(t.status, Status::Critical, "{t:?}");
@@ -317,7 +317,10 @@ mod tests {
         let sh = |s: &str| vec!["sh".to_owned(), "-c".to_owned(), s.to_owned()];
         let t = Duration::from_millis(300);
         assert_eq!(run_command(&sh("exit 0"), None, t).await.0, Status::Healthy);
-        assert_eq!(run_command(&sh("exit 3"), None, t).await.0, Status::Critical);
+        assert_eq!(
+            run_command(&sh("exit 3"), None, t).await.0,
+            Status::Critical
+        );
         let (s, m) = run_command(&sh("sleep 30"), None, t).await;
         assert_eq!(s, Status::Critical);
         assert!(m.contains("did not finish"), "{m}");
@@ -336,6 +339,9 @@ mod tests {
         assert_eq!(t.status, Status::Warning, "{t:?}");
         assert!(t.problems().contains("memory_mb"), "{t:?}");
         p.pid = -5;
-        assert_eq!(p.tick(&mut Sampler::default()).await.status, Status::Unknown);
+        assert_eq!(
+            p.tick(&mut Sampler::default()).await.status,
+            Status::Unknown
+        );
     }
 }

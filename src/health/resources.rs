@@ -2,8 +2,8 @@
 //! /proc through procfs. Walks only that tree: each process's `task/*/children`, never a scan
 //! of all of /proc. Blocking: callers run it under `spawn_blocking`.
 
-use procfs::process::Process;
 use procfs::WithCurrentSystemInfo;
+use procfs::process::Process;
 use serde::Serialize;
 
 /// What one sample of the tree measured.
@@ -34,7 +34,10 @@ pub fn sample(root: i32) -> Option<Sample> {
         if !seen.insert(pid) {
             continue;
         }
-        let Some((p, stat)) = Process::new(pid).ok().and_then(|p| Some((p.stat().ok()?, p)).map(|(s, p)| (p, s))) else {
+        let Some((p, stat)) = Process::new(pid)
+            .ok()
+            .and_then(|p| Some((p.stat().ok()?, p)).map(|(s, p)| (p, s)))
+        else {
             if pid == root {
                 return None;
             }
@@ -51,7 +54,12 @@ pub fn sample(root: i32) -> Option<Sample> {
         match p.tasks() {
             Ok(tasks) => {
                 for t in tasks.flatten() {
-                    queue.extend(t.children().unwrap_or_default().into_iter().map(|c| c as i32));
+                    queue.extend(
+                        t.children()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|c| c as i32),
+                    );
                 }
             }
             Err(_) => continue,
@@ -75,7 +83,10 @@ mod tests {
 
     #[test]
     fn samples_this_process_and_a_child() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let me = std::process::id() as i32;
         let s = sample(me).expect("this process exists");
         assert!(s.info.processes >= 2, "{:?}", s.info);

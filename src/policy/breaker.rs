@@ -74,7 +74,12 @@ impl Breaker {
     }
 
     /// Feeds one recovery's outcome; returns the new state if it moved.
-    pub fn record(&mut self, spec: &BreakerSpec, success: bool, now: Instant) -> Option<BreakerState> {
+    pub fn record(
+        &mut self,
+        spec: &BreakerSpec,
+        success: bool,
+        now: Instant,
+    ) -> Option<BreakerState> {
         self.poll(spec, now);
         let before = self.state;
         match (self.state, success) {
@@ -177,7 +182,10 @@ mod tests {
         assert_eq!(b.poll(&s, t0 + Duration::from_secs(30)), None);
         assert_eq!(b.poll(&s, t0 + Duration::from_secs(60)), Some(HalfOpen));
         assert_eq!(b.poll(&s, t0 + Duration::from_secs(61)), None);
-        assert_eq!(b.record(&s, true, t0 + Duration::from_secs(61)), Some(Closed));
+        assert_eq!(
+            b.record(&s, true, t0 + Duration::from_secs(61)),
+            Some(Closed)
+        );
         assert_eq!(b.record(&s, true, t0 + Duration::from_secs(62)), None);
     }
 }

@@ -234,6 +234,10 @@ mod tests {
                 last: Some(Healthy),
             }
         );
-        assert_eq!(m.aggregate(Instant::now(), Duration::from_secs(60)).critical, 2);
+        assert_eq!(
+            m.aggregate(Instant::now(), Duration::from_secs(60))
+                .critical,
+            2
+        );
     }
 }

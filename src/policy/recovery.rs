@@ -271,7 +271,11 @@ mod tests {
                 }
             };
             if let Some((a, ok)) = advice.judged {
-                log.push(format!("{} {}", a.as_str(), if ok { "worked" } else { "failed" }));
+                log.push(format!(
+                    "{} {}",
+                    a.as_str(),
+                    if ok { "worked" } else { "failed" }
+                ));
             }
             if let Some(b) = advice.breaker {
                 log.push(format!("breaker {}", b.as_str()));
@@ -310,7 +314,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unconfigured_clear_connections_is_skipped() {
-        let steps = [See(Critical), Done(true), See(Critical), See(Critical), See(Critical)];
+        let steps = [
+            See(Critical),
+            Done(true),
+            See(Critical),
+            See(Critical),
+            See(Critical),
+        ];
         let want = [
             "do restart_service",
             "restart_service failed",

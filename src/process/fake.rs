@@ -103,6 +103,12 @@ impl Spawner for FakeSpawner {
         Err(std::io::Error::other("the fake spawner adopts nothing"))
     }
 
+    fn signal(&self, pid: i32, sig: Signal) -> std::io::Result<()> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.signals.push((Instant::now(), pid, sig));
+        Ok(())
+    }
+
     fn signal_group(&self, _service: &str, pid: i32, sig: Signal) {
         let mut inner = self.inner.lock().unwrap();
         inner.signals.push((Instant::now(), pid, sig));

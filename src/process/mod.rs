@@ -65,4 +65,6 @@ pub trait Spawner: Send + Sync + 'static {
     fn adopt(&self, pid: i32, start_ticks: u64) -> std::io::Result<Spawned>;
     /// Signals the group led by `pid`, its tree, and the service's orphans that left both.
     fn signal_group(&self, service: &str, pid: i32, sig: Signal);
+    /// Signals only the service's main process (clear_connections by signal).
+    fn signal(&self, pid: i32, sig: Signal) -> std::io::Result<()>;
 }

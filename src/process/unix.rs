@@ -165,6 +165,10 @@ impl Spawner for UnixSpawner {
         Ok(Spawned { pid, exited })
     }
 
+    fn signal(&self, pid: i32, sig: Signal) -> std::io::Result<()> {
+        kill(Pid::from_raw(pid), sig).map_err(std::io::Error::from)
+    }
+
     fn signal_group(&self, service: &str, pid: i32, sig: Signal) {
         // Found before the signal: once the leader dies its children move to guardian.
         let members = family(service, pid);

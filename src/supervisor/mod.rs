@@ -19,14 +19,21 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, OnOrphan, ServiceSpec, expand};
+use crate::config::{CheckSpec, ClearConnections, Config, OnOrphan, ServiceSpec, expand};
 use crate::events::{Event, EventLog};
-use crate::pidfile::{self, PidRecord, ServicePidFile};
+use crate::health::{Probe, Sampler, Tick};
+use crate::pidfile::{self, PidRecord, ServicePidFile, unix_now};
 use crate::policy::backoff::{self, Decision};
+use crate::policy::breaker::BreakerState;
+use crate::policy::health::{Monitor, Status};
+use crate::policy::recovery::{Action, Advice, Recovery};
 use crate::process::{ExitInfo, SpawnRequest, Spawned, Spawner};
 use crate::procinfo;
 pub use handle::{Command, Reply, SupervisorHandle};
-pub use snapshot::{ServiceSnapshot, Snapshot, State};
+pub use snapshot::{Detail, RecoveryCount, ServiceSnapshot, Snapshot, State};
+
+/// The slowest a port-less service's checks are polled for readiness.
+const READINESS_POLL_MAX: Duration = Duration::from_millis(500);
 
 /// Facts the actor's own tasks report back.
 #[derive(Debug)]
@@ -52,6 +59,19 @@ enum Fact {
         name: String,
         instance: u64,
     },
+    HealthChecked {
+        name: String,
+        instance: u64,
+        tick: Tick,
+    },
+    /// A clear_connections step ended (restart and emergency_stop end through the lifecycle).
+    RecoveryFinished {
+        name: String,
+        action: Action,
+        result: Result<String, String>,
+        took: Duration,
+        health: Status,
+    },
 }
 
 struct Service {
@@ -72,8 +92,75 @@ struct Service {
     start_after_stop: bool,
     stop_waiters: Vec<oneshot::Sender<Reply>>,
     timed_out: bool,
-    /// Cancels this instance's readiness probe and grace timer.
+    /// Cancels this instance's readiness probe, health monitor and grace timer.
     instance_token: CancellationToken,
+    monitor: Monitor,
+    recovery: Recovery,
+    last_tick: Option<Tick>,
+    last_check_at: Option<f64>,
+    checks_by_result: BTreeMap<Status, u64>,
+    recoveries: BTreeMap<(Action, bool), u64>,
+    /// A restart_service step in flight: when it began and the health that caused it.
+    recovery_restart: Option<(Instant, Status)>,
+    /// emergency_stop: once the process is gone the service is `failed`.
+    fail_after_stop: bool,
+    start_time: Option<f64>,
+    total_failures: u64,
+    last_failure: Option<f64>,
+}
+
+impl Service {
+    /// `guardian start` / `restart`: a fresh retry count and a closed breaker.
+    fn reset_by_user(&mut self) {
+        self.failures = 0;
+        self.recovery = Recovery::default();
+        self.fail_after_stop = false;
+    }
+
+    fn detail(&self, now: Instant) -> Detail {
+        let spec = &self.spec;
+        let running = self.state == State::Running;
+        Detail {
+            checks: self
+                .last_tick
+                .as_ref()
+                .filter(|_| running)
+                .map(|t| t.results.clone())
+                .unwrap_or_default(),
+            process: self
+                .last_tick
+                .as_ref()
+                .filter(|_| running)
+                .and_then(|t| t.process.clone()),
+            summary: self.monitor.aggregate(now, spec.health.aggregation_window),
+            checks_performed: self.monitor.checks_performed,
+            checks_failed: self.monitor.checks_failed,
+            checks_by_result: self
+                .checks_by_result
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            last_check: self.last_check_at,
+            recoveries: self
+                .recoveries
+                .iter()
+                .map(|((action, success), count)| RecoveryCount {
+                    action: *action,
+                    success: *success,
+                    count: *count,
+                })
+                .collect(),
+            pending_recovery: self.recovery.pending(),
+            breaker_reopens_in: self
+                .recovery
+                .breaker()
+                .reopens_at(&spec.recovery.circuit_breaker)
+                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            start_time: self.start_time.filter(|_| self.pid.is_some()),
+            total_failures: self.total_failures,
+            last_failure: self.last_failure,
+        }
+    }
 }
 
 pub struct Supervisor<S: Spawner> {
@@ -123,6 +210,17 @@ impl<S: Spawner> Supervisor<S> {
                     stop_waiters: Vec::new(),
                     timed_out: false,
                     instance_token: CancellationToken::new(),
+                    monitor: Monitor::default(),
+                    recovery: Recovery::default(),
+                    last_tick: None,
+                    last_check_at: None,
+                    checks_by_result: BTreeMap::new(),
+                    recoveries: BTreeMap::new(),
+                    recovery_restart: None,
+                    fail_after_stop: false,
+                    start_time: None,
+                    total_failures: 0,
+                    last_failure: None,
                 };
                 (name.to_string(), svc)
             })
@@ -216,7 +314,7 @@ impl<S: Spawner> Supervisor<S> {
                     let _ = reply.send(Reply::NoSuchService(name));
                     return;
                 };
-                svc.failures = 0;
+                svc.reset_by_user();
                 match svc.state {
                     State::Running | State::Starting | State::Stopping => {
                         svc.start_after_stop = true;
@@ -248,7 +346,7 @@ impl<S: Spawner> Supervisor<S> {
             .services
             .get_mut(name)
             .expect("UNWRAP: checked by with_service");
-        svc.failures = 0;
+        svc.reset_by_user();
         match svc.state {
             State::Running | State::Starting => Reply::Done(format!("{name} is already running")),
             State::Stopping => {
@@ -469,6 +567,12 @@ impl<S: Spawner> Supervisor<S> {
         svc.adopted = adopted;
         svc.state = State::Starting;
         svc.started_at = Some(Instant::now());
+        svc.start_time = Some(
+            procinfo::facts(spawned.pid)
+                .map_or_else(unix_now, |f| procinfo::start_time_secs(f.start_ticks)),
+        );
+        svc.monitor.restart();
+        svc.last_tick = None;
         let (tx, instance, name) = (self.facts_tx.clone(), svc.instance, name.to_owned());
         tokio::spawn(async move {
             let exit = spawned.exited.await;
@@ -480,34 +584,47 @@ impl<S: Spawner> Supervisor<S> {
         });
     }
 
-    /// Ready when the port accepts (if it has one), else at once.
+    /// Ready when the port accepts; without a port, at the first healthy round of checks;
+    /// with neither, at once.
     fn probe_readiness(&mut self, name: &str, port: Option<u16>) {
+        let probe = self.probe_of(name);
         let svc = &self.services[name];
         let (instance, token, timeout) = (
             svc.instance,
             svc.instance_token.clone(),
             svc.spec.startup_timeout,
         );
-        let Some(port) = port else {
+        if port.is_none() && !probe.as_ref().is_some_and(Probe::has_checks) {
             let _ = self.facts_tx.send(Fact::BecameReady {
                 name: name.to_owned(),
                 instance,
             });
             return;
-        };
+        }
         let host = svc.spec.host.clone();
+        let every = svc.spec.health.interval.min(READINESS_POLL_MAX);
         let tx = self.facts_tx.clone();
         let name = name.to_owned();
         tokio::spawn(async move {
             let probe = async {
+                let mut sampler = Sampler::default();
                 loop {
-                    if tokio::net::TcpStream::connect((host.as_str(), port))
-                        .await
-                        .is_ok()
-                    {
+                    let ready = match (port, &probe) {
+                        (Some(port), _) => tokio::net::TcpStream::connect((host.as_str(), port))
+                            .await
+                            .is_ok(),
+                        (None, Some(p)) => p.tick(&mut sampler).await.status == Status::Healthy,
+                        (None, None) => true,
+                    };
+                    if ready {
                         return;
                     }
-                    tokio::time::sleep(Duration::from_millis(25)).await;
+                    let pause = if port.is_some() {
+                        Duration::from_millis(25)
+                    } else {
+                        every
+                    };
+                    tokio::time::sleep(pause).await;
                 }
             };
             tokio::select! {
@@ -523,12 +640,318 @@ impl<S: Spawner> Supervisor<S> {
         });
     }
 
+    /// What the service's checks need, placeholders expanded; `None` when it has no pid.
+    fn probe_of(&self, name: &str) -> Option<Probe> {
+        let svc = &self.services[name];
+        let vars = svc.spec.vars(&self.config.guardian.state_dir, svc.port);
+        let checks = svc
+            .spec
+            .health
+            .checks
+            .iter()
+            .map(|c| match c {
+                CheckSpec::Exec { command } => CheckSpec::Exec {
+                    command: command
+                        .iter()
+                        .map(|a| expand(a, &vars).unwrap_or_else(|_| a.clone()))
+                        .collect(),
+                },
+                other => other.clone(),
+            })
+            .collect();
+        Some(Probe {
+            host: svc.spec.host.clone(),
+            port: svc.port,
+            pid: svc.pid?,
+            checks,
+            resources: svc.spec.health.resources.clone(),
+            timeout: svc.spec.health.timeout,
+            cwd: svc.spec.cwd.clone(),
+        })
+    }
+
+    /// Every `interval` while this instance lives: one round of checks, reported as a fact.
+    fn monitor_health(&mut self, name: &str) {
+        let Some(probe) = self.probe_of(name) else {
+            return;
+        };
+        let svc = &self.services[name];
+        let (instance, token, every) = (
+            svc.instance,
+            svc.instance_token.clone(),
+            svc.spec.health.interval,
+        );
+        let tx = self.facts_tx.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let mut sampler = Sampler::default();
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = token.cancelled() => return,
+                }
+                let tick = tokio::select! {
+                    t = probe.tick(&mut sampler) => t,
+                    _ = token.cancelled() => return,
+                };
+                let fact = Fact::HealthChecked {
+                    name: name.clone(),
+                    instance,
+                    tick,
+                };
+                if tx.send(fact).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn health_checked(&mut self, name: &str, instance: u64, tick: Tick) {
+        let Some(svc) = self.current(name, instance, State::Running) else {
+            return;
+        };
+        let now = Instant::now();
+        let h = &svc.spec.health;
+        let before = svc.monitor.status();
+        let status = svc
+            .monitor
+            .observe(tick.status, now, h.unhealthy_threshold, h.history_size);
+        *svc.checks_by_result.entry(tick.status).or_default() += 1;
+        svc.last_check_at = Some(unix_now());
+        let problems = tick.problems();
+        let pid = svc.pid.unwrap_or_default();
+        svc.last_tick = Some(tick);
+        let threshold = svc.spec.health.unhealthy_threshold;
+        let advice = svc
+            .recovery
+            .observe(&svc.spec.recovery, threshold, status, now);
+        if status != before {
+            let mut e = Event::new(
+                name,
+                "health_changed",
+                "health_check",
+                status == Status::Healthy,
+            )
+            .pid(pid);
+            e.health_status = Some(status.as_str().to_owned());
+            e.detail = Some(format!("{} → {}", before.as_str(), status.as_str()));
+            if !problems.is_empty() {
+                e.error_message = Some(problems.clone());
+            }
+            self.record(e);
+        }
+        self.advise(name, advice, status, &problems);
+    }
+
+    /// Acts on what the recovery machine said: verdicts and breaker moves become events, and
+    /// a step to take is taken.
+    fn advise(&mut self, name: &str, advice: Advice, status: Status, problems: &str) {
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        if let Some((action, worked)) = advice.judged {
+            *svc.recoveries.entry((action, worked)).or_default() += 1;
+            let threshold = svc.spec.health.unhealthy_threshold;
+            let mut e = Event::new(name, "recovery_verdict", "health_check", worked);
+            e.health_status = Some(status.as_str().to_owned());
+            if worked {
+                e.detail = Some(format!(
+                    "{} brought the service back to healthy",
+                    action.as_str()
+                ));
+            } else {
+                e.error_message = Some(format!(
+                    "{} did not bring the service back to healthy within {threshold} checks (or it failed); the next step is one rung higher",
+                    action.as_str()
+                ));
+            }
+            self.record(e);
+        }
+        if let Some(state) = advice.breaker {
+            let b = &self.services[name].spec.recovery.circuit_breaker;
+            let text = match state {
+                BreakerState::Open => format!(
+                    "open: {} failed recoveries; no recovery action for open_timeout {}\n  1. see why: guardian events {name}\n  2. reset it now: guardian restart {name}",
+                    b.failure_threshold,
+                    crate::config::duration::Secs(b.open_timeout)
+                ),
+                BreakerState::HalfOpen => {
+                    "half_open: open_timeout passed; the next recovery action is a trial".to_owned()
+                }
+                BreakerState::Closed => {
+                    format!("closed after {} successful recoveries", b.success_threshold)
+                }
+            };
+            let mut e = Event::new(
+                name,
+                "circuit_breaker",
+                "health_check",
+                state != BreakerState::Open,
+            )
+            .detail(text);
+            e.health_status = Some(status.as_str().to_owned());
+            self.record(e);
+        }
+        if let Some(action) = advice.act {
+            self.recover(name, action, status, problems);
+        }
+    }
+
+    /// Takes one recovery step.
+    fn recover(&mut self, name: &str, action: Action, status: Status, problems: &str) {
+        let now = Instant::now();
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        let pid = svc.pid;
+        match action {
+            Action::LogWarning => {
+                tracing::warn!(service = name, problems, "health warning");
+                self.recovery_finished(
+                    name,
+                    action,
+                    Ok(format!("logged: {problems}")),
+                    Duration::ZERO,
+                    status,
+                );
+            }
+            Action::ClearConnections => {
+                let clear = svc.spec.recovery.clear_connections.clone();
+                let (host, port, timeout, cwd) = (
+                    svc.spec.host.clone(),
+                    svc.port,
+                    svc.spec.health.timeout,
+                    svc.spec.cwd.clone(),
+                );
+                let vars = svc.spec.vars(&self.config.guardian.state_dir, port);
+                let (tx, name) = (self.facts_tx.clone(), name.to_owned());
+                let result = match (&clear, pid) {
+                    (Some(ClearConnections::Signal(sig)), Some(pid)) => Some(
+                        self.spawner
+                            .signal(pid, *sig)
+                            .map(|()| format!("sent {} to pid {pid}", sig.as_str()))
+                            .map_err(|e| format!("cannot signal pid {pid}: {e}")),
+                    ),
+                    (_, None) => Some(Err("the service has no process".to_owned())),
+                    _ => None,
+                };
+                if let Some(result) = result {
+                    return self.recovery_finished(&name, action, result, Duration::ZERO, status);
+                }
+                tokio::spawn(async move {
+                    let result = match clear {
+                        Some(ClearConnections::Http { method, path }) => match port {
+                            None => Err("the service has no port".to_owned()),
+                            Some(port) => match tokio::time::timeout(
+                                timeout,
+                                crate::health::http::request_tcp(&host, port, &method, &path),
+                            )
+                            .await
+                            {
+                                Err(_) => Err(format!(
+                                    "{method} {path}: no answer within {}",
+                                    crate::config::duration::Secs(timeout)
+                                )),
+                                Ok(Err(e)) => Err(format!("{method} {path}: {e}")),
+                                Ok(Ok((code, _))) if (200..300).contains(&code) => {
+                                    Ok(format!("{method} {path} answered {code}"))
+                                }
+                                Ok(Ok((code, _))) => {
+                                    Err(format!("{method} {path} answered {code}"))
+                                }
+                            },
+                        },
+                        Some(ClearConnections::Command(cmd)) => {
+                            let cmd: Vec<String> = cmd
+                                .iter()
+                                .map(|a| expand(a, &vars).unwrap_or_else(|_| a.clone()))
+                                .collect();
+                            match crate::health::run_command(&cmd, cwd.as_deref(), timeout).await {
+                                (Status::Healthy, m) => Ok(format!("{}: {m}", cmd.join(" "))),
+                                (_, m) => Err(format!("{}: {m}", cmd.join(" "))),
+                            }
+                        }
+                        _ => Err("clear_connections is not configured".to_owned()),
+                    };
+                    let _ = tx.send(Fact::RecoveryFinished {
+                        name,
+                        action,
+                        result,
+                        took: now.elapsed(),
+                        health: status,
+                    });
+                });
+            }
+            Action::RestartService => {
+                svc.recovery_restart = Some((now, status));
+                svc.start_after_stop = true;
+                svc.restarts += 1;
+                self.stop(name, "health_check", None);
+            }
+            Action::EmergencyStop => {
+                svc.fail_after_stop = true;
+                self.stop(name, "health_check", None);
+                let svc = &self.services[name];
+                let result = match (svc.state, svc.pid) {
+                    (State::Stopping, Some(pid)) => {
+                        self.spawner.signal_group(name, pid, Signal::SIGKILL);
+                        Ok(format!(
+                            "sent SIGKILL to the process group of pid {pid}; the service stays failed until: guardian start {name}"
+                        ))
+                    }
+                    _ => Err("the service was not running".to_owned()),
+                };
+                self.recovery_finished(name, action, result, Duration::ZERO, status);
+            }
+        }
+    }
+
+    /// A recovery step ended: an event with its duration, then its outcome to the machine.
+    fn recovery_finished(
+        &mut self,
+        name: &str,
+        action: Action,
+        result: Result<String, String>,
+        took: Duration,
+        health: Status,
+    ) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let ok = result.is_ok();
+        if action == Action::EmergencyStop {
+            *svc.recoveries.entry((action, ok)).or_default() += 1;
+        }
+        let advice = svc
+            .recovery
+            .finished(&svc.spec.recovery, ok, Instant::now());
+        let mut e = Event::new(name, action.as_str(), "health_check", ok);
+        e.health_status = Some(health.as_str().to_owned());
+        e.duration_ms = Some(took.as_secs_f64() * 1000.0);
+        e.pid = svc.pid;
+        match result {
+            Ok(d) => e.detail = Some(d),
+            Err(err) => e.error_message = Some(err),
+        }
+        self.record(e);
+        self.advise(name, advice, health, "");
+    }
+
+    /// A restart_service step ends when the new instance is ready, or fails to start.
+    fn restart_step_ended(&mut self, name: &str, result: Result<String, String>) {
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        if let Some((t0, health)) = svc.recovery_restart.take() {
+            self.recovery_finished(name, Action::RestartService, result, t0.elapsed(), health);
+        }
+    }
+
     /// A start that did not produce a running process counts toward max_retries.
     fn failed_start(&mut self, name: &str, reason: String) {
         let svc = self.services.get_mut(name).expect("UNWRAP: known name");
-        svc.last_error = Some(reason);
+        svc.last_error = Some(reason.clone());
         svc.failures = svc.failures.saturating_add(1);
         svc.pid = None;
+        svc.total_failures += 1;
+        svc.last_failure = Some(unix_now());
+        self.restart_step_ended(name, Err(reason));
         self.schedule_restart(name, "start_failed");
     }
 
@@ -668,7 +1091,21 @@ impl<S: Spawner> Supervisor<S> {
                 let mut e = Event::new(&name, "ready", "startup", true).pid(pid);
                 e.duration_ms = took;
                 self.record(e);
+                self.monitor_health(&name);
+                self.restart_step_ended(&name, Ok(format!("running again as pid {pid}")));
             }
+            Fact::HealthChecked {
+                name,
+                instance,
+                tick,
+            } => self.health_checked(&name, instance, tick),
+            Fact::RecoveryFinished {
+                name,
+                action,
+                result,
+                took,
+                health,
+            } => self.recovery_finished(&name, action, result, took, health),
             Fact::StartupTimedOut { name, instance } => {
                 let Some(svc) = self.current(&name, instance, State::Starting) else {
                     return;
@@ -744,9 +1181,19 @@ impl<S: Spawner> Supervisor<S> {
             for w in waiters {
                 let _ = w.send(Reply::Done(done.clone()));
             }
+            let svc = self.services.get_mut(name).expect("UNWRAP: found above");
+            if std::mem::take(&mut svc.fail_after_stop) {
+                svc.state = State::Failed;
+                svc.last_error = Some(format!(
+                    "stopped by emergency_stop after failed recoveries\n  1. see why: guardian events {name}\n  2. start it again: guardian start {name}"
+                ));
+                return;
+            }
             self.after_stopped(name);
             return;
         }
+        svc.total_failures += 1;
+        svc.last_failure = Some(unix_now());
         let was_running = svc.state == State::Running;
         svc.failures = backoff::count_failure(
             &svc.spec.backoff,
@@ -755,9 +1202,17 @@ impl<S: Spawner> Supervisor<S> {
         );
         let mut e = Event::new(name, "exit", "crash", false)
             .pid(pid)
-            .error(text);
+            .error(text.clone());
         e.duration_ms = Some(ran.as_secs_f64() * 1000.0);
         self.record(e);
+        if !was_running {
+            self.restart_step_ended(
+                name,
+                Err(format!(
+                    "the new instance ended before it was ready: {text}"
+                )),
+            );
+        }
         self.schedule_restart(name, "crash");
     }
 
@@ -813,8 +1268,12 @@ impl<S: Spawner> Supervisor<S> {
                 uptime_seconds: matches!(s.state, State::Running | State::Starting)
                     .then(|| s.started_at.map_or(0.0, |t| (now - t).as_secs_f64())),
                 restarts: s.restarts,
-                health: "unknown".into(),
-                circuit_breaker: "closed".into(),
+                health: if s.state == State::Running {
+                    s.monitor.status()
+                } else {
+                    Status::Unknown
+                },
+                circuit_breaker: s.recovery.breaker().state(),
                 adopted: s.adopted,
                 autostart: s.spec.autostart,
                 consecutive_failures: s.failures,
@@ -823,6 +1282,7 @@ impl<S: Spawner> Supervisor<S> {
                 next_restart_in: s
                     .restart_at
                     .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+                detail: s.detail(now),
             })
             .collect();
         self.snapshot.send_modify(|snap| snap.services = services);

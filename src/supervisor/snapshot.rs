@@ -3,6 +3,12 @@
 
 use serde::Serialize;
 
+use crate::health::CheckResult;
+use crate::health::resources::ProcessInfo;
+use crate::policy::breaker::BreakerState;
+use crate::policy::health::{Aggregate, Status};
+use crate::policy::recovery::Action;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -14,6 +20,19 @@ pub enum State {
     Failed,
 }
 
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Backoff => "backoff",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ServiceSnapshot {
     pub name: String,
@@ -22,8 +41,9 @@ pub struct ServiceSnapshot {
     pub port: Option<u16>,
     pub uptime_seconds: Option<f64>,
     pub restarts: u64,
-    pub health: String,
-    pub circuit_breaker: String,
+    /// `unknown` unless the service runs.
+    pub health: Status,
+    pub circuit_breaker: BreakerState,
     pub adopted: bool,
     pub autostart: bool,
     pub consecutive_failures: u32,
@@ -31,6 +51,41 @@ pub struct ServiceSnapshot {
     pub last_error: Option<String>,
     /// When the next restart is due, in seconds from the snapshot.
     pub next_restart_in: Option<f64>,
+    /// The rest: for /health, /diagnostics, metrics and the metrics files.
+    #[serde(skip)]
+    pub detail: Detail,
+}
+
+/// Health, recovery and process facts of one service.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Detail {
+    /// The last round of checks.
+    pub checks: Vec<CheckResult>,
+    pub process: Option<ProcessInfo>,
+    pub summary: Aggregate,
+    pub checks_performed: u64,
+    pub checks_failed: u64,
+    /// Ticks per result: healthy, unknown, warning, critical.
+    pub checks_by_result: Vec<(Status, u64)>,
+    /// Unix seconds of the last check.
+    pub last_check: Option<f64>,
+    /// Recoveries per action and verdict.
+    pub recoveries: Vec<RecoveryCount>,
+    pub pending_recovery: Option<Action>,
+    /// Seconds until an open breaker lets an action through.
+    pub breaker_reopens_in: Option<f64>,
+    /// Unix seconds at which the current instance started.
+    pub start_time: Option<f64>,
+    /// Every exit that was not asked for, and every failed start.
+    pub total_failures: u64,
+    pub last_failure: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecoveryCount {
+    pub action: Action,
+    pub success: bool,
+    pub count: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
