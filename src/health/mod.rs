@@ -306,8 +306,13 @@ mod tests {
             p.tick(&mut Sampler::default()).await.status,
             Status::Healthy
         );
-        drop(l);
-        let t = p.tick(&mut Sampler::default()).await;
+        // Nothing listens on that port at another loopback address (dropping the listener
+        // would race with other tests that bind port 0 and may get the same port).
+        let elsewhere = Probe {
+            host: "127.0.0.2".into(),
+            ..p
+        };
+        let t = elsewhere.tick(&mut Sampler::default()).await;
         assert_eq!(t.status, Status::Critical, "{t:?}");
         assert!(t.problems().contains("cannot connect"));
     }

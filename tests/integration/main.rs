@@ -6,5 +6,6 @@
 mod support;
 
 mod cli;
+mod health;
 mod pidfile;
 mod supervise;

@@ -9,14 +9,6 @@ use crate::support::*;
 
 const LONG: Duration = Duration::from_secs(30);
 
-fn pid_of(sb: &Sandbox, cfg: &std::path::Path, name: &str) -> Option<i32> {
-    let s = sb.service(cfg, name);
-    (s["state"] == "running")
-        .then(|| s["pid"].as_i64())
-        .flatten()
-        .map(|p| p as i32)
-}
-
 fn pidfile_pid(path: &std::path::Path) -> Option<i32> {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     v["pid"].as_i64().map(|p| p as i32)
@@ -27,17 +19,16 @@ fn sigkilled_service_is_restarted_with_a_new_pid() {
     let sb = Sandbox::new();
     let cfg = sb.write("g.toml", "[services.svc]\ncommand = [\"sleep\", \"300\"]\n[services.svc.backoff]\ninitial_delay = \"300ms\"\njitter = 0\n");
     let _g = sb.start(&cfg);
-    assert!(wait_for(LONG, || pid_of(&sb, &cfg, "svc").is_some()));
-    let first = pid_of(&sb, &cfg, "svc").unwrap();
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some()));
+    let first = sb.pid_of(&cfg, "svc").unwrap();
     assert_eq!(pidfile_pid(&sb.state_dir().join("svc.pid")), Some(first));
     kill(first, Signal::SIGKILL);
     assert!(
-        wait_for(LONG, || pid_of(&sb, &cfg, "svc")
-            .is_some_and(|p| p != first)),
+        wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some_and(|p| p != first)),
         "{}",
         sb.stderr()
     );
-    let second = pid_of(&sb, &cfg, "svc").unwrap();
+    let second = sb.pid_of(&cfg, "svc").unwrap();
     assert_eq!(sb.service(&cfg, "svc")["restarts"], 1);
     assert_eq!(pidfile_pid(&sb.state_dir().join("svc.pid")), Some(second));
     let ev = sb.events("svc");
@@ -108,8 +99,8 @@ fn a_service_ignoring_sigterm_is_killed_after_the_timeout() {
     let sb = Sandbox::new();
     let cfg = sb.write("g.toml", "[services.stubborn]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; while true; do sleep 0.1; done\"]\nshutdown_timeout = \"1s\"\nidentity = { patterns = [\"trap\"] }\n");
     let _g = sb.start(&cfg);
-    assert!(wait_for(LONG, || pid_of(&sb, &cfg, "stubborn").is_some()));
-    let pid = pid_of(&sb, &cfg, "stubborn").unwrap();
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "stubborn").is_some()));
+    let pid = sb.pid_of(&cfg, "stubborn").unwrap();
     let out = sb.client(&cfg, &["stop", "stubborn"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(!alive(pid));
@@ -145,7 +136,7 @@ fn a_daemonized_grandchild_is_stopped_with_its_service_and_no_zombie_is_left() {
         .trim()
         .parse()
         .unwrap();
-    let service = pid_of(&sb, &cfg, "forker").unwrap();
+    let service = sb.pid_of(&cfg, "forker").unwrap();
     assert!(alive(grandchild));
     assert_eq!(sb.client(&cfg, &["stop", "forker"]).code, 0);
     assert!(
@@ -174,15 +165,15 @@ fn a_guardian_killed_with_sigkill_leaves_the_service_and_the_next_one_adopts_it(
     let sb = Sandbox::new();
     let cfg = sb.write("g.toml", "[services.svc]\ncommand = [\"sleep\", \"300\"]\n[services.svc.backoff]\ninitial_delay = \"100ms\"\n");
     let mut first = sb.start(&cfg);
-    assert!(wait_for(LONG, || pid_of(&sb, &cfg, "svc").is_some()));
-    let pid = pid_of(&sb, &cfg, "svc").unwrap();
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some()));
+    let pid = sb.pid_of(&cfg, "svc").unwrap();
     kill(first.pid(), Signal::SIGKILL);
     first.child.wait().unwrap();
     assert!(alive(pid), "the service outlives a crashed guardian");
     let _second = sb.start(&cfg);
     assert!(wait_for(LONG, || sb.service(&cfg, "svc")["adopted"] == true));
     assert_eq!(
-        pid_of(&sb, &cfg, "svc"),
+        sb.pid_of(&cfg, "svc"),
         Some(pid),
         "same pid, no second copy"
     );
@@ -196,7 +187,7 @@ fn a_guardian_killed_with_sigkill_leaves_the_service_and_the_next_one_adopts_it(
     // It dies later: noticed through the pidfd, and restarted.
     kill(pid, Signal::SIGKILL);
     assert!(
-        wait_for(LONG, || pid_of(&sb, &cfg, "svc").is_some_and(|p| p != pid)),
+        wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some_and(|p| p != pid)),
         "{}",
         sb.stderr()
     );
@@ -207,8 +198,8 @@ fn stop_services_on_exit_false_hands_the_service_to_the_next_guardian() {
     let sb = Sandbox::new();
     let cfg = sb.write("g.toml", "[guardian]\nstop_services_on_exit = false\n[services.svc]\ncommand = [\"sleep\", \"300\"]\n");
     let mut first = sb.start(&cfg);
-    assert!(wait_for(LONG, || pid_of(&sb, &cfg, "svc").is_some()));
-    let pid = pid_of(&sb, &cfg, "svc").unwrap();
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some()));
+    let pid = sb.pid_of(&cfg, "svc").unwrap();
     assert_eq!(first.stop(), Some(0));
     assert!(alive(pid));
     assert!(
@@ -217,7 +208,7 @@ fn stop_services_on_exit_false_hands_the_service_to_the_next_guardian() {
     );
     let second = sb.start(&cfg);
     assert!(wait_for(LONG, || sb.service(&cfg, "svc")["adopted"] == true));
-    assert_eq!(pid_of(&sb, &cfg, "svc"), Some(pid));
+    assert_eq!(sb.pid_of(&cfg, "svc"), Some(pid));
     drop(second);
     // The config still says not to stop services: it is still alive for the next one.
     assert!(alive(pid));
@@ -258,7 +249,7 @@ fn an_unwritable_log_folder_does_not_stop_the_service() {
     // A file where the logs folder should be: nothing can be created under it, even by root.
     std::fs::write(sb.state_dir().join("logs"), "not a folder").unwrap();
     let _g = sb.start(&cfg);
-    assert!(wait_for(LONG, || pid_of(&sb, &cfg, "svc").is_some()));
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some()));
     assert!(
         wait_for(LONG, || sb.stderr().contains("cannot write service log")),
         "{}",

@@ -184,6 +184,41 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// The service's pid while it is `running`.
+    pub fn pid_of(&self, config: &Path, name: &str) -> Option<i32> {
+        let s = self.service(config, name);
+        (s["state"] == "running")
+            .then(|| s["pid"].as_i64())
+            .flatten()
+            .map(|p| p as i32)
+    }
+
+    /// The `action` of each of the service's events, oldest first.
+    pub fn actions(&self, name: &str) -> Vec<String> {
+        self.events(name)
+            .iter()
+            .map(|e| e["action"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+/// An example program built next to the test binary (`cargo test --all-targets` builds them).
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --all-targets` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
 impl GuardianUnderTest {
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
