@@ -131,6 +131,11 @@ async fn serve(config: Config, config_files: Vec<String>) -> Result<u8, FatalErr
                 .await;
         });
     }
+    tracker.spawn(crate::metrics_files::run(
+        handle.watch(),
+        root.child_token(),
+        pidfile::unix_now(),
+    ));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(state_dir = %state_dir.display(), pid = std::process::id(), "guardian running");
 

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod metrics_files;
 pub mod pidfile;
 pub mod policy;
 pub mod process;

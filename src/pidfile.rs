@@ -386,6 +386,12 @@ fn write_locked(path: &Path, contents: &[u8]) -> Result<File, PidFileError> {
             path: path.to_owned(),
         });
     }
+    write_atomic(path, contents, true).map_err(io_err("write pid file", path))
+}
+
+/// A temporary file in the same folder (mode 0644, optionally locked), filled, synced and
+/// renamed over `path`: readers see the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, contents: &[u8], lock: bool) -> io::Result<File> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -406,19 +412,21 @@ fn write_locked(path: &Path, contents: &[u8]) -> Result<File, PidFileError> {
         {
             Ok(f) => break (tmp, f),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => n += 1,
-            Err(e) => return Err(io_err("create pid file", path)(e)),
+            Err(e) => return Err(e),
         }
     };
     let result = (|| {
         file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.try_lock().map_err(io::Error::from)?;
+        if lock {
+            file.try_lock().map_err(io::Error::from)?;
+        }
         file.write_all(contents)?;
         file.sync_data()?;
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(io_err("write pid file", path)(e));
+        return Err(e);
     }
     Ok(file)
 }

@@ -2,6 +2,8 @@
 //! `guardian.api.listen` when set. Reads the supervisor's snapshot; POSTs become commands.
 //! GET is open; POST over TCP needs `Authorization: Bearer <token>`.
 
+pub mod metrics;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,12 +35,36 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/health", get(health))
+        .route("/diagnostics", get(diagnostics))
+        .route("/metrics", get(metrics_route))
         .route("/services/{name}/events", get(service_events))
         .route("/services/{name}/{action}", post(service_action))
         .route("/shutdown", post(shutdown))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(refuse_large_bodies))
         .with_state(state)
+}
+
+/// No route takes a body; anything above this is refused before it is read.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+async fn refuse_large_bodies(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies are limited to {BODY_LIMIT} bytes"),
+        );
+    }
+    next.run(req).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -48,7 +74,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
-        format!("no route for {method} {uri}; see GET /status, /health, /services/NAME/events"),
+        format!(
+            "no route for {method} {uri}; see GET /status, /health, /diagnostics, /metrics, /services/NAME/events"
+        ),
     )
 }
 
@@ -91,7 +119,7 @@ pub fn status_document(state: &ApiState) -> Value {
         "guardian": {
             "pid": std::process::id(),
             "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": (unix_now() - state.started).max(0.0),
+            "uptime_seconds": uptime(state),
             "config_files": state.config_files,
             "config_generation": snap.config_generation,
         },
@@ -133,7 +161,7 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     let body = json!({
         "status": if all_ok { "healthy" } else { "unhealthy" },
         "timestamp": unix_now(),
-        "uptime_seconds": (unix_now() - state.started).max(0.0),
+        "uptime_seconds": uptime(&state),
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
         "services": services,
@@ -144,6 +172,88 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+fn uptime(state: &ApiState) -> f64 {
+    (unix_now() - state.started).max(0.0)
+}
+
+async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
+    let body = metrics::render(&state.handle.snapshot(), uptime(&state));
+    (
+        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
+}
+
+async fn diagnostics(State(state): State<Arc<ApiState>>) -> Json<Value> {
+    let snap = state.handle.snapshot();
+    let mut services = serde_json::Map::new();
+    for s in &snap.services {
+        let d = &s.detail;
+        let count = |ok: Option<bool>| -> u64 {
+            d.recoveries
+                .iter()
+                .filter(|r| ok.is_none_or(|ok| r.success == ok))
+                .map(|r| r.count)
+                .sum()
+        };
+        services.insert(
+            s.name.clone(),
+            json!({
+                "server_info": {
+                    "state": s.state,
+                    "pid": s.pid,
+                    "port": s.port,
+                    "adopted": s.adopted,
+                    "uptime_seconds": s.uptime_seconds,
+                    "start_time": d.start_time,
+                    "restarts": s.restarts,
+                    "total_failures": d.total_failures,
+                    "last_failure": d.last_failure,
+                    "last_exit": s.last_exit,
+                    "last_error": s.last_error,
+                },
+                "health_monitor": {
+                    "status": s.health,
+                    "checks_performed": d.checks_performed,
+                    "checks_failed": d.checks_failed,
+                    "last_check": d.last_check,
+                    "checks": d.checks,
+                    "window": d.summary,
+                },
+                "recovery_manager": {
+                    "circuit_breaker": s.circuit_breaker,
+                    "breaker_reopens_in": d.breaker_reopens_in,
+                    "pending_action": d.pending_recovery,
+                    "recoveries_total": count(None),
+                    "recoveries_successful": count(Some(true)),
+                    "recoveries_failed": count(Some(false)),
+                    "by_action": d.recoveries,
+                },
+                "process_info": d.process.as_ref().map(|p| json!({
+                    "cpu_percent": p.cpu_percent,
+                    "memory_mb": p.memory_mb,
+                    "file_descriptors": p.file_descriptors,
+                    "thread_count": p.thread_count,
+                    "processes": p.processes,
+                })),
+            }),
+        );
+    }
+    Json(json!({
+        "guardian": {
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": uptime(&state),
+            "config_generation": snap.config_generation,
+            "reloads_ok": snap.reloads_ok,
+            "reloads_failed": snap.reloads_failed,
+            "last_reload_error": snap.last_reload_error,
+        },
+        "services": services,
+    }))
 }
 
 #[derive(serde::Deserialize)]

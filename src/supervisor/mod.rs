@@ -159,6 +159,7 @@ impl Service {
             start_time: self.start_time.filter(|_| self.pid.is_some()),
             total_failures: self.total_failures,
             last_failure: self.last_failure,
+            metrics_file: spec.metrics.enabled.then(|| spec.metrics.file.clone()),
         }
     }
 }
@@ -1285,6 +1286,10 @@ impl<S: Spawner> Supervisor<S> {
                 detail: s.detail(now),
             })
             .collect();
-        self.snapshot.send_modify(|snap| snap.services = services);
+        let metrics_file = Some(self.config.guardian.metrics_file.clone());
+        self.snapshot.send_modify(|snap| {
+            snap.services = services;
+            snap.metrics_file = metrics_file;
+        });
     }
 }

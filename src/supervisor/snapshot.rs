@@ -79,6 +79,8 @@ pub struct Detail {
     /// Every exit that was not asked for, and every failed start.
     pub total_failures: u64,
     pub last_failure: Option<f64>,
+    /// The service's own metrics file, when `metrics.enabled`.
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -92,4 +94,10 @@ pub struct RecoveryCount {
 pub struct Snapshot {
     pub services: Vec<ServiceSnapshot>,
     pub config_generation: u64,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// The error of the last reload that was refused, until one is applied.
+    pub last_reload_error: Option<String>,
+    /// The guardian's `metrics_file`.
+    pub metrics_file: Option<std::path::PathBuf>,
 }

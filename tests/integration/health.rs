@@ -331,7 +331,7 @@ min_recovery_interval = "0s"
     ] {
         assert!(!actions.iter().any(|a| a == step), "{actions:?}");
     }
-    let health = health_doc(&sb);
+    let (_, health) = sb.get_json("/health");
     assert_eq!(health["services"]["web"]["status"], "critical", "{health}");
     assert!(
         health["services"]["web"]["checks"][0]["message"]
@@ -339,17 +339,4 @@ min_recovery_interval = "0s"
             .unwrap()
             .contains("answered 500")
     );
-}
-
-/// `GET /health` over the Unix socket, through curl-free std: a raw HTTP/1.0 request.
-fn health_doc(sb: &Sandbox) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let mut s =
-        std::os::unix::net::UnixStream::connect(sb.state_dir().join("guardian.sock")).unwrap();
-    s.write_all(b"GET /health HTTP/1.0\r\nhost: guardian\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
 }

@@ -275,3 +275,68 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Where an HTTP request goes: guardian's Unix socket, or a TCP address.
+pub enum Target<'a> {
+    Unix(&'a Path),
+    Tcp(&'a str),
+}
+
+/// One raw HTTP/1.0 request (the connection closes after the answer): status and body.
+pub fn http(
+    target: Target,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut head = format!(
+        "{method} {path} HTTP/1.0\r\nhost: guardian\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut raw = Vec::new();
+    let mut exchange = |s: &mut dyn ReadWrite| {
+        s.write_all(head.as_bytes())?;
+        s.write_all(body)?;
+        s.read_to_end(&mut raw)
+    };
+    let r = match target {
+        Target::Unix(p) => {
+            std::os::unix::net::UnixStream::connect(p).and_then(|mut s| exchange(&mut s))
+        }
+        Target::Tcp(a) => std::net::TcpStream::connect(a).and_then(|mut s| exchange(&mut s)),
+    };
+    if r.is_err() && raw.is_empty() {
+        return (0, String::new());
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+pub trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+
+impl Sandbox {
+    /// GET over the Unix socket, the body parsed as JSON.
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let sock = self.state_dir().join("guardian.sock");
+        let (code, body) = http(Target::Unix(&sock), "GET", path, &[], b"");
+        (
+            code,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}

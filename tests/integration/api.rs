@@ -1,0 +1,366 @@
+//! SPEC §6 over both transports: every endpoint, bearer auth on TCP, bounded bodies, the
+//! Prometheus text, the metrics files, and the CLI round trips.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const LONG: Duration = Duration::from_secs(30);
+const TOKEN: &str = "s3cret-token-for-tests";
+
+struct Api {
+    sb: Sandbox,
+    cfg: PathBuf,
+    addr: String,
+    _g: GuardianUnderTest,
+}
+
+impl Api {
+    fn sock(&self) -> PathBuf {
+        self.sb.state_dir().join("guardian.sock")
+    }
+
+    fn tcp(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        http(Target::Tcp(&self.addr), method, path, headers, b"")
+    }
+
+    fn unix(&self, method: &str, path: &str) -> (u16, String) {
+        http(Target::Unix(&self.sock()), method, path, &[], b"")
+    }
+}
+
+/// Two services (one with checks and its own metrics file) and the TCP API with a token.
+fn up() -> Api {
+    let sb = Sandbox::new();
+    let port = free_port();
+    let token = sb.write("token", TOKEN);
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            r#"[guardian.api]
+listen = "{addr}"
+token_file = "{token}"
+[services.web]
+command = ["{server}", "--port", "{{port}}"]
+port = {port}
+metrics = {{ enabled = true }}
+[services.web.health]
+interval = "200ms"
+timeout = "150ms"
+checks = [{{ kind = "http", path = "/health" }}]
+[services.worker]
+command = ["sleep", "300"]
+"#,
+            token = token.display(),
+            server = example_bin("socketio_server").display(),
+        ),
+    );
+    let g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.service(&cfg, "web")["health"]
+        == "healthy"
+        && sb.pid_of(&cfg, "worker").is_some()));
+    Api {
+        sb,
+        cfg,
+        addr,
+        _g: g,
+    }
+}
+
+#[test]
+fn every_get_endpoint_answers_on_both_transports() {
+    let api = up();
+    for (path, want) in [
+        ("/status", 200),
+        ("/health", 200),
+        ("/diagnostics", 200),
+        ("/metrics", 200),
+        ("/services/web/events", 200),
+        ("/services/nope/events", 404),
+        ("/no/such/route", 404),
+    ] {
+        let (u, ubody) = api.unix("GET", path);
+        let (t, tbody) = api.tcp("GET", path, &[]);
+        assert_eq!((u, t), (want, want), "{path}: {ubody} / {tbody}");
+        if path != "/metrics" {
+            let v: Value = serde_json::from_str(&tbody).expect(path);
+            assert!(v.is_object() || v.is_array(), "{path}: {tbody}");
+            if want == 404 {
+                assert!(v["error"].as_str().is_some(), "{tbody}");
+            }
+        }
+    }
+    let (_, status) = api.sb.get_json("/status");
+    assert_eq!(status["guardian"]["config_generation"], 0);
+    let names: Vec<&str> = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web", "worker"]);
+    for key in [
+        "name",
+        "state",
+        "pid",
+        "port",
+        "uptime_seconds",
+        "restarts",
+        "health",
+        "circuit_breaker",
+        "adopted",
+    ] {
+        assert!(status["services"][0].get(key).is_some(), "{key}");
+    }
+    let (_, d) = api.sb.get_json("/diagnostics");
+    let web = &d["services"]["web"];
+    assert!(web["health_monitor"]["checks_performed"].as_u64().unwrap() >= 1);
+    assert_eq!(web["recovery_manager"]["circuit_breaker"], "closed");
+    assert!(web["process_info"]["memory_mb"].as_f64().unwrap() > 0.0);
+    assert!(web["process_info"]["thread_count"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        web["server_info"]["pid"],
+        api.sb.service(&api.cfg, "web")["pid"]
+    );
+    let (_, h) = api.sb.get_json("/health");
+    assert_eq!(h["status"], "healthy");
+    assert_eq!(h["services"]["web"]["checks"][0]["status"], "healthy");
+}
+
+#[test]
+fn post_over_tcp_needs_the_bearer_token() {
+    let api = up();
+    let (code, body) = api.tcp("POST", "/services/worker/restart", &[]);
+    assert_eq!(code, 401, "{body}");
+    let (code, _) = api.tcp(
+        "POST",
+        "/services/worker/restart",
+        &[("authorization", "Bearer wrong")],
+    );
+    assert_eq!(code, 403);
+    let before = api.sb.pid_of(&api.cfg, "worker").unwrap();
+    let bearer = format!("Bearer {TOKEN}");
+    let (code, body) = api.tcp(
+        "POST",
+        "/services/worker/restart",
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(wait_for(LONG, || api
+        .sb
+        .pid_of(&api.cfg, "worker")
+        .is_some_and(|p| p != before)));
+    // The Unix socket needs no token.
+    let (code, _) = api.unix("POST", "/services/worker/stop");
+    assert_eq!(code, 200);
+    assert!(wait_for(
+        LONG,
+        || api.sb.service(&api.cfg, "worker")["state"] == "stopped"
+    ));
+    let (code, _) = api.tcp(
+        "POST",
+        "/services/nope/start",
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(code, 404);
+    // An oversized body is refused before it is read.
+    let big = vec![b'x'; 200 * 1024];
+    let (code, _) = http(
+        Target::Unix(&api.sock()),
+        "POST",
+        "/services/worker/start",
+        &[],
+        &big,
+    );
+    assert_eq!(code, 413);
+    let (code, _) = api.tcp("POST", "/shutdown", &[("authorization", &bearer)]);
+    assert_eq!(code, 200);
+    assert!(wait_for(LONG, || !api.sock().exists()));
+}
+
+/// Parses OpenMetrics text: every sample line is `name{labels} value`, and it ends in `# EOF`.
+fn parse_metrics(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    assert_eq!(text.lines().last(), Some("# EOF"), "no # EOF");
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        let value: f64 = value.parse().expect(line);
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => {
+                let inner = rest.strip_suffix('}').expect(line);
+                let labels = inner
+                    .split(',')
+                    .filter(|kv| !kv.is_empty())
+                    .map(|kv| {
+                        let (k, v) = kv.split_once('=').expect(line);
+                        (k.to_owned(), v.trim_matches('"').to_owned())
+                    })
+                    .collect();
+                (n.to_owned(), labels)
+            }
+            None => (series.to_owned(), Vec::new()),
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        out.push((name, labels, value));
+    }
+    out
+}
+
+#[test]
+fn metrics_are_prometheus_text_with_every_listed_metric() {
+    let api = up();
+    // CPU needs two samples: wait for the second round of checks.
+    let mut text = String::new();
+    assert!(wait_for(LONG, || {
+        let (code, t) = api.tcp("GET", "/metrics", &[]);
+        text = t;
+        code == 200 && text.contains("guardian_service_cpu_percent{service=\"web\"}")
+    }));
+    let samples = parse_metrics(&text);
+    let find = |name: &str, service: Option<&str>| {
+        samples.iter().find(|(n, l, _)| {
+            n == name && service.is_none_or(|s| l.iter().any(|(k, v)| k == "service" && v == s))
+        })
+    };
+    for name in [
+        "guardian_up",
+        "guardian_uptime_seconds",
+        "guardian_config_reloads_total",
+    ] {
+        assert!(find(name, None).is_some(), "{name} missing:\n{text}");
+    }
+    for name in [
+        "guardian_service_up",
+        "guardian_service_restarts_total",
+        "guardian_health_checks_total",
+        "guardian_service_health_status",
+        "guardian_recovery_actions_total",
+        "guardian_circuit_breaker_state",
+        "guardian_service_cpu_percent",
+        "guardian_service_memory_bytes",
+        "guardian_service_open_fds",
+    ] {
+        assert!(find(name, Some("web")).is_some(), "{name} missing:\n{text}");
+    }
+    assert_eq!(find("guardian_up", None).unwrap().2, 1.0);
+    assert_eq!(
+        find("guardian_service_health_status", Some("web"))
+            .unwrap()
+            .2,
+        1.0
+    );
+    assert_eq!(find("guardian_service_up", Some("worker")).unwrap().2, 1.0);
+    assert!(
+        find("guardian_service_memory_bytes", Some("web"))
+            .unwrap()
+            .2
+            > 0.0
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|(n, l, v)| n == "guardian_health_checks_total"
+                && l.contains(&("result".into(), "healthy".into()))
+                && *v >= 1.0)
+    );
+    assert!(!text.contains("_total_total"));
+}
+
+#[test]
+fn metrics_files_hold_every_service_and_the_flat_form() {
+    let api = up();
+    let state = api.sb.state_dir();
+    let read = |name: &str| -> Value {
+        std::fs::read_to_string(state.join(name))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    };
+    assert!(wait_for(LONG, || {
+        read("web-metrics.json")["health_checks_passed"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    }));
+    let flat = read("web-metrics.json");
+    for key in [
+        "start_time",
+        "restarts",
+        "total_failures",
+        "last_failure",
+        "health_checks_passed",
+        "health_checks_failed",
+        "uptime_seconds",
+        "last_health_check",
+        "status",
+    ] {
+        assert!(flat.get(key).is_some(), "{key} missing: {flat}");
+    }
+    assert_eq!(flat["status"], "healthy");
+    let all = read("metrics.json");
+    assert!(
+        all["services"]["web"].is_object() && all["services"]["worker"].is_object(),
+        "{all}"
+    );
+    assert!(
+        !state.join("worker-metrics.json").exists(),
+        "metrics.enabled is off for worker"
+    );
+    // No temporary file is left behind by the atomic writes.
+    std::thread::sleep(Duration::from_millis(1200));
+    let leftovers: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn cli_round_trips_status_stop_start_restart() {
+    let api = up();
+    let (sb, cfg) = (&api.sb, &api.cfg);
+    let out = sb.client(cfg, &["status"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    for word in ["web", "worker", "running", "healthy", "closed"] {
+        assert!(out.stdout.contains(word), "{word}: {}", out.stdout);
+    }
+    assert!(
+        !out.stdout.contains('\u{1b}'),
+        "no color when not on a terminal"
+    );
+    let out = sb.client(cfg, &["stop", "worker"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(wait_for(LONG, || sb.service(cfg, "worker")["state"] == "stopped"));
+    assert!(!sb.state_dir().join("worker.pid").exists());
+    let out = sb.client(cfg, &["start", "worker"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(wait_for(LONG, || sb.pid_of(cfg, "worker").is_some()));
+    let before = sb.pid_of(cfg, "worker").unwrap();
+    let out = sb.client(cfg, &["restart", "worker"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(wait_for(LONG, || sb
+        .pid_of(cfg, "worker")
+        .is_some_and(|p| p != before)));
+    assert_eq!(sb.client(cfg, &["restart", "nope"]).code, 4);
+    let out = sb.client(cfg, &["events", "worker", "--json", "-n", "3"]);
+    assert_eq!(out.code, 0);
+    let events: Vec<Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!events.is_empty() && events.len() <= 3, "{}", out.stdout);
+    let out = sb.client(cfg, &["stop"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(wait_for(LONG, || !api.sock().exists()));
+}
