@@ -184,8 +184,11 @@ fn post_over_tcp_needs_the_bearer_token() {
     assert!(wait_for(LONG, || !api.sock().exists()));
 }
 
+/// A metric's name, its labels and its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// Parses OpenMetrics text: every sample line is `name{labels} value`, and it ends in `# EOF`.
-fn parse_metrics(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+fn parse_metrics(text: &str) -> Vec<Sample> {
     assert_eq!(text.lines().last(), Some("# EOF"), "no # EOF");
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
