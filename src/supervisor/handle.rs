@@ -4,6 +4,7 @@
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::snapshot::Snapshot;
+use crate::config::Config;
 
 /// What a command answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +19,8 @@ pub enum Command {
     Start(String, oneshot::Sender<Reply>),
     Stop(String, oneshot::Sender<Reply>),
     Restart(String, oneshot::Sender<Reply>),
+    /// Apply a reloaded config (or count a refused one): `Done` carries the diff.
+    Reload(Result<Box<Config>, String>, oneshot::Sender<Reply>),
     /// Stop (or, with `keep_services`, release) every service, then end the actor.
     Shutdown {
         keep_services: bool,
@@ -59,6 +62,10 @@ impl SupervisorHandle {
 
     pub async fn restart(&self, name: &str) -> Reply {
         self.ask(|r| Command::Restart(name.to_owned(), r)).await
+    }
+
+    pub async fn reload(&self, loaded: Result<Config, String>) -> Reply {
+        self.ask(|r| Command::Reload(loaded.map(Box::new), r)).await
     }
 
     pub async fn shutdown(&self, keep_services: bool) -> Reply {

@@ -94,6 +94,8 @@ struct Service {
     timed_out: bool,
     /// Cancels this instance's readiness probe, health monitor and grace timer.
     instance_token: CancellationToken,
+    /// Cancels only the health monitor (a reload of `health` starts a new one).
+    health_token: CancellationToken,
     monitor: Monitor,
     recovery: Recovery,
     last_tick: Option<Tick>,
@@ -104,12 +106,49 @@ struct Service {
     recovery_restart: Option<(Instant, Status)>,
     /// emergency_stop: once the process is gone the service is `failed`.
     fail_after_stop: bool,
+    /// Removed by a reload: dropped once its process is gone.
+    remove_after_stop: bool,
     start_time: Option<f64>,
     total_failures: u64,
     last_failure: Option<f64>,
 }
 
 impl Service {
+    fn new(spec: ServiceSpec) -> Self {
+        Service {
+            port: spec.port,
+            spec,
+            state: State::Stopped,
+            pid: None,
+            instance: 0,
+            started_at: None,
+            restarts: 0,
+            failures: 0,
+            adopted: false,
+            pidfile: None,
+            last_exit: None,
+            last_error: None,
+            restart_at: None,
+            start_after_stop: false,
+            stop_waiters: Vec::new(),
+            timed_out: false,
+            instance_token: CancellationToken::new(),
+            health_token: CancellationToken::new(),
+            monitor: Monitor::default(),
+            recovery: Recovery::default(),
+            last_tick: None,
+            last_check_at: None,
+            checks_by_result: BTreeMap::new(),
+            recoveries: BTreeMap::new(),
+            recovery_restart: None,
+            fail_after_stop: false,
+            remove_after_stop: false,
+            start_time: None,
+            total_failures: 0,
+            last_failure: None,
+        }
+    }
+
     /// `guardian start` / `restart`: a fresh retry count and a closed breaker.
     fn reset_by_user(&mut self) {
         self.failures = 0;
@@ -176,6 +215,10 @@ pub struct Supervisor<S: Spawner> {
     rng: StdRng,
     echo: bool,
     shutting_down: Option<(bool, Vec<oneshot::Sender<Reply>>)>,
+    generation: u64,
+    reloads_ok: u64,
+    reloads_failed: u64,
+    last_reload_error: Option<String>,
 }
 
 impl<S: Spawner> Supervisor<S> {
@@ -192,39 +235,7 @@ impl<S: Spawner> Supervisor<S> {
         let services = config
             .services
             .iter()
-            .map(|(name, spec)| {
-                let svc = Service {
-                    spec: spec.clone(),
-                    state: State::Stopped,
-                    pid: None,
-                    port: spec.port,
-                    instance: 0,
-                    started_at: None,
-                    restarts: 0,
-                    failures: 0,
-                    adopted: false,
-                    pidfile: None,
-                    last_exit: None,
-                    last_error: None,
-                    restart_at: None,
-                    start_after_stop: false,
-                    stop_waiters: Vec::new(),
-                    timed_out: false,
-                    instance_token: CancellationToken::new(),
-                    monitor: Monitor::default(),
-                    recovery: Recovery::default(),
-                    last_tick: None,
-                    last_check_at: None,
-                    checks_by_result: BTreeMap::new(),
-                    recoveries: BTreeMap::new(),
-                    recovery_restart: None,
-                    fail_after_stop: false,
-                    start_time: None,
-                    total_failures: 0,
-                    last_failure: None,
-                };
-                (name.to_string(), svc)
-            })
+            .map(|(name, spec)| (name.to_string(), Service::new(spec.clone())))
             .collect();
         let sup = Supervisor {
             config,
@@ -238,6 +249,10 @@ impl<S: Spawner> Supervisor<S> {
             rng: StdRng::seed_from_u64(seed),
             echo,
             shutting_down: None,
+            generation: 0,
+            reloads_ok: 0,
+            reloads_failed: 0,
+            last_reload_error: None,
         };
         (
             sup,
@@ -326,6 +341,13 @@ impl<S: Spawner> Supervisor<S> {
                         let _ = reply.send(Reply::Done(format!("{name} started")));
                     }
                 }
+            }
+            Command::Reload(loaded, reply) => {
+                let r = match self.reload(loaded.map(|c| *c)) {
+                    Ok(text) => Reply::Done(text),
+                    Err(e) => Reply::Refused(e),
+                };
+                let _ = reply.send(r);
             }
             Command::Shutdown {
                 keep_services,
@@ -676,10 +698,11 @@ impl<S: Spawner> Supervisor<S> {
         let Some(probe) = self.probe_of(name) else {
             return;
         };
-        let svc = &self.services[name];
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        svc.health_token = svc.instance_token.child_token();
         let (instance, token, every) = (
             svc.instance,
-            svc.instance_token.clone(),
+            svc.health_token.clone(),
             svc.spec.health.interval,
         );
         let tx = self.facts_tx.clone();
@@ -944,6 +967,80 @@ impl<S: Spawner> Supervisor<S> {
         }
     }
 
+    /// Applies a reloaded config: only what changed is touched. An invalid config (or a
+    /// refused change) is counted and leaves everything as it was.
+    fn reload(&mut self, loaded: Result<Config, String>) -> Result<String, String> {
+        let refuse = |sup: &mut Self, e: String| {
+            sup.reloads_failed += 1;
+            sup.last_reload_error = Some(e.clone());
+            sup.record(Event::new("guardian", "reload", "reload", false).error(e.clone()));
+            Err(e)
+        };
+        let new = match loaded {
+            Ok(c) => c,
+            Err(e) => return refuse(self, e),
+        };
+        let d = crate::config::diff::diff(&self.config, &new);
+        if let Some(why) = d.refused.clone() {
+            return refuse(self, why);
+        }
+        for name in &d.removed {
+            let name = name.as_str();
+            if let Some(svc) = self.services.get_mut(name) {
+                svc.remove_after_stop = true;
+                svc.start_after_stop = false;
+                self.stop(name, "reload", None);
+            }
+        }
+        for (name, keys) in &d.restarted {
+            let name = name.as_str();
+            let spec = new.services.values().find(|s| s.name.as_str() == name).cloned();
+            let Some(spec) = spec else { continue };
+            let svc = self.services.get_mut(name).expect("UNWRAP: diffed against this config");
+            svc.spec = spec;
+            self.record(Event::new(name, "reload", "reload", true).detail(format!("restarted: {} changed", keys.join(", "))));
+            let svc = self.services.get_mut(name).expect("UNWRAP: diffed against this config");
+            if matches!(svc.state, State::Running | State::Starting | State::Stopping) {
+                svc.start_after_stop = true;
+                self.stop(name, "reload", None);
+            }
+        }
+        for (name, keys) in &d.updated {
+            let name = name.as_str();
+            let spec = new.services.values().find(|s| s.name.as_str() == name).cloned();
+            let Some(spec) = spec else { continue };
+            let svc = self.services.get_mut(name).expect("UNWRAP: diffed against this config");
+            svc.spec = spec;
+            let rewatch = keys.contains(&"health") && svc.state == State::Running;
+            if rewatch {
+                svc.health_token.cancel();
+            }
+            self.record(Event::new(name, "reload", "reload", true).detail(format!("policies updated in place: {}", keys.join(", "))));
+            if rewatch {
+                self.monitor_health(name);
+            }
+        }
+        self.config = new;
+        for name in &d.added {
+            let spec = self.config.services[name].clone();
+            let autostart = spec.autostart;
+            self.services.insert(name.to_string(), Service::new(spec));
+            self.record(Event::new(name.as_str(), "reload", "reload", true).detail("added"));
+            if autostart {
+                self.adopt_or_start(name.as_str());
+            }
+        }
+        self.generation += 1;
+        self.reloads_ok += 1;
+        self.last_reload_error = None;
+        let text = d.to_string();
+        self.record(
+            Event::new("guardian", "reload", "reload", true)
+                .detail(format!("generation {}: {}", self.generation, text.trim_end().replace('\n', "; "))),
+        );
+        Ok(format!("config generation {}\n{text}", self.generation))
+    }
+
     /// A start that did not produce a running process counts toward max_retries.
     fn failed_start(&mut self, name: &str, reason: String) {
         let svc = self.services.get_mut(name).expect("UNWRAP: known name");
@@ -1061,6 +1158,12 @@ impl<S: Spawner> Supervisor<S> {
 
     fn after_stopped(&mut self, name: &str) {
         let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        if svc.remove_after_stop {
+            svc.instance_token.cancel();
+            self.services.remove(name);
+            self.record(Event::new(name, "removed", "reload", true));
+            return;
+        }
         if std::mem::take(&mut svc.start_after_stop) && self.shutting_down.is_none() {
             svc.failures = 0;
             self.start(name, "command");
@@ -1290,6 +1393,10 @@ impl<S: Spawner> Supervisor<S> {
         self.snapshot.send_modify(|snap| {
             snap.services = services;
             snap.metrics_file = metrics_file;
+            snap.config_generation = self.generation;
+            snap.reloads_ok = self.reloads_ok;
+            snap.reloads_failed = self.reloads_failed;
+            snap.last_reload_error = self.last_reload_error.clone();
         });
     }
 }

@@ -173,3 +173,60 @@ async fn shutdown_stops_everything_and_completes() {
         Reply::Refused("the supervisor has stopped".into())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn reload_touches_only_what_changed() {
+    let r = rig("[services.web.backoff]\njitter = 0\n", vec![]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid_of = |name: &str| {
+        r.handle
+            .snapshot()
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.pid)
+    };
+    let web = pid_of("web").unwrap();
+    let dir = r._dir.path();
+    let next = |extra: &str| config(dir, extra);
+
+    // Policy only, plus a new service: web keeps its process.
+    let reply = r
+        .handle
+        .reload(Ok(next(
+            "[services.web.backoff]\njitter = 0\nmax_retries = 3\n[services.api]\ncommand = [\"api\"]\n",
+        )))
+        .await;
+    let Reply::Done(text) = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(text.contains("+ api") && text.contains("= web"), "{text}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(pid_of("web"), Some(web));
+    assert!(pid_of("api").is_some());
+    assert_eq!(r.handle.snapshot().config_generation, 1);
+
+    // A spawn change restarts web alone; api is removed.
+    let api = pid_of("api").unwrap();
+    let mut changed = next("[services.web.backoff]\njitter = 0\nmax_retries = 3\n");
+    changed
+        .services
+        .values_mut()
+        .for_each(|s| s.command = vec!["web2".into()]);
+    let reply = r.handle.reload(Ok(changed)).await;
+    assert!(matches!(&reply, Reply::Done(t) if t.contains("~ web") && t.contains("- api")), "{reply:?}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(pid_of("web").is_some_and(|p| p != web));
+    assert_eq!(r.handle.snapshot().services.len(), 1, "api is gone");
+    assert!(r.spawner.signals().iter().any(|(_, p, s)| *p == api && *s == Signal::SIGTERM));
+
+    // An invalid config changes nothing and is counted.
+    let now = pid_of("web");
+    let reply = r.handle.reload(Err("bad.toml: line 3".into())).await;
+    assert_eq!(reply, Reply::Refused("bad.toml: line 3".into()));
+    let snap = r.handle.snapshot();
+    assert_eq!((snap.config_generation, snap.reloads_ok, snap.reloads_failed), (2, 2, 1));
+    assert_eq!(snap.last_reload_error.as_deref(), Some("bad.toml: line 3"));
+    assert_eq!(pid_of("web"), now);
+    r.token.cancel();
+}
