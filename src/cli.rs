@@ -53,6 +53,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the running guardian to reload its config; prints what changed.
+    Reload,
     /// Stop one service, or the guardian and all its services.
     Stop { service: Option<String> },
     /// Start one service (resets its retry count and breaker).

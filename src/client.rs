@@ -46,6 +46,25 @@ pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
                 Ok(exit::OK)
             }
             Command::Stop { service: Some(s) } => action(&dir, &s, "stop").await,
+            Command::Reload => {
+                let (code, body) = call(&dir, "POST", "/reload", "reload").await?;
+                if code == 200 {
+                    print!("{}", body["message"].as_str().unwrap_or("reloaded\n"));
+                    Ok(exit::OK)
+                } else {
+                    eprintln!(
+                        "error: the new config was not applied; the running config stays\n{}",
+                        body["error"]
+                            .as_str()
+                            .unwrap_or("the guardian refused the reload")
+                    );
+                    Ok(if code == 422 {
+                        exit::CONFIG
+                    } else {
+                        exit::FAILURE
+                    })
+                }
+            }
             Command::Start { service } => action(&dir, &service, "start").await,
             Command::Restart { service } => action(&dir, &service, "restart").await,
             Command::Events { service, json, n } => events(&dir, &service, json, n).await,

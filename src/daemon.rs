@@ -6,17 +6,22 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, fmt, reload as live};
 
 use crate::api::{self, ApiState};
 use crate::cli::Global;
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, GuardianSpec, LoadOptions, LogFormat};
 use crate::error::{FatalError, exit};
 use crate::events::EventLog;
 use crate::pidfile::{self, GuardianLock};
 use crate::process::unix::{UnixSpawner, become_subreaper};
-use crate::supervisor::Supervisor;
+use crate::reload;
+use crate::supervisor::{Reply, Supervisor, SupervisorHandle};
 
 pub fn socket_path(state_dir: &std::path::Path) -> std::path::PathBuf {
     state_dir.join("guardian.sock")
@@ -24,7 +29,7 @@ pub fn socket_path(state_dir: &std::path::Path) -> std::path::PathBuf {
 
 pub fn run(g: &Global) -> Result<u8, FatalError> {
     let loaded = crate::commands::load(g)?;
-    init_tracing(&loaded.config);
+    let logs = init_tracing(&loaded.config);
     let state_dir = loaded.config.guardian.state_dir.clone();
     pidfile::ensure_state_dir(&state_dir)?;
     let lock = GuardianLock::acquire(&state_dir, &loaded.files).map_err(|e| match e {
@@ -43,31 +48,75 @@ pub fn run(g: &Global) -> Result<u8, FatalError> {
             path: state_dir.clone(),
             source,
         })?;
-    let files = loaded
-        .files
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let result = runtime.block_on(serve(loaded.config, files));
+    // A reload reads the same files (as found now) and the same flags, and the environment anew.
+    let reload_opts = LoadOptions {
+        files: loaded.files.clone(),
+        ..crate::commands::load_options(g)
+    };
+    let result = runtime.block_on(serve(loaded.config, reload_opts, logs));
     drop(lock);
     result
 }
 
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GUARDIAN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.guardian.log_level.as_str()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.guardian.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-    };
+type Inner = Layered<live::Layer<EnvFilter, Registry>, Registry>;
+type FmtLayer = Box<dyn Layer<Inner> + Send + Sync>;
+
+/// The log level and format, changeable while guardian runs (a reload applies them).
+pub struct LogControl {
+    filter: live::Handle<EnvFilter, Registry>,
+    format: live::Handle<FmtLayer, Inner>,
+    /// `GUARDIAN_LOG` wins over the config's level.
+    pinned: bool,
 }
 
-async fn serve(config: Config, config_files: Vec<String>) -> Result<u8, FatalError> {
+fn fmt_layer(format: LogFormat) -> FmtLayer {
+    match format {
+        LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
+}
+
+fn init_tracing(config: &Config) -> Option<LogControl> {
+    let env = EnvFilter::try_from_env("GUARDIAN_LOG").ok();
+    let pinned = env.is_some();
+    let filter = env.unwrap_or_else(|| EnvFilter::new(config.guardian.log_level.as_str()));
+    let (filter, filter_handle) = live::Layer::new(filter);
+    let (format, format_handle) = live::Layer::new(fmt_layer(config.guardian.log_format));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
+        .try_init()
+        .ok()?;
+    Some(LogControl {
+        filter: filter_handle,
+        format: format_handle,
+        pinned,
+    })
+}
+
+impl LogControl {
+    fn apply(&self, g: &crate::config::GuardianSpec) {
+        if !self.pinned {
+            let _ = self.filter.reload(EnvFilter::new(g.log_level.as_str()));
+        }
+        let _ = self.format.reload(fmt_layer(g.log_format));
+    }
+}
+
+async fn serve(
+    config: Config,
+    reload_opts: LoadOptions,
+    logs: Option<LogControl>,
+) -> Result<u8, FatalError> {
+    let config_files: Vec<String> = reload_opts
+        .files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut current = config.guardian.clone();
     become_subreaper();
     let state_dir = config.guardian.state_dir.clone();
     let keep_services = !config.guardian.stop_services_on_exit;
@@ -95,6 +144,7 @@ async fn serve(config: Config, config_files: Vec<String>) -> Result<u8, FatalErr
     })?;
     let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
     let api_token = root.child_token();
+    let (reload_tx, mut reload_rx) = mpsc::channel::<reload::Request>(4);
     let state = |tcp: bool, token: Option<String>| {
         Arc::new(ApiState {
             handle: handle.clone(),
@@ -104,6 +154,7 @@ async fn serve(config: Config, config_files: Vec<String>) -> Result<u8, FatalErr
             token,
             tcp,
             on_shutdown: shutdown_requested.clone(),
+            reload: reload_tx.clone(),
         })
     };
     let app = api::router(state(false, None));
@@ -113,24 +164,9 @@ async fn serve(config: Config, config_files: Vec<String>) -> Result<u8, FatalErr
             .with_graceful_shutdown(t.cancelled_owned())
             .await;
     });
-    if let Some(api) = api_listen
-        && let Some(addr) = api.listen
-    {
-        let token = match &api.token_file {
-            Some(p) => Some(read_token(p)?),
-            None => None,
-        };
-        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            FatalError::Message(format!("cannot listen on {addr} (guardian.api.listen): {e}\n  1. look: ss -ltnp 'sport = :{}'\n  2. choose another address, or remove [guardian.api]", addr.port()))
-        })?;
-        let app = api::router(state(true, token));
-        let t = api_token.clone();
-        tracker.spawn(async move {
-            let _ = axum::serve(tcp, app)
-                .with_graceful_shutdown(t.cancelled_owned())
-                .await;
-        });
-    }
+    let mut tcp_token = api_token.child_token();
+    bind_tcp(api_listen.as_ref(), &tracker, &tcp_token, &state).await?;
+    let mut watcher = watch_files(&current, &reload_opts.files, &reload_tx);
     tracker.spawn(crate::metrics_files::run(
         handle.watch(),
         root.child_token(),
@@ -154,7 +190,31 @@ async fn serve(config: Config, config_files: Vec<String>) -> Result<u8, FatalErr
             _ = term.recv() => if begin(&mut stopping, &handle, keep_services, &spawner) { break },
             _ = int.recv() => if begin(&mut stopping, &handle, keep_services, &spawner) { break },
             _ = shutdown_requested.cancelled(), if !stopping => { begin(&mut stopping, &handle, keep_services, &spawner); },
-            _ = hup.recv() => tracing::warn!("SIGHUP: config reload is not built yet; restart guardian to apply changes"),
+            _ = hup.recv() => {
+                let _ = reload_tx.try_send(reload::Request { trigger: "sighup", reply: None });
+            }
+            Some(req) = reload_rx.recv() => {
+                let (reply, applied) = reload_once(&reload_opts, &handle, req.trigger).await;
+                if let Some(new) = applied {
+                    if let Some(l) = &logs {
+                        l.apply(&new);
+                    }
+                    if new.api != current.api {
+                        tcp_token.cancel();
+                        tcp_token = api_token.child_token();
+                        if let Err(e) = bind_tcp(new.api.as_ref(), &tracker, &tcp_token, &state).await {
+                            tracing::error!(error = %e, "the new guardian.api.listen could not be bound; the TCP API is off until the next reload");
+                        }
+                    }
+                    if new.watch_config != current.watch_config {
+                        watcher = watch_files(&new, &reload_opts.files, &reload_tx);
+                    }
+                    current = new;
+                }
+                if let Some(r) = req.reply {
+                    let _ = r.send(reply);
+                }
+            }
             _ = chld.recv() => {
                 let s = spawner.clone();
                 let _ = tokio::task::spawn_blocking(move || s.reap_orphans()).await;
@@ -167,9 +227,89 @@ async fn serve(config: Config, config_files: Vec<String>) -> Result<u8, FatalErr
     root.cancel();
     tracker.close();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
+    drop(watcher);
     let _ = std::fs::remove_file(&sock);
     tracing::info!("guardian stopped");
     Ok(exit::OK)
+}
+
+/// Loads every layer again (the environment included) and hands the result to the
+/// supervisor. Returns its reply, and the guardian settings when the reload was applied.
+async fn reload_once(
+    opts: &LoadOptions,
+    handle: &SupervisorHandle,
+    trigger: &str,
+) -> (Reply, Option<GuardianSpec>) {
+    let opts = opts.clone();
+    let loaded = tokio::task::spawn_blocking(move || load_again(&opts))
+        .await
+        .map_err(|e| format!("the reload task failed: {e}"))
+        .and_then(|r| r);
+    let guardian = loaded.as_ref().ok().map(|c| c.guardian.clone());
+    let reply = handle.reload(loaded).await;
+    match &reply {
+        Reply::Done(text) => {
+            tracing::info!(trigger, changes = %text.trim_end(), "config reloaded");
+            (reply, guardian)
+        }
+        other => {
+            tracing::error!(trigger, reply = ?other, "config reload refused; the running config stays");
+            (reply, None)
+        }
+    }
+}
+
+/// Every layer again: the files, the flags, and the environment as it is now.
+pub fn load_again(opts: &LoadOptions) -> Result<Config, String> {
+    crate::config::load(&opts.clone().with_process_env())
+        .map(|l| l.config)
+        .map_err(|e| e.to_string())
+}
+
+/// Watches the config files when `watch_config` is on; a failure to watch is logged.
+fn watch_files(
+    g: &GuardianSpec,
+    files: &[std::path::PathBuf],
+    tx: &mpsc::Sender<reload::Request>,
+) -> Option<reload::FileWatcher> {
+    if !g.watch_config || files.is_empty() {
+        return None;
+    }
+    match reload::watch(files, tx.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "config files are not watched; reload with: guardian reload");
+            None
+        }
+    }
+}
+
+/// Serves the API on `guardian.api.listen`, if set, until `token` is cancelled.
+async fn bind_tcp(
+    api: Option<&crate::config::ApiSpec>,
+    tracker: &TaskTracker,
+    token: &CancellationToken,
+    state: &impl Fn(bool, Option<String>) -> Arc<ApiState>,
+) -> Result<(), FatalError> {
+    let Some(api) = api else { return Ok(()) };
+    let Some(addr) = api.listen else {
+        return Ok(());
+    };
+    let secret = match &api.token_file {
+        Some(p) => Some(read_token(p)?),
+        None => None,
+    };
+    let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        FatalError::Message(format!("cannot listen on {addr} (guardian.api.listen): {e}\n  1. look: ss -ltnp 'sport = :{}'\n  2. choose another address, or remove [guardian.api]", addr.port()))
+    })?;
+    let app = api::router(state(true, secret));
+    let t = token.clone();
+    tracker.spawn(async move {
+        let _ = axum::serve(tcp, app)
+            .with_graceful_shutdown(t.cancelled_owned())
+            .await;
+    });
+    Ok(())
 }
 
 /// First signal: a graceful shutdown. Second: SIGKILL every service now. True to exit.
@@ -224,4 +364,39 @@ fn read_token(path: &std::path::Path) -> Result<String, FatalError> {
         )));
     }
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diff::diff;
+
+    #[test]
+    fn the_environment_is_read_again_on_every_reload() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "g.toml",
+                "[services.web]\ncommand = [\"x\"]\nenv_prefix = \"WEB\"\n",
+            )?;
+            jail.set_env("WEB_MAX_RETRIES", "3");
+            let opts = LoadOptions {
+                files: vec!["g.toml".into()],
+                state_dir: Some("/tmp/guardian-jail".into()),
+                log_level: None,
+                log_format: None,
+                env: Default::default(),
+            };
+            let first = load_again(&opts).expect("valid");
+            jail.set_env("WEB_MAX_RETRIES", "7");
+            let second = load_again(&opts).expect("valid");
+            let d = diff(&first, &second);
+            assert_eq!(d.updated.len(), 1);
+            assert_eq!(d.updated[0].1, vec!["backoff"]);
+            assert!(d.restarted.is_empty());
+            jail.set_env("WEB_MAX_RETRIES", "ten");
+            let err = load_again(&opts).unwrap_err();
+            assert!(err.contains("WEB_MAX_RETRIES"), "{err}");
+            Ok(())
+        });
+    }
 }

@@ -20,4 +20,5 @@ pub mod pidfile;
 pub mod policy;
 pub mod process;
 pub mod procinfo;
+pub mod reload;
 pub mod supervisor;

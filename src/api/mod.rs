@@ -29,6 +29,7 @@ pub struct ApiState {
     pub token: Option<String>,
     pub tcp: bool,
     pub on_shutdown: tokio_util::sync::CancellationToken,
+    pub reload: tokio::sync::mpsc::Sender<crate::reload::Request>,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -40,6 +41,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/services/{name}/events", get(service_events))
         .route("/services/{name}/{action}", post(service_action))
         .route("/shutdown", post(shutdown))
+        .route("/reload", post(reload))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(refuse_large_bodies))
@@ -312,6 +314,27 @@ fn reply_response(reply: Reply) -> Response {
             error(StatusCode::NOT_FOUND, format!("no service named `{name}`"))
         }
         Reply::Refused(msg) => error(StatusCode::CONFLICT, msg),
+    }
+}
+
+/// Reloads and answers with the diff (200), or the error that kept the old config (422).
+async fn reload(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let req = crate::reload::Request {
+        trigger: "command",
+        reply: Some(tx),
+    };
+    if state.reload.send(req).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "guardian is stopping");
+    }
+    match rx.await {
+        Ok(Reply::Done(text)) => Json(json!({"ok": true, "message": text})).into_response(),
+        Ok(Reply::Refused(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Ok(other) => reply_response(other),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "guardian is stopping"),
     }
 }
 

@@ -97,7 +97,10 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         ("log_level", a.log_level != b.log_level),
         ("log_format", a.log_format != b.log_format),
         ("watch_config", a.watch_config != b.watch_config),
-        ("stop_services_on_exit", a.stop_services_on_exit != b.stop_services_on_exit),
+        (
+            "stop_services_on_exit",
+            a.stop_services_on_exit != b.stop_services_on_exit,
+        ),
         ("metrics_file", a.metrics_file != b.metrics_file),
         ("events_file", a.events_file != b.events_file),
         ("api", a.api != b.api),
@@ -134,7 +137,11 @@ impl fmt::Display for ConfigDiff {
             writeln!(f, "~ {n} (restarted: {} changed)", keys.join(", "))?;
         }
         for (n, keys) in &self.updated {
-            writeln!(f, "= {n} (policies updated, same process: {})", keys.join(", "))?;
+            writeln!(
+                f,
+                "= {n} (policies updated, same process: {})",
+                keys.join(", ")
+            )?;
         }
         if !self.guardian.is_empty() {
             writeln!(f, "= guardian ({})", self.guardian.join(", "))?;
@@ -256,7 +263,9 @@ command = ["sleep", "2"]
     fn prints_one_line_per_change() {
         let d = diff(
             &config(BASE),
-            &config("[services.a]\ncommand = [\"sleep\", \"9\"]\nport = 8000\n[services.c]\ncommand = [\"x\"]\n"),
+            &config(
+                "[services.a]\ncommand = [\"sleep\", \"9\"]\nport = 8000\n[services.c]\ncommand = [\"x\"]\n",
+            ),
         );
         assert_eq!(
             d.to_string(),

@@ -994,28 +994,54 @@ impl<S: Spawner> Supervisor<S> {
         }
         for (name, keys) in &d.restarted {
             let name = name.as_str();
-            let spec = new.services.values().find(|s| s.name.as_str() == name).cloned();
+            let spec = new
+                .services
+                .values()
+                .find(|s| s.name.as_str() == name)
+                .cloned();
             let Some(spec) = spec else { continue };
-            let svc = self.services.get_mut(name).expect("UNWRAP: diffed against this config");
+            let svc = self
+                .services
+                .get_mut(name)
+                .expect("UNWRAP: diffed against this config");
             svc.spec = spec;
-            self.record(Event::new(name, "reload", "reload", true).detail(format!("restarted: {} changed", keys.join(", "))));
-            let svc = self.services.get_mut(name).expect("UNWRAP: diffed against this config");
-            if matches!(svc.state, State::Running | State::Starting | State::Stopping) {
+            self.record(
+                Event::new(name, "reload", "reload", true)
+                    .detail(format!("restarted: {} changed", keys.join(", "))),
+            );
+            let svc = self
+                .services
+                .get_mut(name)
+                .expect("UNWRAP: diffed against this config");
+            if matches!(
+                svc.state,
+                State::Running | State::Starting | State::Stopping
+            ) {
                 svc.start_after_stop = true;
                 self.stop(name, "reload", None);
             }
         }
         for (name, keys) in &d.updated {
             let name = name.as_str();
-            let spec = new.services.values().find(|s| s.name.as_str() == name).cloned();
+            let spec = new
+                .services
+                .values()
+                .find(|s| s.name.as_str() == name)
+                .cloned();
             let Some(spec) = spec else { continue };
-            let svc = self.services.get_mut(name).expect("UNWRAP: diffed against this config");
+            let svc = self
+                .services
+                .get_mut(name)
+                .expect("UNWRAP: diffed against this config");
             svc.spec = spec;
             let rewatch = keys.contains(&"health") && svc.state == State::Running;
             if rewatch {
                 svc.health_token.cancel();
             }
-            self.record(Event::new(name, "reload", "reload", true).detail(format!("policies updated in place: {}", keys.join(", "))));
+            self.record(
+                Event::new(name, "reload", "reload", true)
+                    .detail(format!("policies updated in place: {}", keys.join(", "))),
+            );
             if rewatch {
                 self.monitor_health(name);
             }
@@ -1035,8 +1061,11 @@ impl<S: Spawner> Supervisor<S> {
         self.last_reload_error = None;
         let text = d.to_string();
         self.record(
-            Event::new("guardian", "reload", "reload", true)
-                .detail(format!("generation {}: {}", self.generation, text.trim_end().replace('\n', "; "))),
+            Event::new("guardian", "reload", "reload", true).detail(format!(
+                "generation {}: {}",
+                self.generation,
+                text.trim_end().replace('\n', "; ")
+            )),
         );
         Ok(format!("config generation {}\n{text}", self.generation))
     }

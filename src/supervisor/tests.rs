@@ -214,18 +214,29 @@ async fn reload_touches_only_what_changed() {
         .values_mut()
         .for_each(|s| s.command = vec!["web2".into()]);
     let reply = r.handle.reload(Ok(changed)).await;
-    assert!(matches!(&reply, Reply::Done(t) if t.contains("~ web") && t.contains("- api")), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Done(t) if t.contains("~ web") && t.contains("- api")),
+        "{reply:?}"
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(pid_of("web").is_some_and(|p| p != web));
     assert_eq!(r.handle.snapshot().services.len(), 1, "api is gone");
-    assert!(r.spawner.signals().iter().any(|(_, p, s)| *p == api && *s == Signal::SIGTERM));
+    assert!(
+        r.spawner
+            .signals()
+            .iter()
+            .any(|(_, p, s)| *p == api && *s == Signal::SIGTERM)
+    );
 
     // An invalid config changes nothing and is counted.
     let now = pid_of("web");
     let reply = r.handle.reload(Err("bad.toml: line 3".into())).await;
     assert_eq!(reply, Reply::Refused("bad.toml: line 3".into()));
     let snap = r.handle.snapshot();
-    assert_eq!((snap.config_generation, snap.reloads_ok, snap.reloads_failed), (2, 2, 1));
+    assert_eq!(
+        (snap.config_generation, snap.reloads_ok, snap.reloads_failed),
+        (2, 2, 1)
+    );
     assert_eq!(snap.last_reload_error.as_deref(), Some("bad.toml: line 3"));
     assert_eq!(pid_of("web"), now);
     r.token.cancel();

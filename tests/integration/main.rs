@@ -9,4 +9,5 @@ mod api;
 mod cli;
 mod health;
 mod pidfile;
+mod reload;
 mod supervise;
