@@ -53,6 +53,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A troubleshooting report: config, guardian, each service's PID file, port, events, log.
+    Doctor,
     /// Ask the running guardian to reload its config; prints what changed.
     Reload,
     /// Stop one service, or the guardian and all its services.

@@ -79,7 +79,7 @@ pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
 }
 
 /// One HTTP/1 request over the Unix socket; NotRunning when nothing answers.
-async fn call(
+pub(crate) async fn call(
     dir: &Path,
     method: &str,
     path: &str,

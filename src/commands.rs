@@ -27,6 +27,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
             json,
         } => check_running(&g, service.as_deref(), port, json),
         Command::Run => crate::daemon::run(&g),
+        Command::Doctor => crate::doctor::run(&g),
         other => crate::client::run(&g, other),
     }
 }

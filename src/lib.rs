@@ -12,6 +12,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub mod events;
 pub mod health;

@@ -7,6 +7,7 @@ mod support;
 
 mod api;
 mod cli;
+mod doctor;
 mod health;
 mod pidfile;
 mod reload;
