@@ -11,4 +11,5 @@ mod doctor;
 mod health;
 mod pidfile;
 mod reload;
+mod socketio;
 mod supervise;
