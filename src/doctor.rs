@@ -175,7 +175,7 @@ fn service(
         }
     }
     // The last events.
-    let recent = events::tail(&config.guardian.events_file, name, 5);
+    let recent = events::tail(&config.guardian.events_file, Some(name), 5);
     if !recent.is_empty() {
         r.line("  last events:");
         for e in recent {

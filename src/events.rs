@@ -117,15 +117,15 @@ impl EventLog {
     }
 }
 
-/// The last `n` events of `service` in the file, oldest first.
-pub fn tail(path: &Path, service: &str, n: usize) -> Vec<Event> {
+/// The last `n` events in the file (of one service, or of all), oldest first.
+pub fn tail(path: &Path, service: Option<&str>, n: usize) -> Vec<Event> {
     let Ok(f) = std::fs::File::open(path) else {
         return Vec::new();
     };
     let mut out = std::collections::VecDeque::with_capacity(n + 1);
     for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
         if let Ok(e) = serde_json::from_str::<Event>(&line)
-            && e.service == service
+            && service.is_none_or(|s| e.service == s)
         {
             out.push_back(e);
             if out.len() > n {

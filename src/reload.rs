@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::supervisor::Reply;
 
 /// How long a burst of file events must be quiet before it counts as one change.
-pub const DEBOUNCE: Duration = Duration::from_millis(200);
+pub const DEBOUNCE: Duration = Duration::from_millis(75);
 
 /// A request to reload; `reply` is set when someone waits for the outcome.
 #[derive(Debug)]

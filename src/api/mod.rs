@@ -34,6 +34,8 @@ pub struct ApiState {
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
+        .route("/", get(page))
+        .route("/events", get(all_events))
         .route("/status", get(status))
         .route("/health", get(health))
         .route("/diagnostics", get(diagnostics))
@@ -77,7 +79,7 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no route for {method} {uri}; see GET /status, /health, /diagnostics, /metrics, /services/NAME/events"
+            "no route for {method} {uri}; see GET /, /status, /health, /diagnostics, /metrics, /events, /services/NAME/events"
         ),
     )
 }
@@ -134,7 +136,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<Value> {
 }
 
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
-    let snap = state.handle.snapshot();
+    let snap = with_process_facts(state.handle.snapshot()).await;
     let mut services = serde_json::Map::new();
     let mut all_ok = true;
     for s in &snap.services {
@@ -176,12 +178,41 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// Services without checks are not polled; their process facts are read now, on request.
+async fn with_process_facts(mut snap: crate::supervisor::Snapshot) -> crate::supervisor::Snapshot {
+    let wanted: Vec<(usize, i32)> = snap
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.detail.process.is_none() && s.state == SvcState::Running)
+        .filter_map(|(i, s)| Some((i, s.pid?)))
+        .collect();
+    if wanted.is_empty() {
+        return snap;
+    }
+    let read = tokio::task::spawn_blocking(move || {
+        wanted
+            .into_iter()
+            .map(|(i, pid)| (i, crate::health::resources::sample(pid).map(|s| s.info)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for (i, info) in read {
+        snap.services[i].detail.process = info;
+    }
+    snap
+}
+
 fn uptime(state: &ApiState) -> f64 {
     (unix_now() - state.started).max(0.0)
 }
 
 async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
-    let body = metrics::render(&state.handle.snapshot(), uptime(&state));
+    let body = metrics::render(
+        &with_process_facts(state.handle.snapshot()).await,
+        uptime(&state),
+    );
     (
         [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         body,
@@ -190,7 +221,7 @@ async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn diagnostics(State(state): State<Arc<ApiState>>) -> Json<Value> {
-    let snap = state.handle.snapshot();
+    let snap = with_process_facts(state.handle.snapshot()).await;
     let mut services = serde_json::Map::new();
     for s in &snap.services {
         let d = &s.detail;
@@ -263,6 +294,28 @@ struct Tail {
     n: Option<usize>,
 }
 
+/// The status page: one self-contained document, compiled into the binary.
+async fn page() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        include_str!("page.html"),
+    )
+        .into_response()
+}
+
+/// The recent events of every service, newest last.
+async fn all_events(State(state): State<Arc<ApiState>>, Query(q): Query<Tail>) -> Response {
+    let path = state.events_file.clone();
+    let n = q.n.unwrap_or(50).min(10_000);
+    let events = tokio::task::spawn_blocking(move || events::tail(&path, None, n))
+        .await
+        .unwrap_or_default();
+    Json(json!(events)).into_response()
+}
+
 async fn service_events(
     State(state): State<Arc<ApiState>>,
     Path(name): Path<String>,
@@ -279,7 +332,7 @@ async fn service_events(
     }
     let path = state.events_file.clone();
     let n = q.n.unwrap_or(50).min(10_000);
-    let events = tokio::task::spawn_blocking(move || events::tail(&path, &name, n))
+    let events = tokio::task::spawn_blocking(move || events::tail(&path, Some(&name), n))
         .await
         .unwrap_or_default();
     Json(json!(events)).into_response()

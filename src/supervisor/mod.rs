@@ -694,11 +694,24 @@ impl<S: Spawner> Supervisor<S> {
     }
 
     /// Every `interval` while this instance lives: one round of checks, reported as a fact.
+    /// Without checks there is nothing to poll: the service is healthy while it runs, and
+    /// guardian stays asleep (process facts are read when the API asks).
     fn monitor_health(&mut self, name: &str) {
         let Some(probe) = self.probe_of(name) else {
             return;
         };
         let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        svc.health_token.cancel();
+        if !probe.has_checks() {
+            let h = &svc.spec.health;
+            svc.monitor.observe(
+                Status::Healthy,
+                Instant::now(),
+                h.unhealthy_threshold,
+                h.history_size,
+            );
+            return;
+        }
         svc.health_token = svc.instance_token.child_token();
         let (instance, token, every) = (
             svc.instance,

@@ -6,6 +6,7 @@
 mod support;
 
 mod api;
+mod browser;
 mod cli;
 mod doctor;
 mod health;

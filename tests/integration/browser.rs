@@ -1,0 +1,156 @@
+//! The status page in a real browser: headless Chromium driven over WebDriver (chromedriver).
+//! scripts/test installs Debian's chromium and chromium-driver when they are missing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use fantoccini::{ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use nix::sys::signal::Signal;
+
+use crate::support::*;
+
+const TOKEN: &str = "browser-test-token";
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver() -> (Driver, u16) {
+    let port = free_port();
+    let child = std::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run chromedriver ({e}): install it with `apt-get install chromium chromium-driver` (scripts/test does)")
+        });
+    let d = Driver(child);
+    assert!(
+        wait_for(Duration::from_secs(20), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "chromedriver did not listen on {port}"
+    );
+    (d, port)
+}
+
+fn target_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/integration-…
+    exe.ancestors().nth(3).unwrap().to_owned()
+}
+
+/// Polls `f` until it gives `Some`, for up to 30 s.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text(c: &fantoccini::Client, css: &str) -> Option<String> {
+    c.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+#[test]
+fn the_status_page_shows_services_and_drives_them() {
+    let sb = Sandbox::new();
+    let token = sb.write("token", TOKEN);
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[guardian.api]\nlisten = \"{addr}\"\ntoken_file = \"{}\"\n[services.alpha]\ncommand = [\"sleep\", \"300\"]\n[services.alpha.backoff]\ninitial_delay = \"100ms\"\n[services.beta]\ncommand = [\"sleep\", \"301\"]\n",
+            token.display()
+        ),
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(Duration::from_secs(30), || sb
+        .pid_of(&cfg, "alpha")
+        .is_some()
+        && sb.pid_of(&cfg, "beta").is_some()));
+    let (_driver, wd) = chromedriver();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,720"]}),
+        );
+        let c = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{wd}"))
+            .await
+            .expect("a WebDriver session with headless chromium");
+        c.goto(&format!("http://{addr}/")).await.unwrap();
+
+        // Both services, running.
+        for name in ["alpha", "beta"] {
+            let css = format!("tr[data-service=\"{name}\"] td:nth-child(2)");
+            eventually(&format!("{name} running"), || async {
+                text(&c, &css).await.filter(|t| t == "running")
+            })
+            .await;
+        }
+
+        // SIGKILL alpha: its restart count goes up on the page.
+        let alpha = sb.pid_of(&cfg, "alpha").unwrap();
+        kill(alpha, Signal::SIGKILL);
+        eventually("alpha restarts = 1", || async {
+            text(&c, "tr[data-service=\"alpha\"] td.restarts").await.filter(|t| t == "1")
+        })
+        .await;
+
+        // A wrong token: the error is shown, nothing restarts.
+        let beta = sb.pid_of(&cfg, "beta").unwrap();
+        let token_box = c.find(Locator::Css("#token")).await.unwrap();
+        token_box.send_keys("wrong").await.unwrap();
+        let restart = "tr[data-service=\"beta\"] button[data-action=\"restart\"]";
+        c.find(Locator::Css(restart)).await.unwrap().click().await.unwrap();
+        let banner = eventually("the error banner", || async {
+            text(&c, "#banner").await.filter(|t| t.contains("403"))
+        })
+        .await;
+        assert!(banner.contains("wrong token"), "{banner}");
+        assert_eq!(sb.pid_of(&cfg, "beta"), Some(beta));
+
+        // The right token: beta restarts with a new PID, shown on the page.
+        let token_box = c.find(Locator::Css("#token")).await.unwrap();
+        token_box.clear().await.unwrap();
+        token_box.send_keys(TOKEN).await.unwrap();
+        c.find(Locator::Css(restart)).await.unwrap().click().await.unwrap();
+        let shown = eventually("beta's new pid on the page", || async {
+            text(&c, "tr[data-service=\"beta\"] td.pid")
+                .await
+                .filter(|t| t.parse::<i32>().is_ok_and(|p| p != beta))
+        })
+        .await;
+        assert_eq!(Some(shown.parse::<i32>().unwrap()), sb.pid_of(&cfg, "beta"));
+
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(target_dir().join("browser-status-page.png"), png).unwrap();
+        c.close().await.unwrap();
+    });
+}
