@@ -164,7 +164,7 @@ impl Guardian {
             .arg(dir.path().join("state"))
             .env("GUARDIAN_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("guardian.stderr")).expect("stderr file"))
             .spawn()
             .expect("run target/release/guardian (build it: cargo build --release --bins)");
         Guardian {
@@ -287,7 +287,10 @@ fn restart(t: &mut Table, kills: usize, run_ms: u64) {
     let mut lat = Vec::new();
     for i in 0..kills {
         if !wait(Duration::from_secs(10), || stamps(&file).len() > i) {
-            println!("  the service did not start; stopping");
+            println!(
+                "  the service did not start; stopping. guardian said:\n{}",
+                std::fs::read_to_string(g.path("guardian.stderr")).unwrap_or_default()
+            );
             break;
         }
         std::thread::sleep(run);

@@ -419,12 +419,16 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 /// `GUARDIAN_A__B__C=value` → key `a.b.c`, one layer per variable so every error and every
-/// `--explain` line names the variable itself. `GUARDIAN_CONFIG` is the discovery variable.
+/// `--explain` line names the variable itself. `GUARDIAN_CONFIG` (discovery) and
+/// `GUARDIAN_LOG` (a tracing filter for guardian's own log) are not config keys.
+/// `GUARDIAN_*` variables that the CLI reads itself.
+const NOT_KEYS: &[&str] = &["CONFIG", "LOG"];
+
 fn guardian_env_layers(env: &BTreeMap<String, String>) -> Vec<Layer> {
     env.iter()
         .filter_map(|(var, value)| {
             let rest = var.strip_prefix("GUARDIAN_")?;
-            if rest.is_empty() || rest == "CONFIG" {
+            if rest.is_empty() || NOT_KEYS.contains(&rest) {
                 return None;
             }
             // Keys are lowercase, but the names under `services.NAME.env` are the child's

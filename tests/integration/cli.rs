@@ -55,6 +55,7 @@ fn print_json_shows_overrides_from_both_env_forms_and_flags() {
             ("GUARDIAN_SERVICES__SOCKETIO__BACKOFF__FACTOR", "3.0"),
             ("GUARDIAN_SERVICES__SOCKETIO__ENV__TOKEN", "12345"),
             ("GUARDIAN_CONFIG", "/ignored/when/-c/is/given.toml"),
+            ("GUARDIAN_LOG", "guardian=debug"),
         ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
