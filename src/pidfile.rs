@@ -389,8 +389,8 @@ fn write_locked(path: &Path, contents: &[u8]) -> Result<File, PidFileError> {
     write_atomic(path, contents, true).map_err(io_err("write pid file", path))
 }
 
-/// A temporary file in the same folder (mode 0644, optionally locked), filled, synced and
-/// renamed over `path`: readers see the old file or the new one, never half of one.
+/// A temporary file in the same folder (mode 0644, optionally locked), filled and renamed
+/// over `path`: readers see the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, contents: &[u8], lock: bool) -> io::Result<File> {
     let dir = path
         .parent()
@@ -420,8 +420,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], lock: bool) -> io::Result<File
         if lock {
             file.try_lock().map_err(io::Error::from)?;
         }
+        // No fsync: the rename alone keeps readers from half a file, and a file that did not
+        // survive a power cut describes processes that did not survive it either.
         file.write_all(contents)?;
-        file.sync_data()?;
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {

@@ -126,8 +126,8 @@ fn holders_of(inodes: &HashSet<u64>) -> Vec<i32> {
     pids
 }
 
-/// `root` and every process below it, by parent links.
-pub fn tree(root: i32) -> Vec<i32> {
+/// Every process's children, from one scan of /proc.
+pub fn children_map() -> HashMap<i32, Vec<i32>> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     if let Ok(all) = procfs::process::all_processes() {
         for p in all.flatten() {
@@ -136,6 +136,16 @@ pub fn tree(root: i32) -> Vec<i32> {
             }
         }
     }
+    children
+}
+
+/// `root` and every process below it, by parent links.
+pub fn tree(root: i32) -> Vec<i32> {
+    tree_in(&children_map(), root)
+}
+
+/// `root` and every process below it in an already read map.
+pub fn tree_in(children: &HashMap<i32, Vec<i32>>, root: i32) -> Vec<i32> {
     let mut out = vec![root];
     let mut i = 0;
     while i < out.len() {

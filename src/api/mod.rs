@@ -193,7 +193,7 @@ async fn with_process_facts(mut snap: crate::supervisor::Snapshot) -> crate::sup
     let read = tokio::task::spawn_blocking(move || {
         wanted
             .into_iter()
-            .map(|(i, pid)| (i, crate::health::resources::sample(pid).map(|s| s.info)))
+            .map(|(i, pid)| (i, crate::health::resources::info_now(pid)))
             .collect::<Vec<_>>()
     })
     .await

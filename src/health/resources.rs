@@ -2,8 +2,8 @@
 //! /proc through procfs. Walks only that tree: each process's `task/*/children`, never a scan
 //! of all of /proc. Blocking: callers run it under `spawn_blocking`.
 
-use procfs::WithCurrentSystemInfo;
 use procfs::process::Process;
+use procfs::{Current, WithCurrentSystemInfo};
 use serde::Serialize;
 
 /// What one sample of the tree measured.
@@ -67,6 +67,25 @@ pub fn sample(root: i32) -> Option<Sample> {
     }
     s.info.memory_mb = s.info.memory_bytes as f64 / (1024.0 * 1024.0);
     Some(s)
+}
+
+/// One sample, with CPU as the average over the root's life (what `ps` shows): for readers
+/// that keep no previous sample, such as the API for services without resource thresholds.
+pub fn info_now(root: i32) -> Option<ProcessInfo> {
+    let s = sample(root)?;
+    let tps = procfs::ticks_per_second().max(1) as f64;
+    let age = Process::new(root)
+        .and_then(|p| p.stat())
+        .ok()
+        .and_then(|st| {
+            let up = procfs::Uptime::current().ok()?.uptime;
+            Some(up - st.starttime as f64 / tps)
+        })
+        .unwrap_or(0.0);
+    Some(ProcessInfo {
+        cpu_percent: (age > 0.0).then(|| s.cpu_ticks as f64 / tps / age * 100.0),
+        ..s.info
+    })
 }
 
 /// CPU percent of one core between two samples taken `secs` apart. A process that left the

@@ -184,9 +184,10 @@ impl Spawner for UnixSpawner {
 
 /// The service's processes: its tree, plus orphans reparented to guardian that carry its mark.
 pub fn family(service: &str, pid: i32) -> Vec<i32> {
-    let mut out = procinfo::tree(pid);
+    let children = procinfo::children_map();
+    let mut out = procinfo::tree_in(&children, pid);
     let me = std::process::id() as i32;
-    for orphan in procinfo::tree(me) {
+    for orphan in procinfo::tree_in(&children, me) {
         if orphan == me || out.contains(&orphan) {
             continue;
         }

@@ -276,12 +276,22 @@ impl<S: Spawner> Supervisor<S> {
         }
         self.publish();
         loop {
+            // A health check touches one service: only its part of the snapshot is rebuilt.
+            let mut only = None;
             tokio::select! {
                 Some(cmd) = self.commands.recv() => self.command(cmd),
-                Some(fact) = self.facts.recv() => self.fact(fact),
+                Some(fact) = self.facts.recv() => {
+                    if let Fact::HealthChecked { name, .. } = &fact {
+                        only = Some(name.clone());
+                    }
+                    self.fact(fact);
+                }
                 _ = token.cancelled(), if self.shutting_down.is_none() => self.begin_shutdown(false, None),
             }
-            self.publish();
+            match only {
+                Some(name) => self.publish_one(&name),
+                None => self.publish(),
+            }
             if self.shutdown_complete() {
                 break;
             }
@@ -297,6 +307,11 @@ impl<S: Spawner> Supervisor<S> {
     }
 
     fn after(&self, delay: Duration, token: Option<CancellationToken>, fact: Fact) {
+        if delay.is_zero() && token.is_none() {
+            // No timer for "now": the timer wheel would add up to a millisecond.
+            let _ = self.facts_tx.send(fact);
+            return;
+        }
         let tx = self.facts_tx.clone();
         tokio::spawn(async move {
             match token {
@@ -1401,35 +1416,56 @@ impl<S: Spawner> Supervisor<S> {
         true
     }
 
+    fn service_snapshot(name: &str, s: &Service, now: Instant) -> ServiceSnapshot {
+        ServiceSnapshot {
+            name: name.to_owned(),
+            state: s.state,
+            pid: s.pid,
+            port: s.port,
+            uptime_seconds: matches!(s.state, State::Running | State::Starting)
+                .then(|| s.started_at.map_or(0.0, |t| (now - t).as_secs_f64())),
+            restarts: s.restarts,
+            health: if s.state == State::Running {
+                s.monitor.status()
+            } else {
+                Status::Unknown
+            },
+            circuit_breaker: s.recovery.breaker().state(),
+            adopted: s.adopted,
+            autostart: s.spec.autostart,
+            consecutive_failures: s.failures,
+            last_exit: s.last_exit.clone(),
+            last_error: s.last_error.clone(),
+            next_restart_in: s
+                .restart_at
+                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            detail: s.detail(now),
+        }
+    }
+
+    /// Rebuilds one service's entry (it is always present: names only change on reload).
+    fn publish_one(&self, name: &str) {
+        let Some(s) = self.services.get(name) else {
+            return self.publish();
+        };
+        let entry = Self::service_snapshot(name, s, Instant::now());
+        self.snapshot.send_modify(|snap| {
+            match snap
+                .services
+                .binary_search_by(|x| x.name.as_str().cmp(name))
+            {
+                Ok(i) => snap.services[i] = entry,
+                Err(i) => snap.services.insert(i, entry),
+            }
+        });
+    }
+
     fn publish(&self) {
         let now = Instant::now();
         let services = self
             .services
             .iter()
-            .map(|(name, s)| ServiceSnapshot {
-                name: name.clone(),
-                state: s.state,
-                pid: s.pid,
-                port: s.port,
-                uptime_seconds: matches!(s.state, State::Running | State::Starting)
-                    .then(|| s.started_at.map_or(0.0, |t| (now - t).as_secs_f64())),
-                restarts: s.restarts,
-                health: if s.state == State::Running {
-                    s.monitor.status()
-                } else {
-                    Status::Unknown
-                },
-                circuit_breaker: s.recovery.breaker().state(),
-                adopted: s.adopted,
-                autostart: s.spec.autostart,
-                consecutive_failures: s.failures,
-                last_exit: s.last_exit.clone(),
-                last_error: s.last_error.clone(),
-                next_restart_in: s
-                    .restart_at
-                    .map(|t| t.saturating_duration_since(now).as_secs_f64()),
-                detail: s.detail(now),
-            })
+            .map(|(name, s)| Self::service_snapshot(name, s, now))
             .collect();
         let metrics_file = Some(self.config.guardian.metrics_file.clone());
         self.snapshot.send_modify(|snap| {
