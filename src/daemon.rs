@@ -28,6 +28,7 @@ pub fn socket_path(state_dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 pub fn run(g: &Global) -> Result<u8, FatalError> {
+    crate::process::unix::limit_malloc_arenas();
     let loaded = crate::commands::load(g)?;
     let logs = init_tracing(&loaded.config);
     let state_dir = loaded.config.guardian.state_dir.clone();

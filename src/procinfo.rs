@@ -2,7 +2,7 @@
 //! holder of a TCP port, process trees; and signals sent only through a verified pidfd.
 //! Reads /proc only; blocking, so async callers use `spawn_blocking` on hot paths.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::OwnedFd;
 
@@ -126,32 +126,29 @@ fn holders_of(inodes: &HashSet<u64>) -> Vec<i32> {
     pids
 }
 
-/// Every process's children, from one scan of /proc.
-pub fn children_map() -> HashMap<i32, Vec<i32>> {
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    if let Ok(all) = procfs::process::all_processes() {
-        for p in all.flatten() {
-            if let Ok(stat) = p.stat() {
-                children.entry(stat.ppid).or_default().push(p.pid);
-            }
-        }
-    }
-    children
+/// The direct children of `pid`, from its `task/*/children` files: reads that process only.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = Process::new(pid).and_then(|p| p.tasks()) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|t| t.children().unwrap_or_default())
+        .map(|c| c as i32)
+        .collect()
 }
 
-/// `root` and every process below it, by parent links.
+/// `root` and every process below it, walking children links: only those processes are read.
 pub fn tree(root: i32) -> Vec<i32> {
-    tree_in(&children_map(), root)
-}
-
-/// `root` and every process below it in an already read map.
-pub fn tree_in(children: &HashMap<i32, Vec<i32>>, root: i32) -> Vec<i32> {
     let mut out = vec![root];
     let mut i = 0;
     while i < out.len() {
-        if let Some(kids) = children.get(&out[i]) {
-            out.extend(kids);
-        }
+        let kids = children_of(out[i]);
+        out.extend(
+            kids.into_iter()
+                .filter(|k| !out.contains(k))
+                .collect::<Vec<_>>(),
+        );
         i += 1;
     }
     out

@@ -41,21 +41,24 @@ impl UnixSpawner {
             .lock()
             .expect("UNWRAP: the lock is never poisoned: no panic while held");
         let me = std::process::id() as i32;
-        let Ok(all) = procfs::process::all_processes() else {
-            return;
-        };
-        for p in all.flatten() {
-            if let Ok(stat) = p.stat()
-                && stat.ppid == me
-                && stat.state == 'Z'
-                && !managed.contains(&p.pid)
-            {
+        for pid in procinfo::children_of(me) {
+            if !managed.contains(&pid) && procinfo::facts(pid).is_some_and(|f| f.is_zombie()) {
                 let _ = nix::sys::wait::waitpid(
-                    Pid::from_raw(p.pid),
+                    Pid::from_raw(pid),
                     Some(nix::sys::wait::WaitPidFlag::WNOHANG),
                 );
             }
         }
+    }
+}
+
+/// At most two malloc arenas: guardian's few threads do not need one each, and every arena
+/// keeps its own free pages resident.
+pub fn limit_malloc_arenas() {
+    // SAFETY: mallopt takes two integers and only tunes the allocator; called before any
+    // thread besides main exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
@@ -171,7 +174,13 @@ impl Spawner for UnixSpawner {
 
     fn signal_group(&self, service: &str, pid: i32, sig: Signal) {
         // Found before the signal: once the leader dies its children move to guardian.
-        let members = family(service, pid);
+        let members = {
+            let managed = self
+                .managed
+                .lock()
+                .expect("UNWRAP: the lock is never poisoned: no panic while held");
+            family(service, pid, &managed)
+        };
         let _ = killpg(Pid::from_raw(pid), sig);
         // Descendants that left the group (daemonized with setsid) but carry the service mark.
         for member in members {
@@ -183,17 +192,18 @@ impl Spawner for UnixSpawner {
 }
 
 /// The service's processes: its tree, plus orphans reparented to guardian that carry its mark.
-pub fn family(service: &str, pid: i32) -> Vec<i32> {
-    let children = procinfo::children_map();
-    let mut out = procinfo::tree_in(&children, pid);
+/// Reads only the service's tree and guardian's own children that no service owns: once a
+/// leader dies its descendants move to guardian (a subreaper), so they are found there.
+pub fn family(service: &str, pid: i32, managed: &HashSet<i32>) -> Vec<i32> {
+    let mut out = procinfo::tree(pid);
     let me = std::process::id() as i32;
-    for orphan in procinfo::tree_in(&children, me) {
-        if orphan == me || out.contains(&orphan) {
+    for orphan in procinfo::children_of(me) {
+        if out.contains(&orphan) || managed.contains(&orphan) {
             continue;
         }
         let env = std::fs::read(format!("/proc/{orphan}/environ")).unwrap_or_default();
         if mark_of(&env).as_deref() == Some(service) {
-            out.push(orphan);
+            out.extend(procinfo::tree(orphan));
         }
     }
     out

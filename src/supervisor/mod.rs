@@ -74,6 +74,20 @@ enum Fact {
     },
 }
 
+impl Fact {
+    fn service(&self) -> &str {
+        match self {
+            Fact::ChildExited { name, .. }
+            | Fact::BecameReady { name, .. }
+            | Fact::StartupTimedOut { name, .. }
+            | Fact::RestartDue { name, .. }
+            | Fact::GraceExpired { name, .. }
+            | Fact::HealthChecked { name, .. }
+            | Fact::RecoveryFinished { name, .. } => name,
+        }
+    }
+}
+
 struct Service {
     spec: ServiceSpec,
     state: State,
@@ -276,14 +290,12 @@ impl<S: Spawner> Supervisor<S> {
         }
         self.publish();
         loop {
-            // A health check touches one service: only its part of the snapshot is rebuilt.
+            // A fact touches one service: only its part of the snapshot is rebuilt.
             let mut only = None;
             tokio::select! {
                 Some(cmd) = self.commands.recv() => self.command(cmd),
                 Some(fact) = self.facts.recv() => {
-                    if let Fact::HealthChecked { name, .. } = &fact {
-                        only = Some(name.clone());
-                    }
+                    only = Some(fact.service().to_owned());
                     self.fact(fact);
                 }
                 _ = token.cancelled(), if self.shutting_down.is_none() => self.begin_shutdown(false, None),
