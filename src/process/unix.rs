@@ -88,14 +88,10 @@ impl Spawner for UnixSpawner {
         if let Some(cwd) = &req.cwd {
             cmd.current_dir(cwd);
         }
-        // SAFETY: setsid is async-signal-safe and is the only call made between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid()
-                    .map(|_| ())
-                    .map_err(std::io::Error::from)
-            });
-        }
+        // Its own process group (pgid = its pid), set by posix_spawn itself: no pre_exec hook,
+        // so std can use posix_spawn (vfork-fast) instead of fork. The terminal's Ctrl-C goes
+        // to guardian's group only; guardian stops the services itself.
+        cmd.process_group(0);
         let mut managed = self
             .managed
             .lock()
