@@ -188,7 +188,7 @@ async fn status(dir: &Path, json: bool, loaded: Option<&Loaded>) -> Result<u8, F
             or_dash(&s["pid"]),
             or_dash(&s["port"]),
             human_secs(s["uptime_seconds"].as_f64()),
-            s["restarts"],
+            s["restarts"].to_string(),
             s["health"].as_str().unwrap_or("-"),
             s["circuit_breaker"].as_str().unwrap_or("-"),
         );

@@ -1007,6 +1007,19 @@ impl<S: Spawner> Supervisor<S> {
         }
     }
 
+    /// Gives a service its spec from a reloaded config; what else happens depends on what
+    /// changed.
+    fn adopt_spec(&mut self, new: &Config, name: &str) -> &mut Service {
+        let svc = self
+            .services
+            .get_mut(name)
+            .expect("UNWRAP: diffed against this config");
+        if let Some(spec) = new.services.values().find(|s| s.name.as_str() == name) {
+            svc.spec = spec.clone();
+        }
+        svc
+    }
+
     /// Applies a reloaded config: only what changed is touched. An invalid config (or a
     /// refused change) is counted and leaves everything as it was.
     fn reload(&mut self, loaded: Result<Config, String>) -> Result<String, String> {
@@ -1034,17 +1047,7 @@ impl<S: Spawner> Supervisor<S> {
         }
         for (name, keys) in &d.restarted {
             let name = name.as_str();
-            let spec = new
-                .services
-                .values()
-                .find(|s| s.name.as_str() == name)
-                .cloned();
-            let Some(spec) = spec else { continue };
-            let svc = self
-                .services
-                .get_mut(name)
-                .expect("UNWRAP: diffed against this config");
-            svc.spec = spec;
+            self.adopt_spec(&new, name);
             self.record(
                 Event::new(name, "reload", "reload", true)
                     .detail(format!("restarted: {} changed", keys.join(", "))),
@@ -1063,17 +1066,7 @@ impl<S: Spawner> Supervisor<S> {
         }
         for (name, keys) in &d.updated {
             let name = name.as_str();
-            let spec = new
-                .services
-                .values()
-                .find(|s| s.name.as_str() == name)
-                .cloned();
-            let Some(spec) = spec else { continue };
-            let svc = self
-                .services
-                .get_mut(name)
-                .expect("UNWRAP: diffed against this config");
-            svc.spec = spec;
+            let svc = self.adopt_spec(&new, name);
             let rewatch = keys.contains(&"health") && svc.state == State::Running;
             if rewatch {
                 svc.health_token.cancel();

@@ -37,6 +37,30 @@ unhealthy_threshold = 2
     )
 }
 
+/// Waits for a restart_service step and a new PID; returns why the service went critical.
+fn restarted_because(sb: &Sandbox, cfg: &std::path::Path, first: i32) -> String {
+    assert!(
+        wait_for(LONG, || sb
+            .events("web")
+            .iter()
+            .any(|e| e["action"] == "restart_service")),
+        "{:?}",
+        sb.actions("web")
+    );
+    assert!(wait_for(LONG, || sb
+        .pid_of(cfg, "web")
+        .is_some_and(|p| p != first)));
+    let events = sb.events("web");
+    let critical = events
+        .iter()
+        .find(|e| e["action"] == "health_changed" && e["health_status"] == "critical")
+        .expect("a critical health event");
+    critical["error_message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn index_of(actions: &[String], action: &str) -> Option<usize> {
     actions.iter().position(|a| a == action)
 }
@@ -101,25 +125,9 @@ min_recovery_interval = "0s"
     let _g = sb.start(&cfg);
     assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
     let first = sb.pid_of(&cfg, "web").unwrap();
-    assert!(
-        wait_for(LONG, || sb
-            .events("web")
-            .iter()
-            .any(|e| e["action"] == "restart_service")),
-        "{:?}",
-        sb.actions("web")
-    );
-    let events = sb.events("web");
-    let went_critical = events
-        .iter()
-        .find(|e| e["action"] == "health_changed" && e["health_status"] == "critical")
-        .expect("a critical health event");
-    let why = went_critical["error_message"].as_str().unwrap();
+    let why = restarted_because(&sb, &cfg, first);
     assert!(why.contains("no answer within the timeout"), "{why}");
     assert!(!why.contains("tcp:"), "TCP still accepts: {why}");
-    assert!(wait_for(LONG, || sb
-        .pid_of(&cfg, "web")
-        .is_some_and(|p| p != first)));
 }
 
 #[test]
@@ -137,29 +145,8 @@ min_recovery_interval = "0s"
     let _g = sb.start(&cfg);
     assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
     let first = sb.pid_of(&cfg, "web").unwrap();
-    assert!(
-        wait_for(LONG, || sb
-            .events("web")
-            .iter()
-            .any(|e| e["action"] == "restart_service")),
-        "{:?}",
-        sb.actions("web")
-    );
-    let events = sb.events("web");
-    let critical = events
-        .iter()
-        .find(|e| e["action"] == "health_changed" && e["health_status"] == "critical")
-        .unwrap();
-    assert!(
-        critical["error_message"]
-            .as_str()
-            .unwrap()
-            .contains("memory_mb"),
-        "{critical}"
-    );
-    assert!(wait_for(LONG, || sb
-        .pid_of(&cfg, "web")
-        .is_some_and(|p| p != first)));
+    let why = restarted_because(&sb, &cfg, first);
+    assert!(why.contains("memory_mb"), "{why}");
 }
 
 #[test]
