@@ -319,3 +319,77 @@ fn five_hundred_sigkills_give_five_hundred_restarts_and_never_two_instances() {
     }
     assert!(wait_for(LONG, || sb.service(&cfg, "svc")["restarts"] == 500));
 }
+
+/// A guardian that leaves its `sleep 300` service running for the next one; returns its pid.
+fn leave_a_service_behind(sb: &Sandbox) -> i32 {
+    let cfg = sb.write(
+        "first.toml",
+        "[guardian]\nstop_services_on_exit = false\n[services.svc]\ncommand = [\"sleep\", \"300\"]\n",
+    );
+    let mut g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some()));
+    let pid = sb.pid_of(&cfg, "svc").unwrap();
+    assert_eq!(g.stop(), Some(0));
+    assert!(alive(pid));
+    pid
+}
+
+#[test]
+fn on_orphan_replace_stops_the_old_instance_and_starts_a_new_one() {
+    let sb = Sandbox::new();
+    let old = leave_a_service_behind(&sb);
+    let cfg = sb.write(
+        "g.toml",
+        "[services.svc]\ncommand = [\"sleep\", \"300\"]\non_orphan = \"replace\"\n",
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb
+        .pid_of(&cfg, "svc")
+        .is_some_and(|p| p != old)));
+    assert!(wait_for(LONG, || !alive(old)));
+    let actions = sb.actions("svc");
+    let adopted = actions.iter().rposition(|a| a == "adopted").unwrap();
+    let stop = actions.iter().rposition(|a| a == "stop").unwrap();
+    let start = actions.iter().rposition(|a| a == "start").unwrap();
+    assert!(adopted < stop && stop < start, "{actions:?}");
+}
+
+#[test]
+fn on_orphan_fail_leaves_the_old_instance_alone_and_says_how_to_resolve() {
+    let sb = Sandbox::new();
+    let old = leave_a_service_behind(&sb);
+    let cfg = sb.write(
+        "g.toml",
+        "[services.svc]\ncommand = [\"sleep\", \"300\"]\non_orphan = \"fail\"\n",
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.service(&cfg, "svc")["state"] == "failed"));
+    assert!(alive(old), "a refused instance is never signalled");
+    let err = sb.service(&cfg, "svc")["last_error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(err.contains(&format!("kill -TERM {old}")), "{err}");
+    assert!(err.contains("on_orphan = \"adopt\""), "{err}");
+    kill(old, Signal::SIGKILL);
+}
+
+#[test]
+fn a_second_signal_kills_every_service_at_once() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.stubborn]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; while true; do sleep 0.1; done\"]\nshutdown_timeout = \"300s\"\nidentity = { patterns = [\"trap\"] }\n",
+    );
+    let mut g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "stubborn").is_some()));
+    let pid = sb.pid_of(&cfg, "stubborn").unwrap();
+    kill(g.pid(), Signal::SIGTERM);
+    assert!(wait_for(LONG, || sb.service(&cfg, "stubborn")["state"] == "stopping"));
+    assert!(alive(pid), "the first signal waits for shutdown_timeout");
+    kill(g.pid(), Signal::SIGINT);
+    // Not 300 s: the second signal SIGKILLs the group and guardian exits cleanly.
+    assert!(wait_for(LONG, || !alive(pid)));
+    assert_eq!(g.stop(), Some(0));
+    assert!(!sb.state_dir().join("stubborn.pid").exists());
+}

@@ -205,7 +205,7 @@ impl Sandbox {
     }
 }
 
-/// An example program built next to the test binary (`cargo test --all-targets` builds them).
+/// An example program built next to the test binary by `cargo build --examples`.
 pub fn example_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
@@ -215,7 +215,7 @@ pub fn example_bin(name: &str) -> PathBuf {
     let bin = dir.join("examples").join(name);
     assert!(
         bin.exists(),
-        "{} is missing: run the tests with `cargo test --all-targets` (scripts/test does)",
+        "{} is missing: build it with `cargo build --examples` (scripts/test does)",
         bin.display()
     );
     bin
