@@ -149,6 +149,33 @@ fn the_status_page_shows_services_and_drives_them() {
         .await;
         assert_eq!(Some(shown.parse::<i32>().unwrap()), sb.pid_of(&cfg, "beta"));
 
+        // Filtering by name and by state narrows the table.
+        let filter = c.find(Locator::Css("#filter")).await.unwrap();
+        filter.send_keys("alp").await.unwrap();
+        eventually("only alpha listed", || async {
+            let rows = c.find_all(Locator::Css("#services tbody tr")).await.ok()?;
+            let first = rows.first()?.attr("data-service").await.ok()??;
+            (rows.len() == 1 && first == "alpha").then_some(())
+        })
+        .await;
+        filter.clear().await.unwrap();
+        c.find(Locator::Css("#state option[value=\"failed\"]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        eventually("no failed service listed", || async {
+            text(&c, "#count").await.filter(|t| t.starts_with("0 of 2"))
+        })
+        .await;
+        c.find(Locator::Css("#state option[value=\"\"]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+
         let png = c.screenshot().await.unwrap();
         std::fs::write(target_dir().join("browser-status-page.png"), png).unwrap();
         c.close().await.unwrap();

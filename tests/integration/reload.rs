@@ -203,3 +203,33 @@ fn reload_command_prints_the_diff_and_sighup_reloads() {
     assert!(wait_for(LONG, || sb.service(&cfg, "c").is_null()));
     assert_eq!(generation(&sb), 2);
 }
+
+#[test]
+fn a_changed_api_listen_is_rebound_on_reload() {
+    let sb = Sandbox::new();
+    let (a, b) = (free_port(), free_port());
+    let text = |port: u16| {
+        format!(
+            "[guardian]\nwatch_config = false\n[guardian.api]\nlisten = \"127.0.0.1:{port}\"\n{TWO}"
+        )
+    };
+    let cfg = sb.write("g.toml", &text(a));
+    let _g = sb.start(&cfg);
+    let get = |port: u16| {
+        http(
+            Target::Tcp(&format!("127.0.0.1:{port}")),
+            "GET",
+            "/status",
+            &[],
+            b"",
+        )
+        .0
+    };
+    assert!(wait_for(LONG, || get(a) == 200));
+    std::fs::write(&cfg, text(b)).unwrap();
+    let out = sb.client(&cfg, &["reload"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("= guardian (api)"), "{}", out.stdout);
+    assert!(wait_for(LONG, || get(b) == 200));
+    assert!(wait_for(LONG, || get(a) == 0), "the old address is closed");
+}
