@@ -62,23 +62,41 @@ impl Event {
     }
 }
 
-/// Appends events; a failure to write is logged once and never stops supervision.
+/// Appends events; a failure to write is logged and never stops supervision.
 pub struct EventLog {
-    path: PathBuf,
     /// std Mutex: held only for one append, never across .await.
-    file: Mutex<Option<std::fs::File>>,
+    inner: Mutex<Sink>,
+}
+
+struct Sink {
+    path: PathBuf,
+    file: Option<std::fs::File>,
 }
 
 impl EventLog {
     pub fn new(path: PathBuf) -> Self {
         EventLog {
-            path,
-            file: Mutex::new(None),
+            inner: Mutex::new(Sink { path, file: None }),
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn sink(&self) -> std::sync::MutexGuard<'_, Sink> {
+        self.inner
+            .lock()
+            .expect("UNWRAP: never poisoned: no panic while held")
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.sink().path.clone()
+    }
+
+    /// A reload changed `events_file`: later events go to the new file.
+    pub fn set_path(&self, path: &Path) {
+        let mut sink = self.sink();
+        if sink.path != path {
+            sink.path = path.to_owned();
+            sink.file = None;
+        }
     }
 
     pub fn record(&self, event: &Event) {
@@ -89,30 +107,28 @@ impl EventLog {
         }
         let mut line = serde_json::to_vec(event).expect("UNWRAP: events always serialize");
         line.push(b'\n');
-        let mut guard = self
-            .file
-            .lock()
-            .expect("UNWRAP: never poisoned: no panic while held");
-        if guard.is_none() {
-            if let Some(dir) = self.path.parent() {
+        let mut sink = self.sink();
+        let Sink { path, file } = &mut *sink;
+        if file.is_none() {
+            if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
             match std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(&self.path)
+                .open(&*path)
             {
-                Ok(f) => *guard = Some(f),
+                Ok(f) => *file = Some(f),
                 Err(e) => {
-                    tracing::error!(path = %self.path.display(), error = %e, "cannot open the events file");
+                    tracing::error!(path = %path.display(), error = %e, "cannot open the events file");
                     return;
                 }
             }
         }
-        if let Some(f) = guard.as_mut()
+        if let Some(f) = file.as_mut()
             && let Err(e) = f.write_all(&line)
         {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot append to the events file");
+            tracing::error!(path = %path.display(), error = %e, "cannot append to the events file");
         }
     }
 }

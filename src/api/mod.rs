@@ -306,9 +306,15 @@ async fn page() -> Response {
         .into_response()
 }
 
+/// The events file the supervisor writes now; the one guardian started with until then.
+fn events_path(state: &ApiState) -> PathBuf {
+    let now = state.handle.watch().borrow().events_file.clone();
+    now.unwrap_or_else(|| state.events_file.clone())
+}
+
 /// The recent events of every service, newest last.
 async fn all_events(State(state): State<Arc<ApiState>>, Query(q): Query<Tail>) -> Response {
-    let path = state.events_file.clone();
+    let path = events_path(&state);
     let n = q.n.unwrap_or(50).min(10_000);
     let events = tokio::task::spawn_blocking(move || events::tail(&path, None, n))
         .await
@@ -330,7 +336,7 @@ async fn service_events(
     {
         return error(StatusCode::NOT_FOUND, format!("no service named `{name}`"));
     }
-    let path = state.events_file.clone();
+    let path = events_path(&state);
     let n = q.n.unwrap_or(50).min(10_000);
     let events = tokio::task::spawn_blocking(move || events::tail(&path, Some(&name), n))
         .await

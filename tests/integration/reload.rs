@@ -233,3 +233,25 @@ fn a_changed_api_listen_is_rebound_on_reload() {
     assert!(wait_for(LONG, || get(b) == 200));
     assert!(wait_for(LONG, || get(a) == 0), "the old address is closed");
 }
+
+#[test]
+fn a_moved_events_file_takes_the_next_events() {
+    let sb = Sandbox::new();
+    let text = |extra: &str| format!("[guardian]\nwatch_config = false\n{extra}{TWO}");
+    let cfg = sb.write("g.toml", &text(""));
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "a").is_some()));
+    let moved = sb.path().join("moved.jsonl");
+    std::fs::write(
+        &cfg,
+        text(&format!("events_file = \"{}\"\n", moved.display())),
+    )
+    .unwrap();
+    let out = sb.client(&cfg, &["reload"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(sb.client(&cfg, &["restart", "a"]).code, 0);
+    assert!(wait_for(LONG, || std::fs::read_to_string(&moved)
+        .is_ok_and(|t| t.contains("\"service\":\"a\""))));
+    let out = sb.client(&cfg, &["events", "a", "--json"]);
+    assert!(out.stdout.contains("\"action\":\"stop\""), "{}", out.stdout);
+}
