@@ -173,7 +173,7 @@ async fn serve(
         root.child_token(),
         pidfile::unix_now(),
     ));
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracker.spawn(notify_ready_when_up(handle.watch(), root.child_token()));
     tracing::info!(state_dir = %state_dir.display(), pid = std::process::id(), "guardian running");
 
     let mut term = signal(SignalKind::terminate())
@@ -232,6 +232,35 @@ async fn serve(
     let _ = std::fs::remove_file(&sock);
     tracing::info!("guardian stopped");
     Ok(exit::OK)
+}
+
+/// READY=1 (under systemd) once every autostart service has settled: running, or given up.
+async fn notify_ready_when_up(
+    mut rx: tokio::sync::watch::Receiver<crate::supervisor::Snapshot>,
+    token: CancellationToken,
+) {
+    use crate::supervisor::State;
+    loop {
+        let up = {
+            let snap = rx.borrow_and_update();
+            // Until the supervisor's first publish the snapshot is empty (a config always
+            // has a service).
+            !snap.services.is_empty()
+                && snap
+                    .services
+                    .iter()
+                    .filter(|s| s.autostart)
+                    .all(|s| matches!(s.state, State::Running | State::Failed | State::Stopped))
+        };
+        if up {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            return;
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = token.cancelled() => return,
+        }
+    }
 }
 
 /// Loads every layer again (the environment included) and hands the result to the

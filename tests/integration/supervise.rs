@@ -393,3 +393,41 @@ fn a_second_signal_kills_every_service_at_once() {
     assert_eq!(g.stop(), Some(0));
     assert!(!sb.state_dir().join("stubborn.pid").exists());
 }
+
+#[test]
+fn under_systemd_ready_is_sent_once_the_services_are_up_and_stopping_at_the_end() {
+    let sb = Sandbox::new();
+    let port = free_port();
+    // The service listens only after a second: READY=1 must wait for it.
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.web]\ncommand = [\"sh\", \"-c\", \"sleep 1; exec {} --port {port}\"]\nport = {port}\n",
+            example_bin("socketio_server").display()
+        ),
+    );
+    let sock_path = sb.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(LONG)).unwrap();
+    let mut c = sb.run_cmd(&cfg);
+    c.env("NOTIFY_SOCKET", &sock_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut g = GuardianUnderTest {
+        child: c.spawn().unwrap(),
+        state_dir: sb.state_dir(),
+        config: cfg.clone(),
+    };
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    assert_eq!(
+        sb.service(&cfg, "web")["state"],
+        "running",
+        "ready only once it runs"
+    );
+    kill(g.pid(), Signal::SIGTERM);
+    let n = sock.recv(&mut buf).expect("STOPPING=1");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    assert_eq!(g.stop(), Some(0));
+}
