@@ -1,6 +1,7 @@
 //! SPEC §4 through the binary: check-running on every rung with real processes, and the
 //! guardian lock under a race.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -210,15 +211,20 @@ fn a_locked_pid_file_is_never_treated_as_stale() {
     let pf = prepare(&sb);
     std::fs::write(&pf, "{\"pid\": 4000000}").unwrap();
     // Another process holds the lock, as a live guardian would.
+    // Its own process group: flock forks `sleep`, and both must go at the end.
     let mut holder = Command::new("flock")
         .args(["-x", pf.to_str().unwrap(), "sleep", "300"])
+        .process_group(0)
         .spawn()
         .unwrap();
     assert!(wait_for(Duration::from_secs(10), || check(&sb, &cfg)
         .stdout
         .contains("locked by a live guardian")));
     assert!(pf.exists(), "a locked pid file is never removed");
-    let _ = holder.kill();
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(holder.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = holder.wait();
 }
 
