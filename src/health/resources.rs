@@ -1,5 +1,5 @@
 //! The resources of a service's process tree (the service and every descendant), read from
-//! /proc through procfs. Walks only that tree: each process's `task/*/children`, never a scan
+//! /proc through procfs. Walks only that tree (`procinfo::tree`), never a scan
 //! of all of /proc. Blocking: callers run it under `spawn_blocking`.
 
 use procfs::process::Process;
@@ -25,18 +25,14 @@ pub struct Sample {
     pub info: ProcessInfo,
 }
 
-/// Reads the tree under `root`; `None` when `root` is gone.
+/// Reads the tree under `root` (walked by `procinfo::tree`); `None` when `root` is gone.
 pub fn sample(root: i32) -> Option<Sample> {
     let mut s = Sample::default();
-    let mut queue = vec![root];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(pid) = queue.pop() {
-        if !seen.insert(pid) {
-            continue;
-        }
+    for pid in crate::procinfo::tree(root) {
         let Some((p, stat)) = Process::new(pid)
             .ok()
-            .and_then(|p| Some((p.stat().ok()?, p)).map(|(s, p)| (p, s)))
+            .and_then(|p| Some((p.stat().ok()?, p)))
+            .map(|(stat, p)| (p, stat))
         else {
             if pid == root {
                 return None;
@@ -51,19 +47,6 @@ pub fn sample(root: i32) -> Option<Sample> {
         s.info.thread_count += stat.num_threads.max(0) as u64;
         s.info.file_descriptors += p.fd_count().unwrap_or(0) as u64;
         s.info.processes += 1;
-        match p.tasks() {
-            Ok(tasks) => {
-                for t in tasks.flatten() {
-                    queue.extend(
-                        t.children()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|c| c as i32),
-                    );
-                }
-            }
-            Err(_) => continue,
-        }
     }
     s.info.memory_mb = s.info.memory_bytes as f64 / (1024.0 * 1024.0);
     Some(s)

@@ -1,7 +1,6 @@
 //! SPEC §6 over both transports: every endpoint, bearer auth on TCP, bounded bodies, the
 //! Prometheus text, the metrics files, and the CLI round trips.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -37,15 +36,11 @@ impl Api {
 fn up() -> Api {
     let sb = Sandbox::new();
     let port = free_port();
-    let token = sb.write("token", TOKEN);
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
+    let (api, addr) = sb.api_section(TOKEN);
     let cfg = sb.write(
         "g.toml",
         &format!(
-            r#"[guardian.api]
-listen = "{addr}"
-token_file = "{token}"
+            r#"{api}
 [services.web]
 command = ["{server}", "--port", "{{port}}"]
 port = {port}
@@ -57,7 +52,6 @@ checks = [{{ kind = "http", path = "/health" }}]
 [services.worker]
 command = ["sleep", "300"]
 "#,
-            token = token.display(),
             server = example_bin("socketio_server").display(),
         ),
     );

@@ -1,7 +1,6 @@
 //! The status page in a real browser: headless Chromium driven over WebDriver (chromedriver).
 //! scripts/test installs Debian's chromium and chromium-driver when they are missing.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
@@ -72,14 +71,11 @@ async fn text(c: &fantoccini::Client, css: &str) -> Option<String> {
 #[test]
 fn the_status_page_shows_services_and_drives_them() {
     let sb = Sandbox::new();
-    let token = sb.write("token", TOKEN);
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
+    let (api, addr) = sb.api_section(TOKEN);
     let cfg = sb.write(
         "g.toml",
         &format!(
-            "[guardian.api]\nlisten = \"{addr}\"\ntoken_file = \"{}\"\n[services.alpha]\ncommand = [\"sleep\", \"300\"]\n[services.alpha.backoff]\ninitial_delay = \"100ms\"\n[services.beta]\ncommand = [\"sleep\", \"301\"]\n",
-            token.display()
+            "{api}[services.alpha]\ncommand = [\"sleep\", \"300\"]\n[services.alpha.backoff]\ninitial_delay = \"100ms\"\n[services.beta]\ncommand = [\"sleep\", \"301\"]\n"
         ),
     );
     let _g = sb.start(&cfg);

@@ -124,15 +124,7 @@ clear_connections = { http = { method = "POST", path = "/admin/disconnect-all" }
 fn socketio_max_retries_from_the_environment_bounds_a_crash_loop() {
     let sb = Sandbox::new();
     let (cfg, _) = config(&sb, &["--crash-after", "0s"], "");
-    let mut c = sb.run_cmd(&cfg);
-    c.env("SOCKETIO_MAX_RETRIES", "2")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut g = GuardianUnderTest {
-        child: c.spawn().unwrap(),
-        state_dir: sb.state_dir(),
-        config: cfg.clone(),
-    };
+    let mut g = sb.spawn_with_env(&cfg, &[("SOCKETIO_MAX_RETRIES", "2".as_ref())]);
     assert!(wait_for(LONG, || sb.service(&cfg, "socketio")["state"] == "failed"));
     let starts = sb
         .events("socketio")

@@ -45,16 +45,7 @@ fn sigkilled_service_is_restarted_with_a_new_pid() {
 fn a_service_that_exits_at_once_ends_failed_after_max_retries() {
     let sb = Sandbox::new();
     let cfg = sb.write("g.toml", "[services.svc]\ncommand = [\"false\"]\nenv_prefix = \"SVC\"\n[services.svc.backoff]\ninitial_delay = \"50ms\"\nfactor = 2.0\njitter = 0\n");
-    let mut c = sb.run_cmd(&cfg);
-    c.env("SVC_MAX_RETRIES", "2");
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let child = c.spawn().unwrap();
-    let _g = GuardianUnderTest {
-        child,
-        state_dir: sb.state_dir(),
-        config: cfg.clone(),
-    };
+    let _g = sb.spawn_with_env(&cfg, &[("SVC_MAX_RETRIES", "2".as_ref())]);
     assert!(wait_for(LONG, || sb.service(&cfg, "svc")["state"] == "failed"));
     let ev = sb.events("svc");
     let delays: Vec<&str> = ev
@@ -409,15 +400,7 @@ fn under_systemd_ready_is_sent_once_the_services_are_up_and_stopping_at_the_end(
     let sock_path = sb.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(LONG)).unwrap();
-    let mut c = sb.run_cmd(&cfg);
-    c.env("NOTIFY_SOCKET", &sock_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut g = GuardianUnderTest {
-        child: c.spawn().unwrap(),
-        state_dir: sb.state_dir(),
-        config: cfg.clone(),
-    };
+    let mut g = sb.spawn_with_env(&cfg, &[("NOTIFY_SOCKET", sock_path.as_os_str())]);
     let mut buf = [0u8; 256];
     let n = sock.recv(&mut buf).expect("READY=1");
     assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));

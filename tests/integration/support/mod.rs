@@ -145,6 +145,41 @@ impl Sandbox {
         g
     }
 
+    /// `guardian run` with extra environment variables, not waiting for its socket (it may
+    /// never come up, or the test wants to see what happens first).
+    pub fn spawn_with_env(
+        &self,
+        config: &Path,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> GuardianUnderTest {
+        let mut c = self.run_cmd(config);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        GuardianUnderTest {
+            child: c.spawn().expect("spawn guardian run"),
+            state_dir: self.state_dir(),
+            config: config.to_owned(),
+        }
+    }
+
+    /// A `[guardian.api]` section on a free loopback port with a token file (mode 0600); the
+    /// section's text and the address.
+    pub fn api_section(&self, token: &str) -> (String, String) {
+        use std::os::unix::fs::PermissionsExt;
+        let file = self.write("token", token);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        (
+            format!(
+                "[guardian.api]\nlisten = \"{addr}\"\ntoken_file = \"{}\"\n",
+                file.display()
+            ),
+            addr,
+        )
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.path().join("guardian.stderr")).unwrap_or_default()
     }
