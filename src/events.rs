@@ -86,10 +86,6 @@ impl EventLog {
             .expect("UNWRAP: never poisoned: no panic while held")
     }
 
-    pub fn path(&self) -> PathBuf {
-        self.sink().path.clone()
-    }
-
     /// A reload changed `events_file`: later events go to the new file.
     pub fn set_path(&self, path: &Path) {
         let mut sink = self.sink();
