@@ -19,6 +19,7 @@ use crate::config::{Config, GuardianSpec, LoadOptions, LogFormat};
 use crate::error::{FatalError, exit};
 use crate::events::EventLog;
 use crate::pidfile::{self, GuardianLock};
+use crate::process::output::DroppedBytes;
 use crate::process::unix::{UnixSpawner, become_subreaper};
 use crate::reload;
 use crate::supervisor::{Reply, Supervisor, SupervisorHandle};
@@ -121,13 +122,21 @@ async fn serve(
     become_subreaper();
     let state_dir = config.guardian.state_dir.clone();
     let keep_services = !config.guardian.stop_services_on_exit;
-    let events = Arc::new(EventLog::new(config.guardian.events_file.clone()));
-    let spawner = Arc::new(UnixSpawner::new());
+    let g = &config.guardian;
+    let events = Arc::new(EventLog::new(
+        g.events_file.clone(),
+        g.events_max_bytes(),
+        g.events_backup_count,
+    ));
+    let dropped = Arc::new(DroppedBytes::default());
+    let spawner = Arc::new(
+        UnixSpawner::new(dropped.clone())
+            .map_err(|e| FatalError::Message(format!("cannot start the output thread: {e}")))?,
+    );
     let echo = std::io::stdout().is_terminal();
     let seed = u64::from(std::process::id()) ^ (pidfile::unix_now() * 1e6) as u64;
     let api_listen = config.guardian.api.clone();
-    let events_file = config.guardian.events_file.clone();
-    let (sup, handle) = Supervisor::new(config, spawner.clone(), events, echo, seed);
+    let (sup, handle) = Supervisor::new(config, spawner.clone(), events.clone(), echo, seed);
 
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -151,11 +160,12 @@ async fn serve(
             handle: handle.clone(),
             started: pidfile::unix_now(),
             config_files: config_files.clone(),
-            events_file: events_file.clone(),
+            events: events.clone(),
             token,
             tcp,
             on_shutdown: shutdown_requested.clone(),
             reload: reload_tx.clone(),
+            dropped: dropped.clone(),
         })
     };
     let app = api::router(state(false, None));
@@ -334,11 +344,7 @@ async fn bind_tcp(
     })?;
     let app = api::router(state(true, secret));
     let t = token.clone();
-    tracker.spawn(async move {
-        let _ = axum::serve(tcp, app)
-            .with_graceful_shutdown(t.cancelled_owned())
-            .await;
-    });
+    tracker.spawn(api::serve_tcp(tcp, app, t));
     Ok(())
 }
 

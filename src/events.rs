@@ -1,13 +1,16 @@
 //! The event log: one JSON line per lifecycle or recovery event, appended to `events_file`
-//! (SPEC §5), and one structured tracing line. File IO.
+//! (SPEC §5) and rotated by size (SPEC §11), one structured tracing line, and the recent
+//! events of each service in memory for the API. File IO.
 
-use std::io::{BufRead, Write};
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::pidfile::{iso, unix_now};
+use crate::process::unix::RotatingLog;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -62,21 +65,57 @@ impl Event {
     }
 }
 
-/// Appends events; a failure to write is logged and never stops supervision.
+/// Recent events kept in memory per service: what `/events` and `guardian events` answer
+/// from, so their cost never depends on the size of the file.
+pub const RECENT_PER_SERVICE: usize = 100;
+
+/// Appends events to a size-rotated file and keeps the recent ones in memory; a failure to
+/// write is logged and never stops supervision.
 pub struct EventLog {
-    /// std Mutex: held only for one append, never across .await.
+    /// std Mutex: held only for one append or one read of the ring, never across .await.
     inner: Mutex<Sink>,
 }
 
 struct Sink {
-    path: PathBuf,
-    file: Option<std::fs::File>,
+    log: RotatingLog,
+    max_bytes: u64,
+    backups: u32,
+    /// Per service, oldest first, each tagged with its order of arrival across services.
+    recent: HashMap<String, VecDeque<(u64, Event)>>,
+    seq: u64,
+}
+
+impl Sink {
+    fn remember(&mut self, event: Event) {
+        self.seq += 1;
+        let ring = self.recent.entry(event.service.clone()).or_default();
+        if ring.len() == RECENT_PER_SERVICE {
+            ring.pop_front();
+        }
+        ring.push_back((self.seq, event));
+    }
 }
 
 impl EventLog {
-    pub fn new(path: PathBuf) -> Self {
+    /// Opens the log at `path`, filling the memory of recent events from that file (the
+    /// newest one only: older events are in the rotated files).
+    pub fn new(path: PathBuf, max_bytes: u64, backups: u32) -> Self {
+        let mut sink = Sink {
+            log: RotatingLog::new(path.clone(), max_bytes, backups),
+            max_bytes,
+            backups,
+            recent: HashMap::new(),
+            seq: 0,
+        };
+        if let Ok(f) = std::fs::File::open(&path) {
+            for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+                if let Ok(e) = serde_json::from_str::<Event>(&line) {
+                    sink.remember(e);
+                }
+            }
+        }
         EventLog {
-            inner: Mutex::new(Sink { path, file: None }),
+            inner: Mutex::new(sink),
         }
     }
 
@@ -86,12 +125,14 @@ impl EventLog {
             .expect("UNWRAP: never poisoned: no panic while held")
     }
 
-    /// A reload changed `events_file`: later events go to the new file.
-    pub fn set_path(&self, path: &Path) {
+    /// A reload changed the events settings: later events go to the new file and rotate by
+    /// the new size.
+    pub fn configure(&self, path: &Path, max_bytes: u64, backups: u32) {
         let mut sink = self.sink();
-        if sink.path != path {
-            sink.path = path.to_owned();
-            sink.file = None;
+        if sink.log.path() != path || sink.max_bytes != max_bytes || sink.backups != backups {
+            sink.log = RotatingLog::new(path.to_owned(), max_bytes, backups);
+            sink.max_bytes = max_bytes;
+            sink.backups = backups;
         }
     }
 
@@ -104,38 +145,42 @@ impl EventLog {
         let mut line = serde_json::to_vec(event).expect("UNWRAP: events always serialize");
         line.push(b'\n');
         let mut sink = self.sink();
-        let Sink { path, file } = &mut *sink;
-        if file.is_none() {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&*path)
-            {
-                Ok(f) => *file = Some(f),
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot open the events file");
-                    return;
-                }
-            }
-        }
-        if let Some(f) = file.as_mut()
-            && let Err(e) = f.write_all(&line)
-        {
-            tracing::error!(path = %path.display(), error = %e, "cannot append to the events file");
-        }
+        sink.log.write(&line);
+        sink.remember(event.clone());
+    }
+
+    /// The last `n` events (of one service, or of all), oldest first, from memory.
+    pub fn recent(&self, service: Option<&str>, n: usize) -> Vec<Event> {
+        let sink = self.sink();
+        let mut picked: Vec<&(u64, Event)> = match service {
+            Some(name) => sink.recent.get(name).into_iter().flatten().collect(),
+            None => sink.recent.values().flatten().collect(),
+        };
+        picked.sort_unstable_by_key(|(seq, _)| *seq);
+        let skip = picked.len().saturating_sub(n);
+        picked[skip..].iter().map(|(_, e)| e.clone()).collect()
     }
 }
 
-/// The last `n` events in the file (of one service, or of all), oldest first.
+/// The last `n` events in the file (of one service, or of all), oldest first, for readers
+/// without a running guardian (`doctor`). Reads at most the file's last MiB.
 pub fn tail(path: &Path, service: Option<&str>, n: usize) -> Vec<Event> {
-    let Ok(f) = std::fs::File::open(path) else {
+    const WINDOW: u64 = 1024 * 1024;
+    let Ok(mut f) = std::fs::File::open(path) else {
         return Vec::new();
     };
-    let mut out = std::collections::VecDeque::with_capacity(n + 1);
-    for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+    let len = f.metadata().map_or(0, |m| m.len());
+    let from = len.saturating_sub(WINDOW);
+    if f.seek(SeekFrom::Start(from)).is_err() {
+        return Vec::new();
+    }
+    let mut out = VecDeque::with_capacity(n + 1);
+    let mut lines = std::io::BufReader::new(f).lines();
+    if from > 0 {
+        // The first line is most likely cut.
+        lines.next();
+    }
+    for line in lines.map_while(Result::ok) {
         if let Ok(e) = serde_json::from_str::<Event>(&line)
             && service.is_none_or(|s| e.service == s)
         {
@@ -146,4 +191,48 @@ pub fn tail(path: &Path, service: Option<&str>, n: usize) -> Vec<Event> {
         }
     }
     out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_and_answers_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let log = EventLog::new(path.clone(), 2_000, 2);
+        for i in 0..60 {
+            let svc = if i % 2 == 0 { "a" } else { "b" };
+            log.record(&Event::new(svc, "start", "lifecycle", true).detail(format!("{i}")));
+        }
+        assert!(dir.path().join("events.jsonl.1").exists());
+        assert!(dir.path().join("events.jsonl.2").exists());
+        assert!(!dir.path().join("events.jsonl.3").exists());
+        assert!(std::fs::metadata(&path).unwrap().len() <= 2_000);
+
+        let a = log.recent(Some("a"), 3);
+        let details: Vec<_> = a.iter().map(|e| e.detail.clone().unwrap()).collect();
+        assert_eq!(details, ["54", "56", "58"]);
+        let all = log.recent(None, 4);
+        let details: Vec<_> = all.iter().map(|e| e.detail.clone().unwrap()).collect();
+        assert_eq!(details, ["56", "57", "58", "59"]);
+        assert!(log.recent(Some("nobody"), 3).is_empty());
+
+        // A new log over the same file remembers what that file holds.
+        let again = EventLog::new(path.clone(), 2_000, 2);
+        let last = again.recent(Some("b"), 1);
+        assert_eq!(last[0].detail.as_deref(), Some("59"));
+        assert_eq!(tail(&path, Some("b"), 1)[0].detail.as_deref(), Some("59"));
+    }
+
+    #[test]
+    fn memory_per_service_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::new(dir.path().join("e.jsonl"), 1 << 30, 1);
+        for _ in 0..RECENT_PER_SERVICE * 3 {
+            log.record(&Event::new("a", "exit", "crash", false));
+        }
+        assert_eq!(log.recent(Some("a"), usize::MAX).len(), RECENT_PER_SERVICE);
+    }
 }

@@ -699,4 +699,28 @@ mod tests {
             matches!(parse_content(b"1", true), Content::Invalid(w) if w.contains("larger than"))
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// PID files of any content: read without a panic; a rejection says what is wrong.
+        #[test]
+        fn any_pid_file_bytes_are_read_without_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("svc.pid");
+            std::fs::write(&path, &bytes).unwrap();
+            let (content, locked) = read(&path).unwrap();
+            proptest::prop_assert!(!locked);
+            if let Content::Invalid(why) = content {
+                proptest::prop_assert!(!why.is_empty());
+            }
+        }
+
+        /// JSON-shaped PID files with odd values: same.
+        #[test]
+        fn json_records_with_odd_values_never_panic(pid in proptest::prelude::any::<i64>(), ticks in proptest::prelude::any::<i64>(), svc in ".{0,20}") {
+            let text = serde_json::json!({"pid": pid, "service": svc, "start_ticks": ticks}).to_string();
+            let _ = parse_content(text.as_bytes(), false);
+        }
+    }
 }

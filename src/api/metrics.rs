@@ -43,7 +43,8 @@ type FGauge = Gauge<f64, AtomicU64>;
 
 /// Renders every metric of SPEC §6. Counters are registered without `_total`: the encoder
 /// appends it.
-pub fn render(snap: &Snapshot, uptime_seconds: f64) -> String {
+/// `dropped`: output bytes dropped per service (SPEC §11).
+pub fn render(snap: &Snapshot, uptime_seconds: f64, dropped: &[(String, u64)]) -> String {
     let mut r = Registry::default();
     let up = Gauge::<i64>::default();
     up.set(1);
@@ -164,6 +165,26 @@ pub fn render(snap: &Snapshot, uptime_seconds: f64) -> String {
         "guardian_service_open_fds",
         "Open file descriptors of the service's process tree",
         fds,
+    );
+    let dropped_bytes = Family::<Svc, Counter>::default();
+    for s in &snap.services {
+        dropped_bytes
+            .get_or_create(&Svc {
+                service: s.name.clone(),
+            })
+            .inc_by(0);
+    }
+    for (service, n) in dropped {
+        dropped_bytes
+            .get_or_create(&Svc {
+                service: service.clone(),
+            })
+            .inc_by(*n);
+    }
+    r.register(
+        "guardian_log_dropped_bytes",
+        "Output bytes of the service dropped because its log could not take them",
+        dropped_bytes,
     );
     let reloads = Family::<Outcome, Counter>::default();
     for (result, n) in [

@@ -4,7 +4,6 @@
 
 pub mod metrics;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -14,7 +13,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::events;
 use crate::pidfile::unix_now;
 use crate::policy::health::Status;
 use crate::supervisor::{Reply, State as SvcState, SupervisorHandle};
@@ -24,12 +22,15 @@ pub struct ApiState {
     pub handle: SupervisorHandle,
     pub started: f64,
     pub config_files: Vec<String>,
-    pub events_file: PathBuf,
+    /// The recent events, kept in memory by the event log.
+    pub events: Arc<crate::events::EventLog>,
     /// `Some` on the TCP listener: POST needs this bearer token.
     pub token: Option<String>,
     pub tcp: bool,
     pub on_shutdown: tokio_util::sync::CancellationToken,
     pub reload: tokio::sync::mpsc::Sender<crate::reload::Request>,
+    /// Output bytes dropped per service, for `guardian_log_dropped_bytes_total`.
+    pub dropped: Arc<crate::process::output::DroppedBytes>,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -48,6 +49,60 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(refuse_large_bodies))
         .with_state(state)
+}
+
+/// TCP connections served at once; more wait in the kernel's backlog (SPEC §11).
+pub const MAX_CONNECTIONS: usize = 256;
+/// A request head must arrive within this long; the same bound closes idle keep-alive
+/// connections (hyper arms it whenever a connection waits for a head).
+pub const HEAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `app` on a TCP listener until `stop`, within the bounds above. The Unix socket has
+/// its own server, so nothing on TCP can starve it.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("UNWRAP: the semaphore is never closed"),
+            _ = stop.cancelled() => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: let connections end before the next try.
+                    tracing::warn!(error = %e, "cannot accept an API connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let stop = stop.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_DEADLINE)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(HEAD_DEADLINE, conn).await;
+                }
+            }
+        });
+        while conns.try_join_next().is_some() {}
+    }
 }
 
 /// No route takes a body; anything above this is refused before it is read.
@@ -212,6 +267,7 @@ async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
     let body = metrics::render(
         &with_process_facts(state.handle.snapshot()).await,
         uptime(&state),
+        &state.dropped.totals(),
     );
     (
         [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
@@ -306,20 +362,10 @@ async fn page() -> Response {
         .into_response()
 }
 
-/// The events file the supervisor writes now; the one guardian started with until then.
-fn events_path(state: &ApiState) -> PathBuf {
-    let now = state.handle.watch().borrow().events_file.clone();
-    now.unwrap_or_else(|| state.events_file.clone())
-}
-
 /// The recent events of every service, newest last.
 async fn all_events(State(state): State<Arc<ApiState>>, Query(q): Query<Tail>) -> Response {
-    let path = events_path(&state);
-    let n = q.n.unwrap_or(50).min(10_000);
-    let events = tokio::task::spawn_blocking(move || events::tail(&path, None, n))
-        .await
-        .unwrap_or_default();
-    Json(json!(events)).into_response()
+    let n = q.n.unwrap_or(50);
+    Json(json!(state.events.recent(None, n))).into_response()
 }
 
 async fn service_events(
@@ -336,12 +382,8 @@ async fn service_events(
     {
         return error(StatusCode::NOT_FOUND, format!("no service named `{name}`"));
     }
-    let path = events_path(&state);
-    let n = q.n.unwrap_or(50).min(10_000);
-    let events = tokio::task::spawn_blocking(move || events::tail(&path, Some(&name), n))
-        .await
-        .unwrap_or_default();
-    Json(json!(events)).into_response()
+    let n = q.n.unwrap_or(50);
+    Json(json!(state.events.recent(Some(&name), n))).into_response()
 }
 
 async fn service_action(

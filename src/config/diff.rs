@@ -103,6 +103,14 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         ),
         ("metrics_file", a.metrics_file != b.metrics_file),
         ("events_file", a.events_file != b.events_file),
+        (
+            "events_max_size_mb",
+            a.events_max_size_mb != b.events_max_size_mb,
+        ),
+        (
+            "events_backup_count",
+            a.events_backup_count != b.events_backup_count,
+        ),
         ("api", a.api != b.api),
     ]
     .into_iter()

@@ -56,6 +56,26 @@ pub fn explain(config: &Config, provenance: &[(String, String)]) -> String {
             "  a run of {} or longer counts as a success and resets the count",
             Secs(b.reset_after)
         );
+        let h = &s.health;
+        if h.checks.is_empty() && h.resources.is_empty() {
+            let _ = writeln!(
+                out,
+                "  health: no checks (healthy while it runs; nothing is polled)"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  health: a round of checks every {}, each check given {}{}; rounds never overlap (a round longer than the interval is followed at once by the next); critical after {} failed rounds",
+                Secs(h.interval),
+                Secs(h.timeout),
+                if h.timeout > h.interval {
+                    " (longer than the interval)"
+                } else {
+                    ""
+                },
+                h.unhealthy_threshold
+            );
+        }
         let r = &s.recovery;
         if r.enabled {
             let cb = &r.circuit_breaker;

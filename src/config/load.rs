@@ -694,3 +694,98 @@ pub fn provenance(figment: &Figment) -> Vec<(String, String)> {
     }
     out
 }
+
+#[cfg(test)]
+mod props {
+    //! Property tests: config text, files and environment values of any content never panic
+    //! the loader, and every rejection names the file or the variable.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const EXAMPLE_TOML: &str = include_str!("../../examples/guardian.toml");
+    const EXAMPLE_JSON: &str = include_str!("../../examples/guardian.json");
+
+    fn load_text(name: &str, text: &[u8], env: &[(&str, &str)]) -> Result<Loaded, LoadError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        load(&LoadOptions {
+            files: vec![path],
+            state_dir: Some(dir.path().join("state")),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..LoadOptions::default()
+        })
+    }
+
+    /// The example with a few bytes changed: mostly near-valid text, which reaches deeper.
+    fn mutated(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..6)
+            .prop_map(move |edits| {
+                let mut b = base.as_bytes().to_vec();
+                for (at, byte, how) in edits {
+                    let i = at.index(b.len().max(1)).min(b.len());
+                    match how {
+                        0 if i < b.len() => b[i] = byte,
+                        1 => b.insert(i, byte),
+                        _ if i < b.len() => {
+                            b.remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+                b
+            })
+    }
+
+    fn names_the_file(e: &LoadError, file: &str) -> bool {
+        let text = e.to_string();
+        text.contains(file) || matches!(e, LoadError::Invalid(_)) && text.contains('`')
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn mutated_toml_never_panics_and_names_the_file(text in mutated(EXAMPLE_TOML)) {
+            if let Err(e) = load_text("fuzz.toml", &text, &[]) {
+                prop_assert!(names_the_file(&e, "fuzz.toml"), "{e}");
+            }
+        }
+
+        #[test]
+        fn mutated_json_never_panics_and_names_the_file(text in mutated(EXAMPLE_JSON)) {
+            if let Err(e) = load_text("fuzz.json", &text, &[]) {
+                prop_assert!(names_the_file(&e, "fuzz.json"), "{e}");
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(text in proptest::collection::vec(any::<u8>(), 0..300), json in any::<bool>()) {
+            let name = if json { "fuzz.json" } else { "fuzz.toml" };
+            if let Err(e) = load_text(name, &text, &[]) {
+                prop_assert!(names_the_file(&e, name), "{e}");
+            }
+        }
+
+        #[test]
+        fn any_environment_value_is_accepted_or_names_its_variable(
+            which in 0..5usize,
+            value in "\\PC{0,12}",
+        ) {
+            let var = [
+                "SOCKETIO_MAX_RETRIES",
+                "SOCKETIO_HEALTH_CHECK_INTERVAL",
+                "SOCKETIO_PORT",
+                "GUARDIAN_SERVICES__SOCKETIO__BACKOFF__FACTOR",
+                "GUARDIAN_GUARDIAN__LOG_LEVEL",
+            ][which];
+            if let Err(e) = load_text("g.toml", EXAMPLE_TOML.as_bytes(), &[(var, &value)]) {
+                prop_assert!(e.to_string().contains(var), "{var}={value:?}: {e}");
+            }
+        }
+    }
+}

@@ -107,8 +107,16 @@ pub struct GuardianSpec {
     pub stop_services_on_exit: bool,
     pub metrics_file: PathBuf,
     pub events_file: PathBuf,
+    pub events_max_size_mb: u64,
+    pub events_backup_count: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiSpec>,
+}
+
+impl GuardianSpec {
+    pub fn events_max_bytes(&self) -> u64 {
+        self.events_max_size_mb.saturating_mul(1024 * 1024)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

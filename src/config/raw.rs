@@ -40,6 +40,10 @@ pub struct RawGuardian {
     pub metrics_file: Option<String>,
     /// Default: {state_dir}/events.jsonl
     pub events_file: Option<String>,
+    /// The events file is rotated past this size (MiB). Default: 10.
+    pub events_max_size_mb: Option<u64>,
+    /// Rotated events files kept (events.jsonl.1 …). Default: 3.
+    pub events_backup_count: Option<u32>,
     pub api: Option<RawApi>,
 }
 

@@ -14,6 +14,9 @@ use super::duration::Secs;
 use super::raw::*;
 use super::*;
 
+/// A health check timeout left unset is `min(this, interval)` (SPEC §11).
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One problem: the key path, where its value came from, and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidationError {
@@ -165,6 +168,10 @@ pub fn validate(raw: RawConfig, ctx: &Context<'_>) -> Result<Config, ValidationE
         &g.events_file,
         "{state_dir}/events.jsonl",
     );
+    let events_max_size_mb = g.events_max_size_mb.unwrap_or(10);
+    if events_max_size_mb == 0 {
+        c.fail("guardian.events_max_size_mb", "must be at least 1");
+    }
 
     let log_level = match g.log_level.as_deref() {
         None => LogLevel::Info,
@@ -244,6 +251,8 @@ pub fn validate(raw: RawConfig, ctx: &Context<'_>) -> Result<Config, ValidationE
             stop_services_on_exit: g.stop_services_on_exit.unwrap_or(true),
             metrics_file,
             events_file,
+            events_max_size_mb,
+            events_backup_count: g.events_backup_count.unwrap_or(3),
             api,
         },
         services,
@@ -502,20 +511,13 @@ fn health(c: &mut Check, name: &ServiceName, rh: RawHealth, has_port: bool) -> H
         p("interval"),
         rh.interval.map_or(Duration::from_secs(30), |s| s.0),
     );
+    // A timeout may exceed the interval: rounds never overlap (the next one starts at the later
+    // of the interval and the end of the previous round). Unset, it is min(5s, interval).
     let timeout = c.nonzero(
         p("timeout"),
-        rh.timeout.map_or(Duration::from_secs(5), |s| s.0),
+        rh.timeout
+            .map_or(DEFAULT_CHECK_TIMEOUT.min(interval), |s| s.0),
     );
-    if !timeout.is_zero() && timeout >= interval {
-        c.fail(
-            p("timeout"),
-            format!(
-                "{} must be shorter than the interval {}",
-                Secs(timeout),
-                Secs(interval)
-            ),
-        );
-    }
     let unhealthy_threshold = c.at_least_one(
         p("unhealthy_threshold"),
         rh.unhealthy_threshold.unwrap_or(3),
@@ -787,6 +789,25 @@ mod tests {
     }
 
     #[test]
+    fn health_timeout_defaults_to_the_shorter_of_5s_and_the_interval() {
+        let table = [
+            // (interval, timeout, expected timeout)
+            ("interval = \"500ms\"", Duration::from_millis(500)),
+            ("interval = \"30s\"", Duration::from_secs(5)),
+            ("interval = \"1s\"\ntimeout = \"10s\"", Duration::from_secs(10)),
+            ("interval = \"5s\"\ntimeout = \"5s\"", Duration::from_secs(5)),
+        ];
+        for (health, want) in table {
+            let cfg = check(&format!(
+                "[services.web]\ncommand = [\"web\"]\n[services.web.health]\n{health}"
+            ))
+            .unwrap_or_else(|e| panic!("{health:?} should be valid: {e}"));
+            let web = &cfg.services[&ServiceName::new("web").unwrap()];
+            assert_eq!(web.health.timeout, want, "{health:?}");
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let errs = errors(
             r#"
@@ -817,7 +838,6 @@ interval = 0
             "`services.a.port_range` (from test.toml): set either `port` or `port_range`",
             "`services.a.backoff.factor` (from test.toml): must be at least 1.0 (got 0.5)",
             "`services.a.backoff.jitter` (from test.toml): must be a fraction between 0 and 1",
-            "`services.a.health.timeout` (from test.toml): 5s must be shorter than the interval 5s",
             "`services.a.health.resources.cpu_percent` (from test.toml): warning 95 must be below critical 80",
             "`services.b.command[1]` (from test.toml): unknown placeholder `{nope}`",
             "`services.b.health.interval` (from test.toml): must be greater than zero",

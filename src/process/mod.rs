@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 pub mod fake;
+pub mod output;
 pub mod unix;
 
 use std::collections::BTreeMap;

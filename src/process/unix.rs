@@ -12,8 +12,9 @@ use futures_util::FutureExt;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Interest};
+use tokio::io::Interest;
 
+use super::output::{DroppedBytes, Sink, Writer};
 use super::{ExitInfo, SpawnError, SpawnRequest, Spawned, Spawner};
 use crate::procinfo;
 
@@ -21,16 +22,23 @@ use crate::procinfo;
 /// (which leave the process group) are still found and stopped with it.
 pub const MARK: &str = "_GUARDIAN_SERVICE";
 
-#[derive(Default)]
 pub struct UnixSpawner {
     /// PIDs tokio waits on; the orphan reaper never touches these.
     /// std Mutex: held only around spawn and a /proc scan, never across .await.
     managed: Arc<Mutex<HashSet<i32>>>,
+    /// The queue to the output thread: every log and echo write happens there.
+    writer: Writer,
+    dropped: Arc<DroppedBytes>,
 }
 
 impl UnixSpawner {
-    pub fn new() -> Self {
-        Self::default()
+    /// Starts the output thread; bytes it cannot write are counted in `dropped`.
+    pub fn new(dropped: Arc<DroppedBytes>) -> std::io::Result<Self> {
+        Ok(UnixSpawner {
+            managed: Arc::default(),
+            writer: Writer::start()?,
+            dropped,
+        })
     }
 
     /// Reaps exited orphans that were reparented to guardian (it is a child subreaper), by
@@ -115,18 +123,19 @@ impl Spawner for UnixSpawner {
         managed.insert(pid);
         drop(managed);
 
-        let log = Arc::new(Mutex::new(RotatingLog::new(
-            req.log_file.clone(),
-            req.log_max_bytes,
-            req.log_backups,
-        )));
-        let prefix = req.echo.then(|| format!("[{}] ", req.service));
-        let mut pumps = Vec::new();
+        let sink = Sink::new(
+            RotatingLog::new(req.log_file.clone(), req.log_max_bytes, req.log_backups),
+            req.echo.then(|| format!("[{}] ", req.service)),
+            self.dropped.counter(&req.service),
+        );
         if let Some(out) = child.stdout.take() {
-            pumps.push(tokio::spawn(pump(out, log.clone(), prefix.clone(), false)));
+            let w = self.writer.clone();
+            let sink = sink.clone();
+            tokio::spawn(async move { w.pump(out, sink, false).await });
         }
         if let Some(err) = child.stderr.take() {
-            pumps.push(tokio::spawn(pump(err, log, prefix, true)));
+            let w = self.writer.clone();
+            tokio::spawn(async move { w.pump(err, sink, true).await });
         }
         let managed = self.managed.clone();
         let exited = async move {
@@ -212,28 +221,6 @@ fn mark_of(environ: &[u8]) -> Option<String> {
     })
 }
 
-async fn pump(
-    stream: impl AsyncRead + Unpin,
-    log: Arc<Mutex<RotatingLog>>,
-    echo: Option<String>,
-    stderr: bool,
-) {
-    let mut lines = BufReader::new(stream).split(b'\n');
-    while let Ok(Some(mut line)) = lines.next_segment().await {
-        line.push(b'\n');
-        if let Some(prefix) = &echo {
-            let mut out: Box<dyn Write> = if stderr {
-                Box::new(std::io::stderr())
-            } else {
-                Box::new(std::io::stdout())
-            };
-            let _ = out.write_all(prefix.as_bytes());
-            let _ = out.write_all(&line);
-        }
-        log.lock().expect("UNWRAP: never poisoned").write(&line);
-    }
-}
-
 /// `{name}.log`, rotated to `.1` … `.N` when it passes its size. A failure to write is
 /// reported once and never stops the service.
 pub struct RotatingLog {
@@ -285,7 +272,8 @@ impl RotatingLog {
         self.open()
     }
 
-    pub fn write(&mut self, bytes: &[u8]) {
+    /// Appends `bytes`; false when they could not be written (they are dropped).
+    pub fn write(&mut self, bytes: &[u8]) -> bool {
         let result = (|| {
             if self.file.is_none() {
                 self.open()?;
@@ -298,11 +286,18 @@ impl RotatingLog {
             self.size += bytes.len() as u64;
             Ok::<_, std::io::Error>(())
         })();
-        if let Err(e) = result
-            && !self.failed
-        {
-            self.failed = true;
-            tracing::error!(path = %self.path.display(), error = %e, "cannot write service log; output is dropped until it can be written");
+        match result {
+            Ok(()) => {
+                self.failed = false;
+                true
+            }
+            Err(e) => {
+                if !self.failed {
+                    self.failed = true;
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot write a log file; what it should hold is dropped until it can be written");
+                }
+                false
+            }
         }
     }
 

@@ -1079,7 +1079,9 @@ impl<S: Spawner> Supervisor<S> {
                 self.monitor_health(name);
             }
         }
-        self.events.set_path(&new.guardian.events_file);
+        let g = &new.guardian;
+        self.events
+            .configure(&g.events_file, g.events_max_bytes(), g.events_backup_count);
         self.config = new;
         for name in &d.added {
             let spec = self.config.services[name].clone();
@@ -1477,7 +1479,6 @@ impl<S: Spawner> Supervisor<S> {
         self.snapshot.send_modify(|snap| {
             snap.services = services;
             snap.metrics_file = metrics_file;
-            snap.events_file = Some(self.config.guardian.events_file.clone());
             snap.config_generation = self.generation;
             snap.reloads_ok = self.reloads_ok;
             snap.reloads_failed = self.reloads_failed;

@@ -100,6 +100,4 @@ pub struct Snapshot {
     pub last_reload_error: Option<String>,
     /// The guardian's `metrics_file`.
     pub metrics_file: Option<std::path::PathBuf>,
-    /// Where events are appended now (a reload may move it).
-    pub events_file: Option<std::path::PathBuf>,
 }

@@ -38,7 +38,7 @@ fn rig(service_toml: &str, scripts: Vec<Script>) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), service_toml);
     let spawner = Arc::new(FakeSpawner::new(scripts));
-    let events = Arc::new(EventLog::new(dir.path().join("events.jsonl")));
+    let events = Arc::new(EventLog::new(dir.path().join("events.jsonl"), 1 << 20, 1));
     let (sup, handle) = Supervisor::new(cfg, spawner.clone(), events, false, 1);
     let token = CancellationToken::new();
     let t0 = Instant::now();

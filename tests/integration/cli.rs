@@ -367,15 +367,34 @@ fn every_semantic_problem_is_reported_at_once() {
         &out,
         2,
         &[
-            "7 problems",
+            "6 problems",
             "token_file",
             "either `port` or `port_range`",
             "factor",
             "jitter",
             "{nope}",
-            "shorter than the interval",
             "also the port of service `a`",
         ],
+    );
+}
+
+#[test]
+fn a_health_interval_alone_or_a_timeout_longer_than_it_is_valid() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "h.toml",
+        "[services.a]\ncommand = [\"a\"]\n[services.a.health]\ninterval = \"500ms\"\nchecks = [{ kind = \"exec\", command = [\"true\"] }]\n[services.b]\ncommand = [\"b\"]\n[services.b.health]\ninterval = \"1s\"\ntimeout = \"3s\"\nchecks = [{ kind = \"exec\", command = [\"true\"] }]\n",
+    );
+    let out = sb.run(&["validate", "-c", p.to_str().unwrap(), "--explain"]);
+    let text = &out.stdout;
+    assert_eq!(out.code, 0, "{text}{}", out.stderr);
+    assert!(
+        text.contains("every 500ms, each check given 500ms; rounds never overlap"),
+        "{text}"
+    );
+    assert!(
+        text.contains("every 1s, each check given 3s (longer than the interval)"),
+        "{text}"
     );
 }
 
