@@ -1,7 +1,7 @@
 //! The benchmark harness (issue: restart latency, footprint, scale, reload latency).
 //!
 //! `cargo build --release --examples --bins && target/release/examples/bench all`
-//! (or one of: restart memory idle checks scale startup reload). Every figure is printed next
+//! (or one of: restart memory idle checks scale startup reload bounds). Every figure is printed next
 //! to a reference taken in the same run, because shared machines are noisy: only ratios hold.
 //! Bounded in time; every process it starts is ended by PID.
 //!
@@ -74,6 +74,11 @@ fn main() {
     }
     if all || what == "reload" {
         reload(&mut table, if quick { 10 } else { 30 });
+    }
+    if all || what == "bounds" {
+        flood(&mut table, if quick { 100 } else { 400 });
+        events_query(&mut table, if quick { 100_000 } else { 1_000_000 });
+        leaks(&mut table, if quick { 2_000 } else { 10_000 });
     }
     table.print();
 }
@@ -596,5 +601,155 @@ fn reload(t: &mut Table, n: usize) {
         format!("{m:.0} ms (median of {})", lat.len()),
         format!("debounce {} ms", guardian::reload::DEBOUNCE.as_millis()),
         "≤ 150 ms",
+    );
+}
+
+/// One GET over guardian's Unix socket; the body.
+fn get(g: &Guardian, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(g.path("state/guardian.sock")) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nhost: g\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+fn status_of(g: &Guardian, name: &str) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(&get(g, "/status")).unwrap_or_default();
+    doc["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == name)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn status_kb(pid: i32, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Peak RSS while a service writes `mib` MiB without one newline, against an idle guardian.
+fn flood(t: &mut Table, mib: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let done = dir.path().join("done");
+    let idle = Guardian::start("[services.svc]\ncommand = [\"sleep\", \"300\"]\n");
+    idle.wait_socket();
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_hwm = status_kb(idle.pid(), "VmHWM:") / 1024.0;
+    drop(idle);
+    let g = Guardian::start(&format!(
+        "[services.flood]\ncommand = [\"sh\", \"-c\", \"head -c {} /dev/zero; touch {}; exec sleep 300\"]\nlog = {{ max_size_mb = 1, backup_count = 1 }}\n",
+        mib << 20,
+        done.display()
+    ));
+    let t0 = Instant::now();
+    let finished = wait(Duration::from_secs(300), || done.exists());
+    let secs = t0.elapsed().as_secs_f64();
+    let hwm = status_kb(g.pid(), "VmHWM:") / 1024.0;
+    let dropped = get(&g, "/metrics")
+        .lines()
+        .find(|l| l.starts_with("guardian_log_dropped_bytes_total{service=\"flood\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    t.row(
+        &format!("flood: peak RSS while a service writes {mib} MiB with no newline"),
+        if finished {
+            format!(
+                "{hwm:.1} MiB ({:.0} MiB/s drained, {:.0} MiB dropped)",
+                mib as f64 / secs,
+                dropped / 1048576.0
+            )
+        } else {
+            "the writes did not finish in 300 s".into()
+        },
+        format!("idle guardian {idle_hwm:.1} MiB"),
+        "< 64 MiB",
+    );
+}
+
+/// `GET /services/NAME/events` with a 1 M-line events file, against a 10-line one.
+fn events_query(t: &mut Table, lines: usize) {
+    let median_query = |n: usize| -> f64 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod");
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(state.join("events.jsonl")).expect("events file"),
+        );
+        for i in 0..n {
+            let _ = writeln!(
+                f,
+                r#"{{"timestamp": {i}.0, "timestamp_iso": "x", "service": "svc", "action": "note", "trigger": "bench", "health_status": null, "success": true, "duration_ms": null, "error_message": null}}"#
+            );
+        }
+        drop(f);
+        let g = Guardian::start(&format!(
+            "[guardian]\nstate_dir = \"{}\"\nevents_max_size_mb = 1000\n[services.svc]\ncommand = [\"sleep\", \"300\"]\n",
+            state.display()
+        ));
+        g.wait_socket();
+        wait(Duration::from_secs(60), || {
+            status_of(&g, "svc")["state"] == "running"
+        });
+        let mut lat = Vec::new();
+        for _ in 0..20 {
+            let t0 = Instant::now();
+            let body = get(&g, "/services/svc/events?n=50");
+            lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+            assert!(body.starts_with('['), "events answer: {body}");
+        }
+        percentile(&mut lat, 0.5)
+    };
+    let small = median_query(10);
+    let big = median_query(lines);
+    t.row(
+        &format!("events query (50 of one service) with {lines} lines in events.jsonl"),
+        format!("{big:.2} ms (median of 20)"),
+        format!("10 lines: {small:.2} ms"),
+        "independent of the file's size",
+    );
+}
+
+/// RSS and open descriptors after 100 restarts and after `n`.
+fn leaks(t: &mut Table, n: u64) {
+    let g = Guardian::start(
+        "[services.svc]\ncommand = [\"true\"]\n[services.svc.backoff]\ninitial_delay = 0\njitter = 0\nmax_retries = 100000000\n",
+    );
+    g.wait_socket();
+    let restarts = || status_of(&g, "svc")["restarts"].as_u64().unwrap_or(0);
+    let at = |count: u64| -> (f64, usize, f64) {
+        let t0 = Instant::now();
+        wait(Duration::from_secs(600), || restarts() >= count);
+        let secs = t0.elapsed().as_secs_f64();
+        (status_kb(g.pid(), "VmRSS:") / 1024.0, fds(g.pid()), secs)
+    };
+    let (rss100, fd100, _) = at(100);
+    let (rss_n, fd_n, secs) = at(n);
+    t.row(
+        &format!("after {n} restarts: RSS, open fds"),
+        format!(
+            "{rss_n:.1} MiB, {fd_n} fds ({:.0} restarts/s)",
+            (n - 100) as f64 / secs
+        ),
+        format!("after 100: {rss100:.1} MiB, {fd100} fds"),
+        "equal within noise",
     );
 }

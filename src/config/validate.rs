@@ -794,8 +794,14 @@ mod tests {
             // (interval, timeout, expected timeout)
             ("interval = \"500ms\"", Duration::from_millis(500)),
             ("interval = \"30s\"", Duration::from_secs(5)),
-            ("interval = \"1s\"\ntimeout = \"10s\"", Duration::from_secs(10)),
-            ("interval = \"5s\"\ntimeout = \"5s\"", Duration::from_secs(5)),
+            (
+                "interval = \"1s\"\ntimeout = \"10s\"",
+                Duration::from_secs(10),
+            ),
+            (
+                "interval = \"5s\"\ntimeout = \"5s\"",
+                Duration::from_secs(5),
+            ),
         ];
         for (health, want) in table {
             let cfg = check(&format!(

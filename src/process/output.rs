@@ -196,7 +196,10 @@ mod tests {
         while Arc::strong_count(&sink) > 1 {
             std::thread::yield_now();
         }
-        (std::fs::read(&path).unwrap_or_default(), dropped.load(Ordering::Relaxed))
+        (
+            std::fs::read(&path).unwrap_or_default(),
+            dropped.load(Ordering::Relaxed),
+        )
     }
 
     #[tokio::test]

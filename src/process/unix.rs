@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use futures_util::FutureExt;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 use super::output::{DroppedBytes, Sink, Writer};
 use super::{ExitInfo, SpawnError, SpawnRequest, Spawned, Spawner};

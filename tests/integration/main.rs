@@ -6,11 +6,13 @@
 mod support;
 
 mod api;
+mod bounds;
 mod browser;
 mod cli;
 mod doctor;
 mod health;
 mod pidfile;
 mod reload;
+mod soak;
 mod socketio;
 mod supervise;

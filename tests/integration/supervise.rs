@@ -242,11 +242,18 @@ fn an_unwritable_log_folder_does_not_stop_the_service() {
     let _g = sb.start(&cfg);
     assert!(wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some()));
     assert!(
-        wait_for(LONG, || sb.stderr().contains("cannot write service log")),
+        wait_for(LONG, || sb.stderr().contains("cannot write a log file")),
         "{}",
         sb.stderr()
     );
     assert_eq!(sb.service(&cfg, "svc")["state"], "running");
+    // The bytes that could not be written are counted (`hello\n`).
+    let sock = sb.state_dir().join("guardian.sock");
+    let (_, metrics) = http(Target::Unix(&sock), "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("guardian_log_dropped_bytes_total{service=\"svc\"} 6"),
+        "{metrics}"
+    );
 }
 
 #[test]

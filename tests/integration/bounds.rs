@@ -1,0 +1,224 @@
+//! SPEC §11 against real processes and sockets: output floods, events rotation and memory,
+//! half-open API connections, health rounds that outlast their interval, bodies of any content.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// The peak resident memory of a process (VmHWM), in KiB.
+fn peak_rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_service_that_never_writes_a_newline_is_drained_and_guardian_stays_small() {
+    let sb = Sandbox::new();
+    let done = sb.path().join("done");
+    // 400 MiB of NUL bytes: not one newline.
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.flood]\ncommand = [\"sh\", \"-c\", \"head -c 419430400 /dev/zero; touch {}; exec sleep 300\"]\nlog = {{ max_size_mb = 1, backup_count = 1 }}\n",
+            done.display()
+        ),
+    );
+    let g = sb.start(&cfg);
+    assert!(
+        wait_for(Duration::from_secs(240), || done.exists()),
+        "the service's writes never finished: guardian did not drain its pipe"
+    );
+    let peak_mib = peak_rss_kib(g.pid()) / 1024;
+    assert!(
+        peak_mib < 64,
+        "guardian's peak RSS was {peak_mib} MiB while a service wrote 400 MiB without a newline"
+    );
+    // Every line in the log is a piece of at most 64 KiB.
+    let log = std::fs::read(sb.state_dir().join("logs/flood.log")).unwrap();
+    let lines: Vec<&[u8]> = log.split(|b| *b == b'\n').collect();
+    assert!(lines.len() > 1, "no line was cut");
+    assert!(
+        lines.iter().all(|l| l.len() <= 64 * 1024),
+        "a log line is longer than 64 KiB: {:?}",
+        lines.iter().map(|l| l.len()).max()
+    );
+    assert_eq!(sb.service(&cfg, "flood")["state"], "running");
+}
+
+fn write_events(path: &Path, service: &str, lines: usize, marker: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut f = std::fs::File::create(path).unwrap();
+    for i in 0..lines {
+        writeln!(
+            f,
+            r#"{{"timestamp": {i}.0, "timestamp_iso": "x", "service": "{service}", "action": "note", "trigger": "test", "health_status": null, "success": true, "duration_ms": null, "error_message": null, "detail": "{marker} {i}"}}"#
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn events_rotate_keep_their_backup_count_and_are_answered_from_memory() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[guardian]\nevents_max_size_mb = 1\nevents_backup_count = 2\n[services.svc]\ncommand = [\"sleep\", \"300\"]\n",
+    );
+    let events = sb.state_dir().join("events.jsonl");
+    let backup = |n: u32| sb.state_dir().join(format!("events.jsonl.{n}"));
+    for round in 0..3 {
+        // A file just over 1 MiB: guardian's first event rotates it.
+        write_events(&events, "svc", 7_000, &format!("round{round}"));
+        let mut g = sb.start(&cfg);
+        assert!(wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some()));
+        if round == 0 {
+            // The events of the file guardian started with are answered, newest last.
+            let (code, body) = sb.get_json("/services/svc/events?n=200");
+            assert_eq!(code, 200);
+            let details: Vec<String> = body
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["detail"].as_str().map(str::to_owned))
+                .collect();
+            assert!(details.iter().any(|d| d == "round0 6999"), "{details:?}");
+            let all = sb.get_json("/events?n=5").1;
+            assert_eq!(all.as_array().unwrap().len(), 5);
+            assert_eq!(all[4]["service"], "svc");
+        }
+        assert_eq!(g.stop(), Some(0));
+    }
+    assert!(backup(1).exists(), "events.jsonl.1 is missing");
+    assert!(backup(2).exists(), "events.jsonl.2 is missing");
+    assert!(
+        !backup(3).exists(),
+        "events.jsonl.3 exists with a backup count of 2"
+    );
+    assert!(std::fs::metadata(&events).unwrap().len() < 1024 * 1024);
+}
+
+#[test]
+fn three_hundred_half_open_connections_leave_the_api_answering() {
+    let sb = Sandbox::new();
+    let (api, addr) = sb.api_section("tok");
+    let cfg = sb.write(
+        "g.toml",
+        &format!("{api}[services.svc]\ncommand = [\"sleep\", \"300\"]\n"),
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some()));
+    // 300 connections that start a request head and never finish it.
+    let mut half_open: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /status HTTP/1.1\r\nhost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    // The Unix socket answers at once, whatever happens on TCP.
+    let (code, body) = sb.get_json("/status");
+    assert_eq!(code, 200);
+    assert_eq!(body["services"][0]["name"], "svc");
+    // TCP answers too: at once while fewer than 256 are held, else once the head deadline
+    // (10 s) has closed the stalled ones.
+    let (code, body) = http(Target::Tcp(&addr), "GET", "/status", &[], b"");
+    assert_eq!(code, 200, "{body}");
+    // Every stalled connection was closed by guardian, not left open.
+    let started = Instant::now();
+    for s in &mut half_open {
+        s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "stalled connections were not closed"
+    );
+    // An idle keep-alive connection is closed as well, after its answer.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /status HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(40)))
+        .unwrap();
+    let mut all = Vec::new();
+    let _ = idle.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+#[test]
+fn health_rounds_never_overlap_when_a_check_outlasts_the_interval() {
+    let sb = Sandbox::new();
+    let marks = sb.path().join("marks");
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.svc]\ncommand = [\"sleep\", \"300\"]\n[services.svc.health]\ninterval = \"200ms\"\ntimeout = \"3s\"\nchecks = [{{ kind = \"exec\", command = [\"sh\", \"-c\", \"echo start >> {m}; sleep 0.7; echo end >> {m}\"] }}]\n",
+            m = marks.display()
+        ),
+    );
+    let _g = sb.start(&cfg);
+    let rounds = || {
+        std::fs::read_to_string(&marks)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == "end")
+            .count()
+    };
+    assert!(wait_for(LONG, || rounds() >= 3), "fewer than 3 rounds ran");
+    let text = std::fs::read_to_string(&marks).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Strictly start, end, start, end: a round begins only after the previous one ended.
+    for (i, l) in lines.iter().enumerate() {
+        let want = if i % 2 == 0 { "start" } else { "end" };
+        assert_eq!(*l, want, "rounds overlapped: {lines:?}");
+    }
+    // A check that takes longer than the interval but less than the timeout is healthy.
+    assert_eq!(sb.service(&cfg, "svc")["health"], "healthy");
+}
+
+#[test]
+fn api_bodies_of_any_content_are_refused_cleanly() {
+    use rand::{RngExt, SeedableRng};
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.svc]\ncommand = [\"sleep\", \"300\"]\n");
+    let g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some()));
+    let sock = sb.state_dir().join("guardian.sock");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let paths = [
+        "/services/svc/nonsense",
+        "/services/%ff%fe/start",
+        "/services/nobody/restart",
+        "/status",
+        "/events?n=notanumber",
+        "/services/svc/events?n=99999999999999999999",
+    ];
+    for i in 0..120 {
+        let body: Vec<u8> = (0..rng.random_range(0..2048))
+            .map(|_| rng.random::<u8>())
+            .collect();
+        let path = paths[i % paths.len()];
+        let method = if i % 2 == 0 { "POST" } else { "GET" };
+        let (code, text) = http(Target::Unix(&sock), method, path, &[], &body);
+        // 0: guardian answered before the body arrived and closed the connection, so the
+        // kernel reset it under the client; anything else is an HTTP answer below 500.
+        assert!(
+            code == 0 || (200..500).contains(&code),
+            "{method} {path} with {} random bytes: {code} {text}",
+            body.len()
+        );
+    }
+    assert!(alive(g.pid()));
+    assert_eq!(sb.get_json("/status").0, 200);
+    assert_eq!(sb.service(&cfg, "svc")["state"], "running");
+}
