@@ -1,0 +1,538 @@
+//! Lifecycle: adopting or starting an instance, readiness, exits, backoff, stopping and
+//! shutdown.
+
+use super::*;
+
+impl<S: Spawner> Supervisor<S> {
+    /// At guardian start: adopt a live verified instance, or start a fresh one.
+    pub(super) fn adopt_or_start(&mut self, name: &str) {
+        let spec = self.services[name].spec.clone();
+        let port = spec.port;
+        match pidfile::check(&spec.pidfile, &spec.identity, port) {
+            Err(e) => self.refuse_start(name, None, e.to_string()),
+            Ok((verdict, record)) => match verdict.running {
+                Some(pid) if spec.on_orphan == OnOrphan::Fail => {
+                    let msg = format!(
+                        "a verified instance already runs (pid {pid}) and on_orphan = \"fail\"\n  1. stop it: kill -TERM {pid}\n  2. or let guardian take it over: on_orphan = \"adopt\"\n  look: ps -p {pid} -o pid,ppid,etime,cmd"
+                    );
+                    self.refuse_start(name, Some(pid), msg);
+                }
+                Some(pid) => {
+                    let ticks = record
+                        .as_ref()
+                        .and_then(|r| r.start_ticks)
+                        .or_else(|| procinfo::facts(pid).map(|f| f.start_ticks));
+                    let adopted = ticks
+                        .ok_or_else(|| std::io::Error::other("its start time could not be read"))
+                        .and_then(|t| self.spawner.adopt(pid, t));
+                    match adopted {
+                        Ok(spawned) => {
+                            let rec_port = record.as_ref().and_then(|r| r.port).or(port);
+                            self.watch(name, spawned, rec_port, true);
+                            let svc = self
+                                .services
+                                .get_mut(name)
+                                .expect("UNWRAP: name comes from the map");
+                            svc.state = State::Running;
+                            self.record(
+                                Event::new(name, "adopted", "startup", true)
+                                    .pid(pid)
+                                    .detail(verdict.to_string()),
+                            );
+                            if spec.on_orphan == OnOrphan::Replace {
+                                let svc = self
+                                    .services
+                                    .get_mut(name)
+                                    .expect("UNWRAP: name comes from the map");
+                                svc.start_after_stop = true;
+                                self.stop(name, "startup", None);
+                            }
+                        }
+                        Err(e) => {
+                            self.record(
+                                Event::new(name, "adopted", "startup", false)
+                                    .pid(pid)
+                                    .error(format!(
+                                        "cannot watch pid {pid}: {e}; starting a new instance"
+                                    )),
+                            );
+                            self.start(name, "startup");
+                        }
+                    }
+                }
+                None => {
+                    if verdict.remove_file {
+                        self.record(
+                            Event::new(name, "stale_pidfile", "startup", true)
+                                .detail(verdict.to_string()),
+                        );
+                    }
+                    self.start(name, "startup");
+                }
+            },
+        }
+    }
+
+    /// A start guardian will not attempt: recorded, and the service left `failed`.
+    pub(super) fn refuse_start(&mut self, name: &str, pid: Option<i32>, msg: String) {
+        let mut event = Event::new(name, "start", "startup", false).error(msg.clone());
+        event.pid = pid;
+        self.record(event);
+        let svc = self
+            .services
+            .get_mut(name)
+            .expect("UNWRAP: callers pass known names");
+        svc.state = State::Failed;
+        svc.last_error = Some(msg);
+    }
+
+    /// Picks the port (fixed, or the first free one of the range); a foreign holder is an error
+    /// that names it.
+    pub(super) fn choose_port(spec: &ServiceSpec) -> Result<Option<u16>, String> {
+        if let Some(p) = spec.port {
+            return match procinfo::port_holder(p) {
+                procinfo::PortHolder::Free => Ok(Some(p)),
+                procinfo::PortHolder::Pid(f) => Err(format!(
+                    "port {p} is held by pid {} ({})\n  1. look: ss -ltnp 'sport = :{p}' ; ps -p {} -o pid,ppid,etime,cmd\n  2. stop that process, or give the service another port",
+                    f.pid,
+                    f.command_line(),
+                    f.pid
+                )),
+                procinfo::PortHolder::Unknown => Err(format!(
+                    "port {p} is held by a process this user cannot see\n  1. look: sudo ss -ltnp 'sport = :{p}'"
+                )),
+            };
+        }
+        if let Some([a, b]) = spec.port_range {
+            return (a..=b)
+                .find(|p| procinfo::listening_inodes(*p).is_empty())
+                .map(Some)
+                .ok_or_else(|| format!("every port of port_range [{a}, {b}] is taken\n  1. look: ss -ltnp\n  2. widen the range"));
+        }
+        Ok(None)
+    }
+
+    pub(super) fn start(&mut self, name: &str, trigger: &str) {
+        let state_dir = self.state_dir();
+        let echo = self.echo;
+        let svc = self
+            .services
+            .get_mut(name)
+            .expect("UNWRAP: callers pass known names");
+        svc.instance += 1;
+        svc.timed_out = false;
+        svc.restart_at = None;
+        svc.adopted = false;
+        let spec = svc.spec.clone();
+        let port = match Self::choose_port(&spec) {
+            Ok(p) => p,
+            Err(msg) => {
+                self.record(Event::new(name, "port_conflict", trigger, false).error(msg.clone()));
+                return self.failed_start(name, msg);
+            }
+        };
+        let vars = spec.vars(&state_dir, port);
+        let command: Result<Vec<String>, String> =
+            spec.command.iter().map(|a| expand(a, &vars)).collect();
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in &spec.env {
+            match expand(v, &vars) {
+                Ok(v) => {
+                    env.insert(k.clone(), v);
+                }
+                Err(e) => return self.failed_start(name, e),
+            }
+        }
+        if let (Some(prefix), Some(level)) = (&spec.env_prefix, &spec.log_level) {
+            env.insert(format!("{prefix}_LOG_LEVEL"), level.clone());
+        }
+        let command = match command {
+            Ok(c) => c,
+            Err(e) => return self.failed_start(name, e),
+        };
+        let req = SpawnRequest {
+            service: name.to_owned(),
+            command: command.clone(),
+            cwd: spec.cwd.clone(),
+            env,
+            log_file: spec.log.file.clone(),
+            log_max_bytes: spec.log.max_size_mb.saturating_mul(1024 * 1024),
+            log_backups: spec.log.backup_count,
+            echo,
+        };
+        match self.spawner.spawn(&req) {
+            Err(e) => {
+                let msg = e.to_string();
+                self.record(Event::new(name, "start", trigger, false).error(msg.clone()));
+                self.failed_start(name, msg)
+            }
+            Ok(spawned) => {
+                let pid = spawned.pid;
+                self.watch(name, spawned, port, false);
+                let record = PidRecord::of(pid, name, &spec.host, port, &command);
+                let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+                match ServicePidFile::write(&spec.pidfile, &record) {
+                    Ok(f) => svc.pidfile = Some(f),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        svc.last_error = Some(msg.clone());
+                        self.record(
+                            Event::new(name, "pidfile", trigger, false)
+                                .pid(pid)
+                                .error(msg),
+                        );
+                    }
+                }
+                self.record(
+                    Event::new(name, "start", trigger, true)
+                        .pid(pid)
+                        .detail(command.join(" ")),
+                );
+                self.probe_readiness(name, port);
+            }
+        }
+    }
+
+    /// Tracks a spawned or adopted process as the service's current instance.
+    pub(super) fn watch(&mut self, name: &str, spawned: Spawned, port: Option<u16>, adopted: bool) {
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        if adopted {
+            svc.instance += 1;
+            if let Ok(f) = ServicePidFile::write(
+                &svc.spec.pidfile,
+                &PidRecord::of(spawned.pid, name, &svc.spec.host, port, &svc.spec.command),
+            ) {
+                svc.pidfile = Some(f);
+            }
+        }
+        svc.instance_token = CancellationToken::new();
+        svc.pid = Some(spawned.pid);
+        svc.port = port;
+        svc.adopted = adopted;
+        svc.state = State::Starting;
+        svc.started_at = Some(Instant::now());
+        svc.start_time = Some(
+            procinfo::facts(spawned.pid)
+                .map_or_else(unix_now, |f| procinfo::start_time_secs(f.start_ticks)),
+        );
+        svc.monitor.restart();
+        svc.last_tick = None;
+        let (tx, instance, name) = (self.facts_tx.clone(), svc.instance, name.to_owned());
+        tokio::spawn(async move {
+            let exit = spawned.exited.await;
+            let _ = tx.send(Fact::ChildExited {
+                name,
+                instance,
+                exit,
+            });
+        });
+    }
+
+    /// Ready when the port accepts; without a port, at the first healthy round of checks;
+    /// with neither, at once.
+    pub(super) fn probe_readiness(&mut self, name: &str, port: Option<u16>) {
+        let probe = self.probe_of(name);
+        let svc = &self.services[name];
+        let (instance, token, timeout) = (
+            svc.instance,
+            svc.instance_token.clone(),
+            svc.spec.startup_timeout,
+        );
+        if port.is_none() && !probe.as_ref().is_some_and(Probe::has_checks) {
+            let _ = self.facts_tx.send(Fact::BecameReady {
+                name: name.to_owned(),
+                instance,
+            });
+            return;
+        }
+        let host = svc.spec.host.clone();
+        let every = svc.spec.health.interval.min(READINESS_POLL_MAX);
+        let tx = self.facts_tx.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let probe = async {
+                let mut sampler = Sampler::default();
+                loop {
+                    let ready = match (port, &probe) {
+                        (Some(port), _) => tokio::net::TcpStream::connect((host.as_str(), port))
+                            .await
+                            .is_ok(),
+                        (None, Some(p)) => p.tick(&mut sampler).await.status == Status::Healthy,
+                        (None, None) => true,
+                    };
+                    if ready {
+                        return;
+                    }
+                    let pause = if port.is_some() {
+                        Duration::from_millis(25)
+                    } else {
+                        every
+                    };
+                    tokio::time::sleep(pause).await;
+                }
+            };
+            tokio::select! {
+                r = tokio::time::timeout(timeout, probe) => {
+                    let fact = match r {
+                        Ok(()) => Fact::BecameReady { name, instance },
+                        Err(_) => Fact::StartupTimedOut { name, instance },
+                    };
+                    let _ = tx.send(fact);
+                }
+                _ = token.cancelled() => {}
+            }
+        });
+    }
+
+    /// A start that did not produce a running process counts toward max_retries.
+    pub(super) fn failed_start(&mut self, name: &str, reason: String) {
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        svc.last_error = Some(reason.clone());
+        svc.failures = svc.failures.saturating_add(1);
+        svc.pid = None;
+        svc.total_failures += 1;
+        svc.last_failure = Some(unix_now());
+        self.restart_step_ended(name, Err(reason));
+        self.schedule_restart(name, "start_failed");
+    }
+
+    pub(super) fn schedule_restart(&mut self, name: &str, trigger: &str) {
+        if self.shutting_down.is_some() {
+            self.services
+                .get_mut(name)
+                .expect("UNWRAP: known name")
+                .state = State::Stopped;
+            return;
+        }
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        match backoff::decide(&svc.spec.backoff, svc.failures, &mut self.rng) {
+            Decision::RestartAfter { delay, attempt } => {
+                svc.state = State::Backoff;
+                svc.restart_at = Some(Instant::now() + delay);
+                let instance = svc.instance;
+                let max = svc.spec.backoff.max_retries;
+                self.record(
+                    Event::new(name, "restart_scheduled", trigger, true).detail(format!(
+                        "retry {attempt} of {max} in {}",
+                        crate::config::duration::Secs(Duration::from_millis(
+                            delay.as_millis() as u64
+                        ))
+                    )),
+                );
+                self.after(
+                    delay,
+                    None,
+                    Fact::RestartDue {
+                        name: name.to_owned(),
+                        instance,
+                    },
+                );
+            }
+            Decision::GiveUp { failures } => {
+                svc.state = State::Failed;
+                svc.restart_at = None;
+                let why = svc
+                    .last_exit
+                    .clone()
+                    .or(svc.last_error.clone())
+                    .unwrap_or_default();
+                let log = svc.spec.log.file.display().to_string();
+                self.record(Event::new(name, "failed", trigger, false).error(format!(
+                    "{failures} consecutive failed starts (max_retries = {}); last: {why}\n  1. read its output: guardian logs {name}   ({log})\n  2. fix the cause, then: guardian start {name}",
+                    failures - 1
+                )));
+            }
+        }
+    }
+
+    pub(super) fn stop(
+        &mut self,
+        name: &str,
+        trigger: &str,
+        reply: Option<oneshot::Sender<Reply>>,
+    ) {
+        let svc = self
+            .services
+            .get_mut(name)
+            .expect("UNWRAP: callers check the name");
+        match svc.state {
+            State::Running | State::Starting => {
+                let pid = svc
+                    .pid
+                    .expect("UNWRAP: running and starting services have a pid");
+                svc.state = State::Stopping;
+                svc.stop_waiters.extend(reply);
+                let (sig, grace, instance, token) = (
+                    svc.spec.stop_signal,
+                    svc.spec.shutdown_timeout,
+                    svc.instance,
+                    svc.instance_token.clone(),
+                );
+                self.spawner.signal_group(name, pid, sig);
+                self.record(
+                    Event::new(name, "stop", trigger, true)
+                        .pid(pid)
+                        .detail(format!("sent {} to the process group", sig.as_str())),
+                );
+                self.after(
+                    grace,
+                    Some(token),
+                    Fact::GraceExpired {
+                        name: name.to_owned(),
+                        instance,
+                    },
+                );
+            }
+            State::Stopping => svc.stop_waiters.extend(reply),
+            State::Backoff => {
+                svc.instance += 1;
+                svc.state = State::Stopped;
+                svc.restart_at = None;
+                self.record(Event::new(name, "stopped", trigger, true).detail("restart cancelled"));
+                self.after_stopped(name);
+                if let Some(r) = reply {
+                    let _ = r.send(Reply::Done(format!("{name} stopped")));
+                }
+            }
+            State::Stopped | State::Failed => {
+                svc.state = State::Stopped;
+                self.after_stopped(name);
+                if let Some(r) = reply {
+                    let _ = r.send(Reply::Done(format!("{name} is not running")));
+                }
+            }
+        }
+    }
+
+    pub(super) fn after_stopped(&mut self, name: &str) {
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        if svc.remove_after_stop {
+            svc.instance_token.cancel();
+            self.services.remove(name);
+            self.record(Event::new(name, "removed", "reload", true));
+            return;
+        }
+        if std::mem::take(&mut svc.start_after_stop) && self.shutting_down.is_none() {
+            svc.failures = 0;
+            self.start(name, "command");
+        }
+    }
+
+    pub(super) fn exited(&mut self, name: &str, instance: u64, exit: ExitInfo) {
+        let Some(svc) = self
+            .services
+            .get_mut(name)
+            .filter(|s| s.instance == instance)
+        else {
+            return;
+        };
+        svc.instance_token.cancel();
+        let pid = svc.pid.take().unwrap_or_default();
+        if let Some(f) = svc.pidfile.take() {
+            f.remove();
+        }
+        // Anything of the service still alive (a grandchild that left the group) goes with it.
+        self.spawner.signal_group(name, pid, Signal::SIGKILL);
+        let svc = self.services.get_mut(name).expect("UNWRAP: found above");
+        let ran = svc.started_at.map_or(Duration::ZERO, |t| t.elapsed());
+        let text = if svc.timed_out {
+            format!("{exit} after startup_timeout")
+        } else {
+            exit.to_string()
+        };
+        svc.last_exit = Some(text.clone());
+        if svc.state == State::Stopping {
+            svc.state = State::Stopped;
+            let waiters = std::mem::take(&mut svc.stop_waiters);
+            let done = if svc.start_after_stop {
+                format!("{name} restarted")
+            } else {
+                format!("{name} stopped")
+            };
+            self.record(
+                Event::new(name, "stopped", "command", true)
+                    .pid(pid)
+                    .detail(text),
+            );
+
+            for w in waiters {
+                let _ = w.send(Reply::Done(done.clone()));
+            }
+            let svc = self.services.get_mut(name).expect("UNWRAP: found above");
+            if std::mem::take(&mut svc.fail_after_stop) {
+                svc.state = State::Failed;
+                svc.last_error = Some(format!(
+                    "stopped by emergency_stop after failed recoveries\n  1. see why: guardian events {name}\n  2. start it again: guardian start {name}"
+                ));
+                return;
+            }
+            self.after_stopped(name);
+            return;
+        }
+        svc.total_failures += 1;
+        svc.last_failure = Some(unix_now());
+        let was_running = svc.state == State::Running;
+        svc.failures = backoff::count_failure(
+            &svc.spec.backoff,
+            svc.failures,
+            if was_running { ran } else { Duration::ZERO },
+        );
+        let mut e = Event::new(name, "exit", "crash", false)
+            .pid(pid)
+            .error(text.clone());
+        e.duration_ms = Some(ran.as_secs_f64() * 1000.0);
+        self.record(e);
+        if !was_running {
+            self.restart_step_ended(
+                name,
+                Err(format!(
+                    "the new instance ended before it was ready: {text}"
+                )),
+            );
+        }
+        self.schedule_restart(name, "crash");
+    }
+
+    pub(super) fn begin_shutdown(
+        &mut self,
+        keep_services: bool,
+        reply: Option<oneshot::Sender<Reply>>,
+    ) {
+        let (_, waiters) = self
+            .shutting_down
+            .get_or_insert((keep_services, Vec::new()));
+        waiters.extend(reply);
+        let names: Vec<String> = self.services.keys().rev().cloned().collect();
+        for name in names {
+            if keep_services {
+                let svc = self.services.get_mut(&name).expect("UNWRAP: known name");
+                if let Some(f) = svc.pidfile.take() {
+                    f.keep();
+                }
+                svc.instance += 1;
+                svc.instance_token.cancel();
+                svc.state = State::Stopped;
+                svc.pid = None;
+            } else {
+                self.stop(&name, "shutdown", None);
+            }
+        }
+    }
+
+    pub(super) fn shutdown_complete(&mut self) -> bool {
+        let Some((_, waiters)) = &mut self.shutting_down else {
+            return false;
+        };
+        if self
+            .services
+            .values()
+            .any(|s| matches!(s.state, State::Stopping | State::Starting | State::Running))
+        {
+            return false;
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(Reply::Done("guardian stopped".into()));
+        }
+        true
+    }
+}

@@ -1,0 +1,132 @@
+//! One service as the actor holds it: its spec, its current instance and its counters.
+
+use super::*;
+
+pub(super) struct Service {
+    pub(super) spec: ServiceSpec,
+    pub(super) state: State,
+    pub(super) pid: Option<i32>,
+    pub(super) port: Option<u16>,
+    /// Bumped on every spawn and every cancel, so that late facts of an old instance are ignored.
+    pub(super) instance: u64,
+    pub(super) started_at: Option<Instant>,
+    pub(super) restarts: u64,
+    pub(super) failures: u32,
+    pub(super) adopted: bool,
+    pub(super) pidfile: Option<ServicePidFile>,
+    pub(super) last_exit: Option<String>,
+    pub(super) last_error: Option<String>,
+    pub(super) restart_at: Option<Instant>,
+    pub(super) start_after_stop: bool,
+    pub(super) stop_waiters: Vec<oneshot::Sender<Reply>>,
+    pub(super) timed_out: bool,
+    /// Cancels this instance's readiness probe, health monitor and grace timer.
+    pub(super) instance_token: CancellationToken,
+    /// Cancels only the health monitor (a reload of `health` starts a new one).
+    pub(super) health_token: CancellationToken,
+    pub(super) monitor: Monitor,
+    pub(super) recovery: Recovery,
+    pub(super) last_tick: Option<Tick>,
+    pub(super) last_check_at: Option<f64>,
+    pub(super) checks_by_result: BTreeMap<Status, u64>,
+    pub(super) recoveries: BTreeMap<(Action, bool), u64>,
+    /// A restart_service step in flight: when it began and the health that caused it.
+    pub(super) recovery_restart: Option<(Instant, Status)>,
+    /// emergency_stop: once the process is gone the service is `failed`.
+    pub(super) fail_after_stop: bool,
+    /// Removed by a reload: dropped once its process is gone.
+    pub(super) remove_after_stop: bool,
+    pub(super) start_time: Option<f64>,
+    pub(super) total_failures: u64,
+    pub(super) last_failure: Option<f64>,
+}
+
+impl Service {
+    pub(super) fn new(spec: ServiceSpec) -> Self {
+        Service {
+            port: spec.port,
+            spec,
+            state: State::Stopped,
+            pid: None,
+            instance: 0,
+            started_at: None,
+            restarts: 0,
+            failures: 0,
+            adopted: false,
+            pidfile: None,
+            last_exit: None,
+            last_error: None,
+            restart_at: None,
+            start_after_stop: false,
+            stop_waiters: Vec::new(),
+            timed_out: false,
+            instance_token: CancellationToken::new(),
+            health_token: CancellationToken::new(),
+            monitor: Monitor::default(),
+            recovery: Recovery::default(),
+            last_tick: None,
+            last_check_at: None,
+            checks_by_result: BTreeMap::new(),
+            recoveries: BTreeMap::new(),
+            recovery_restart: None,
+            fail_after_stop: false,
+            remove_after_stop: false,
+            start_time: None,
+            total_failures: 0,
+            last_failure: None,
+        }
+    }
+
+    /// `guardian start` / `restart`: a fresh retry count and a closed breaker.
+    pub(super) fn reset_by_user(&mut self) {
+        self.failures = 0;
+        self.recovery = Recovery::default();
+        self.fail_after_stop = false;
+    }
+
+    pub(super) fn detail(&self, now: Instant) -> Detail {
+        let spec = &self.spec;
+        let running = self.state == State::Running;
+        Detail {
+            checks: self
+                .last_tick
+                .as_ref()
+                .filter(|_| running)
+                .map(|t| t.results.clone())
+                .unwrap_or_default(),
+            process: self
+                .last_tick
+                .as_ref()
+                .filter(|_| running)
+                .and_then(|t| t.process.clone()),
+            summary: self.monitor.aggregate(now, spec.health.aggregation_window),
+            checks_performed: self.monitor.checks_performed,
+            checks_failed: self.monitor.checks_failed,
+            checks_by_result: self
+                .checks_by_result
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            last_check: self.last_check_at,
+            recoveries: self
+                .recoveries
+                .iter()
+                .map(|((action, success), count)| RecoveryCount {
+                    action: *action,
+                    success: *success,
+                    count: *count,
+                })
+                .collect(),
+            pending_recovery: self.recovery.pending(),
+            breaker_reopens_in: self
+                .recovery
+                .breaker()
+                .reopens_at(&spec.recovery.circuit_breaker)
+                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            start_time: self.start_time.filter(|_| self.pid.is_some()),
+            total_failures: self.total_failures,
+            last_failure: self.last_failure,
+            metrics_file: spec.metrics.enabled.then(|| spec.metrics.file.clone()),
+        }
+    }
+}
