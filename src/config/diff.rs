@@ -53,6 +53,9 @@ fn policy_changes(a: &ServiceSpec, b: &ServiceSpec) -> Vec<&'static str> {
         ("autostart", a.autostart != b.autostart),
         ("log", a.log != b.log),
         ("metrics", a.metrics != b.metrics),
+        ("restart", a.restart != b.restart),
+        ("depends_on", a.depends_on != b.depends_on),
+        ("replicas", a.replicas != b.replicas),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))

@@ -17,6 +17,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Serialize, Serializer};
 
+pub use crate::policy::deps::{Condition, RestartPolicy};
+
 pub use load::{LoadOptions, Loaded, load};
 pub use validate::{ValidationError, ValidationErrors};
 
@@ -24,7 +26,23 @@ pub use validate::{ValidationError, ValidationErrors};
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Config {
     pub guardian: GuardianSpec,
+    /// The services as declared; `instances()` expands replicas.
     pub services: BTreeMap<ServiceName, ServiceSpec>,
+}
+
+impl Config {
+    /// Every instance guardian runs: `NAME` for a single one, `NAME.1` … `NAME.N` for replicas.
+    pub fn instances(&self) -> impl Iterator<Item = ServiceSpec> + '_ {
+        self.services.values().flat_map(ServiceSpec::instance_specs)
+    }
+
+    /// The instances a name means: the one instance of that name, or every replica of a
+    /// declared service. Empty when nothing has that name.
+    pub fn resolve(&self, name: &str) -> Vec<ServiceSpec> {
+        self.instances()
+            .filter(|i| i.name.as_str() == name || i.group.as_str() == name)
+            .collect()
+    }
 }
 
 /// A service name: lowercase `[a-z0-9_]`, so that `GUARDIAN_SERVICES__NAME__…` can reach it.
@@ -53,6 +71,12 @@ impl ServiceName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Replica `k` of a declared service: `NAME.K` (the `.` keeps it apart from every
+    /// declared name).
+    pub fn replica(group: &ServiceName, k: u32) -> Self {
+        ServiceName(format!("{group}.{k}"))
     }
 }
 
@@ -170,6 +194,36 @@ pub struct ServiceSpec {
     pub backoff: BackoffSpec,
     pub health: HealthSpec,
     pub recovery: RecoverySpec,
+    pub restart: RestartPolicy,
+    pub depends_on: BTreeMap<ServiceName, Dependency>,
+    pub replicas: u32,
+    /// The declared service this instance belongs to (its own name without replicas).
+    #[serde(skip)]
+    pub group: ServiceName,
+    /// This instance's number K, 1 for a service without replicas.
+    #[serde(skip)]
+    pub replica: u32,
+    /// What differs between the instances; empty in an instance's own spec.
+    #[serde(skip)]
+    pub instances: Vec<Instance>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Dependency {
+    pub condition: Condition,
+    /// Restart this service after the dependency restarts.
+    pub restart: bool,
+}
+
+/// The per-instance values of a declared service, placeholders expanded for the instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    pub name: ServiceName,
+    pub replica: u32,
+    pub port: Option<u16>,
+    pub pidfile: PathBuf,
+    pub log_file: PathBuf,
+    pub metrics_file: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -294,9 +348,30 @@ pub struct BreakerSpec {
 }
 
 impl ServiceSpec {
+    /// The spec of each instance: name, replica, port, PID file, log and metrics file set.
+    pub fn instance_specs(&self) -> impl Iterator<Item = ServiceSpec> + '_ {
+        self.instances.iter().map(|i| ServiceSpec {
+            name: i.name.clone(),
+            replica: i.replica,
+            port: i.port,
+            pidfile: i.pidfile.clone(),
+            log: LogSpec {
+                file: i.log_file.clone(),
+                ..self.log.clone()
+            },
+            metrics: MetricsSpec {
+                file: i.metrics_file.clone(),
+                ..self.metrics.clone()
+            },
+            instances: Vec::new(),
+            ..self.clone()
+        })
+    }
+
     /// The values placeholders expand to, once the port is known.
     pub fn vars(&self, state_dir: &std::path::Path, port: Option<u16>) -> Vars {
         Vars {
+            replica: self.replica,
             name: self.name.to_string(),
             host: self.host.clone(),
             port,
@@ -311,17 +386,18 @@ impl ServiceSpec {
     }
 }
 
-/// The values of the placeholders `{name} {host} {port} {state_dir} {pidfile}`.
+/// The values of the placeholders `{name} {host} {port} {state_dir} {pidfile} {replica}`.
 #[derive(Clone, Debug, Default)]
 pub struct Vars {
     pub name: String,
+    pub replica: u32,
     pub host: String,
     pub port: Option<u16>,
     pub state_dir: String,
     pub pidfile: Option<String>,
 }
 
-pub const PLACEHOLDERS: &[&str] = &["name", "host", "port", "state_dir", "pidfile"];
+pub const PLACEHOLDERS: &[&str] = &["name", "host", "port", "state_dir", "pidfile", "replica"];
 
 /// Expands `{…}` placeholders; `{{` and `}}` stand for literal braces.
 pub fn expand(template: &str, vars: &Vars) -> Result<String, String> {
@@ -349,6 +425,7 @@ pub fn expand(template: &str, vars: &Vars) -> Result<String, String> {
                 "port" => vars.port.map(|p| p.to_string()),
                 "state_dir" => Some(vars.state_dir.clone()),
                 "pidfile" => vars.pidfile.clone(),
+                "replica" => Some(vars.replica.to_string()),
                 _ => {
                     return Err(format!(
                         "unknown placeholder `{{{key}}}` in `{template}`; the placeholders are {}",
@@ -397,6 +474,7 @@ mod tests {
     fn vars() -> Vars {
         Vars {
             name: "web".into(),
+            replica: 1,
             host: "127.0.0.1".into(),
             port: Some(8080),
             state_dir: "/s".into(),

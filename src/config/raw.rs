@@ -84,6 +84,51 @@ pub struct RawService {
     pub backoff: Option<RawBackoff>,
     pub health: Option<RawHealth>,
     pub recovery: Option<RawRecovery>,
+    /// always (default) | on-failure | no: whether an exit is followed by a restart.
+    pub restart: Option<String>,
+    /// Services this one waits for, with a condition each: started | ready | healthy |
+    /// completed. Short form `{ db = "healthy" }`, long form
+    /// `{ db = { condition = "healthy", restart = true } }`.
+    pub depends_on: Option<BTreeMap<String, RawDependency>>,
+    /// Instances NAME.1 … NAME.N, each with its own port, PID file and log. Default: 1.
+    pub replicas: Option<u32>,
+}
+
+/// One `depends_on` entry: a condition name, or `{ condition, restart }`.
+#[derive(Clone, Debug, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum RawDependency {
+    Condition(String),
+    Long(RawDependencyLong),
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawDependencyLong {
+    /// started | ready | healthy | completed. Default: started.
+    pub condition: Option<String>,
+    /// Restart this service after the dependency restarts. Default: false.
+    pub restart: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for RawDependency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DepVisitor;
+        impl<'de> Visitor<'de> for DepVisitor {
+            type Value = RawDependency;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a condition (\"started\", \"ready\", \"healthy\", \"completed\") or { condition = \"…\", restart = true }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDependency, E> {
+                Ok(RawDependency::Condition(v.to_owned()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawDependency, A::Error> {
+                RawDependencyLong::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawDependency::Long)
+            }
+        }
+        deserializer.deserialize_any(DepVisitor)
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -14,6 +14,9 @@ use super::duration::Secs;
 use super::raw::*;
 use super::*;
 
+/// The most instances one service may have.
+pub const MAX_REPLICAS: u32 = 1000;
+
 /// A health check timeout left unset is `min(this, interval)` (SPEC §11).
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -290,7 +293,34 @@ fn service(
         _ => {}
     }
     let port = rs.port.or(rs.port_range.map(|r| r[0]));
+    let replicas = rs.replicas.unwrap_or(1);
+    if replicas == 0 || replicas > MAX_REPLICAS {
+        c.fail(
+            p("replicas"),
+            format!("must be between 1 and {MAX_REPLICAS}"),
+        );
+    } else if let Some(first) = rs.port
+        && u32::from(first) + replicas - 1 > u32::from(u16::MAX)
+    {
+        c.fail(
+            p("port"),
+            format!("{replicas} replicas take ports {first} to {}, past 65535; lower the port or the replicas", u32::from(first) + replicas - 1),
+        );
+    } else if let Some([a, b]) = rs.port_range
+        && a <= b
+        && u32::from(b - a) + 1 < replicas
+    {
+        c.fail(
+            p("port_range"),
+            format!(
+                "[{a}, {b}] has {} ports for {replicas} replicas; widen it",
+                b - a + 1
+            ),
+        );
+    }
+    let replicas = replicas.clamp(1, MAX_REPLICAS);
     let vars = Vars {
+        replica: 1,
         name: name.to_string(),
         host: host.clone(),
         port,
@@ -432,12 +462,85 @@ fn service(
         );
     }
 
+    let restart = match rs.restart.as_deref() {
+        None => RestartPolicy::Always,
+        Some(r) => RestartPolicy::parse(r).unwrap_or_else(|| {
+            c.fail(
+                p("restart"),
+                format!("`{r}` is not one of {}", RestartPolicy::NAMES.join(", ")),
+            );
+            RestartPolicy::Always
+        }),
+    };
+    let mut depends_on = BTreeMap::new();
+    for (dep, rd) in rs.depends_on.unwrap_or_default() {
+        let key = format!("{}.{dep}", p("depends_on"));
+        let (condition, restart) = match rd {
+            RawDependency::Condition(c) => (Some(c), false),
+            RawDependency::Long(l) => (l.condition, l.restart.unwrap_or(false)),
+        };
+        let condition = match condition.as_deref() {
+            None => Condition::Started,
+            Some(text) => Condition::parse(text).unwrap_or_else(|| {
+                c.fail(
+                    key.clone(),
+                    format!(
+                        "`{text}` is not a condition; use one of {}",
+                        Condition::NAMES.join(", ")
+                    ),
+                );
+                Condition::Started
+            }),
+        };
+        match ServiceName::new(&dep) {
+            Ok(dep) => {
+                depends_on.insert(dep, Dependency { condition, restart });
+            }
+            Err(e) => c.fail(key, e),
+        }
+    }
+    let instances = (1..=replicas)
+        .map(|k| {
+            let iname = if replicas == 1 {
+                name.clone()
+            } else {
+                ServiceName::replica(&name, k)
+            };
+            let ivars = Vars {
+                name: iname.to_string(),
+                replica: k,
+                port: rs.port.map(|p| p + (k - 1) as u16),
+                ..vars.clone()
+            };
+            let ipidfile = expand(
+                &pidfile_template,
+                &Vars {
+                    pidfile: None,
+                    ..ivars.clone()
+                },
+            )
+            .map_or_else(|_| pidfile.clone(), PathBuf::from);
+            let ivars = Vars {
+                pidfile: Some(ipidfile.display().to_string()),
+                ..ivars
+            };
+            Instance {
+                replica: k,
+                port: ivars.port,
+                pidfile: ipidfile,
+                log_file: state_dir.join("logs").join(format!("{iname}.log")),
+                metrics_file: expand(&metrics_template, &ivars)
+                    .map_or_else(|_| metrics.file.clone(), PathBuf::from),
+                name: iname,
+            }
+        })
+        .collect();
+
     let backoff = backoff(c, &name, rs.backoff.unwrap_or_default());
     let health = health(c, &name, rs.health.unwrap_or_default(), port.is_some());
     let recovery = recovery(c, &name, rs.recovery.unwrap_or_default(), port.is_some());
 
     Some(ServiceSpec {
-        name,
         command,
         cwd: rs.cwd.map(PathBuf::from),
         env,
@@ -461,6 +564,13 @@ fn service(
         backoff,
         health,
         recovery,
+        restart,
+        depends_on,
+        replicas,
+        group: name.clone(),
+        replica: 1,
+        instances,
+        name,
     })
 }
 
@@ -694,25 +804,35 @@ fn recovery(c: &mut Check, name: &ServiceName, rr: RawRecovery, has_port: bool) 
     }
 }
 
-/// Rules between services: ports, PID files and env prefixes must not collide.
+/// Rules between services: ports, PID files and env prefixes must not collide (across every
+/// instance), and dependencies must name services, not form a cycle, and ask `completed` only
+/// of a service that can complete.
 fn cross_service(c: &mut Check, services: &BTreeMap<ServiceName, ServiceSpec>) {
     let mut ports: HashMap<u16, &ServiceName> = HashMap::new();
     let mut pidfiles: HashMap<&Path, &ServiceName> = HashMap::new();
     let mut prefixes: HashMap<&str, &ServiceName> = HashMap::new();
     for (name, s) in services {
-        if let Some(port) = s.port
-            && let Some(other) = ports.insert(port, name)
-        {
-            c.fail(format!("services.{name}.port"), format!("port {port} is also the port of service `{other}`; give each service its own port"));
-        }
-        if let Some(other) = pidfiles.insert(&s.pidfile, name) {
-            c.fail(
-                format!("services.{name}.pidfile"),
-                format!(
-                    "{} is also the pidfile of service `{other}`",
-                    s.pidfile.display()
-                ),
-            );
+        for i in &s.instances {
+            if let Some(port) = i.port
+                && let Some(other) = ports.insert(port, &i.name)
+            {
+                let of = if i.name == *name {
+                    String::new()
+                } else {
+                    format!(" (of `{}`)", i.name)
+                };
+                c.fail(format!("services.{name}.port"), format!("port {port}{of} is also the port of service `{other}`; give each service its own port"));
+            }
+            if let Some(other) = pidfiles.insert(&i.pidfile, &i.name) {
+                c.fail(
+                    format!("services.{name}.pidfile"),
+                    format!(
+                        "{} (of `{}`) is also the pidfile of `{other}`; with replicas, put {{name}} or {{replica}} in it",
+                        i.pidfile.display(),
+                        i.name
+                    ),
+                );
+            }
         }
         if let Some(prefix) = &s.env_prefix
             && let Some(other) = prefixes.insert(prefix, name)
@@ -734,6 +854,47 @@ fn cross_service(c: &mut Check, services: &BTreeMap<ServiceName, ServiceSpec>) {
                 }
             }
         }
+    }
+    let names: Vec<&str> = services.keys().map(ServiceName::as_str).collect();
+    let mut graph: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, s) in services {
+        for (dep, d) in &s.depends_on {
+            let key = format!("services.{name}.depends_on.{dep}");
+            if dep == name {
+                c.fail(key, "a service cannot depend on itself; remove this entry");
+                continue;
+            }
+            let Some(target) = services.get(dep) else {
+                let hint = crate::config::load::nearest(dep.as_str(), &names)
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_default();
+                c.fail(
+                    key,
+                    format!(
+                        "there is no service `{dep}`{hint} (services: {})",
+                        names.join(", ")
+                    ),
+                );
+                continue;
+            };
+            if d.condition == Condition::Completed && target.restart == RestartPolicy::Always {
+                c.fail(
+                    key,
+                    format!("`{dep}` has restart = \"always\", so it never completes; give it restart = \"no\" or \"on-failure\", or wait for \"ready\" or \"healthy\""),
+                );
+            }
+            graph.entry(name.as_str()).or_default().push(dep.as_str());
+        }
+        graph.entry(name.as_str()).or_default();
+    }
+    if let Some(cycle) = crate::policy::deps::find_cycle(&graph) {
+        c.fail(
+            format!("services.{}.depends_on", cycle[0]),
+            format!(
+                "dependency cycle: {}; no service of it could ever start. Remove one of these dependencies",
+                cycle.join(" → ")
+            ),
+        );
     }
 }
 
@@ -858,6 +1019,33 @@ interval = 0
     }
 
     #[test]
+    fn replicas_get_their_own_name_port_pidfile_and_log() {
+        let cfg = check(
+            "[services.api]\ncommand=[\"x\", \"--id={replica}\"]\nport=9000\nreplicas=3\ndepends_on={ db = { condition = \"healthy\", restart = true } }\n[services.db]\ncommand=[\"x\"]",
+        )
+        .unwrap();
+        let api: Vec<ServiceSpec> = cfg.resolve("api");
+        let names: Vec<&str> = api.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["api.1", "api.2", "api.3"]);
+        let ports: Vec<Option<u16>> = api.iter().map(|s| s.port).collect();
+        assert_eq!(ports, [Some(9000), Some(9001), Some(9002)]);
+        assert!(
+            api[1].pidfile.ends_with("api.2.pid"),
+            "{:?}",
+            api[1].pidfile
+        );
+        assert!(api[2].log.file.ends_with("logs/api.3.log"));
+        assert_eq!(api[1].replica, 2);
+        assert_eq!(api[1].group.as_str(), "api");
+        let dep = api[0].depends_on[&ServiceName::new("db").unwrap()];
+        assert_eq!(dep.condition, Condition::Healthy);
+        assert!(dep.restart);
+        assert_eq!(cfg.resolve("api.2").len(), 1);
+        assert_eq!(cfg.resolve("db")[0].name.as_str(), "db");
+        assert!(cfg.resolve("nope").is_empty());
+    }
+
+    #[test]
     fn table_of_single_mistakes() {
         let table: &[(&str, &str)] = &[
             ("", "`services` (from test.toml): no service is defined"),
@@ -868,6 +1056,46 @@ interval = 0
             (
                 "[services.w]\ncommand=[\"x\"]\nport=0",
                 "`services.w.port` (from test.toml): must be between 1 and 65535",
+            ),
+            (
+                "[services.api]\ncommand=[\"x\"]\ndepends_on={ dbb = \"ready\" }\n[services.db]\ncommand=[\"x\"]",
+                "`services.api.depends_on.dbb` (from test.toml): there is no service `dbb`; did you mean `db`?",
+            ),
+            (
+                "[services.api]\ncommand=[\"x\"]\ndepends_on={ api = \"ready\" }",
+                "`services.api.depends_on.api` (from test.toml): a service cannot depend on itself",
+            ),
+            (
+                "[services.api]\ncommand=[\"x\"]\ndepends_on={ cache = \"ready\" }\n[services.cache]\ncommand=[\"x\"]\ndepends_on={ api = \"started\" }",
+                "`services.api.depends_on` (from test.toml): dependency cycle: api → cache → api",
+            ),
+            (
+                "[services.api]\ncommand=[\"x\"]\ndepends_on={ m = \"completed\" }\n[services.m]\ncommand=[\"x\"]",
+                "`services.api.depends_on.m` (from test.toml): `m` has restart = \"always\", so it never completes",
+            ),
+            (
+                "[services.api]\ncommand=[\"x\"]\ndepends_on={ m = { condition = \"done\" } }\n[services.m]\ncommand=[\"x\"]",
+                "`done` is not a condition; use one of started, ready, healthy, completed",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nrestart=\"sometimes\"",
+                "`services.w.restart` (from test.toml): `sometimes` is not one of always, on-failure, no",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nreplicas=0",
+                "`services.w.replicas` (from test.toml): must be between 1 and 1000",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nreplicas=3\nport_range=[9000,9001]",
+                "[9000, 9001] has 2 ports for 3 replicas",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nreplicas=2\npidfile=\"/tmp/w.pid\"",
+                "put {name} or {replica} in it",
+            ),
+            (
+                "[services.w]\ncommand=[\"x\"]\nreplicas=2\nport=9000\n[services.v]\ncommand=[\"x\"]\nport=9001",
+                "port 9001 (of `w.2`) is also the port of service `v`",
             ),
             (
                 "[services.w]\ncommand=[\"x\"]\nstop_signal=\"SIGNOPE\"",

@@ -2,6 +2,7 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod deps;
 pub mod health;
 pub mod recovery;
 pub mod stale_pid;

@@ -2,6 +2,7 @@
 //! shutdown.
 
 use super::*;
+use crate::policy::deps::{self, AfterExit};
 
 impl<S: Spawner> Supervisor<S> {
     /// At guardian start: adopt a live verified instance, or start a fresh one.
@@ -56,7 +57,7 @@ impl<S: Spawner> Supervisor<S> {
                                         "cannot watch pid {pid}: {e}; starting a new instance"
                                     )),
                             );
-                            self.start(name, "startup");
+                            self.request_start(name, "startup");
                         }
                     }
                 }
@@ -67,7 +68,7 @@ impl<S: Spawner> Supervisor<S> {
                                 .detail(verdict.to_string()),
                         );
                     }
-                    self.start(name, "startup");
+                    self.request_start(name, "startup");
                 }
             },
         }
@@ -292,6 +293,7 @@ impl<S: Spawner> Supervisor<S> {
         svc.pid = None;
         svc.total_failures += 1;
         svc.last_failure = Some(unix_now());
+        self.roll_failed(name, &reason);
         self.restart_step_ended(name, Err(reason));
         self.schedule_restart(name, "start_failed");
     }
@@ -384,6 +386,12 @@ impl<S: Spawner> Supervisor<S> {
                 );
             }
             State::Stopping => svc.stop_waiters.extend(reply),
+            State::Completed => {
+                self.after_stopped(name);
+                if let Some(r) = reply {
+                    let _ = r.send(Reply::Done(format!("{name} has completed: not running")));
+                }
+            }
             State::Backoff => {
                 svc.instance += 1;
                 svc.state = State::Stopped;
@@ -394,8 +402,9 @@ impl<S: Spawner> Supervisor<S> {
                     let _ = r.send(Reply::Done(format!("{name} stopped")));
                 }
             }
-            State::Stopped | State::Failed => {
+            State::Stopped | State::Failed | State::Waiting | State::Blocked => {
                 svc.state = State::Stopped;
+                svc.waiting_for = None;
                 self.after_stopped(name);
                 if let Some(r) = reply {
                     let _ = r.send(Reply::Done(format!("{name} is not running")));
@@ -414,7 +423,7 @@ impl<S: Spawner> Supervisor<S> {
         }
         if std::mem::take(&mut svc.start_after_stop) && self.shutting_down.is_none() {
             svc.failures = 0;
-            self.start(name, "command");
+            self.request_start(name, "command");
         }
     }
 
@@ -441,7 +450,12 @@ impl<S: Spawner> Supervisor<S> {
             exit.to_string()
         };
         svc.last_exit = Some(text.clone());
+        let group = svc.spec.group.to_string();
         if svc.state == State::Stopping {
+            if svc.start_after_stop {
+                self.restart_dependents(&group);
+            }
+            let svc = self.services.get_mut(name).expect("UNWRAP: found above");
             svc.state = State::Stopped;
             let waiters = std::mem::take(&mut svc.stop_waiters);
             let done = if svc.start_after_stop {
@@ -469,9 +483,26 @@ impl<S: Spawner> Supervisor<S> {
             self.after_stopped(name);
             return;
         }
+        svc.exit_code = exit.code;
+        let was_running = svc.state == State::Running;
+        let after = deps::after_exit(svc.spec.restart, exit.code == Some(0));
+        if after == AfterExit::Complete {
+            svc.state = State::Completed;
+            svc.failures = 0;
+            let mut e = Event::new(name, "completed", "exit", true)
+                .pid(pid)
+                .detail(format!(
+                    "{text}; restart = \"{}\"",
+                    svc.spec.restart.as_str()
+                ));
+            e.duration_ms = Some(ran.as_secs_f64() * 1000.0);
+            self.record(e);
+            self.restart_step_ended(name, Ok(format!("{name} completed")));
+            self.roll_on(name);
+            return;
+        }
         svc.total_failures += 1;
         svc.last_failure = Some(unix_now());
-        let was_running = svc.state == State::Running;
         svc.failures = backoff::count_failure(
             &svc.spec.backoff,
             svc.failures,
@@ -483,13 +514,22 @@ impl<S: Spawner> Supervisor<S> {
         e.duration_ms = Some(ran.as_secs_f64() * 1000.0);
         self.record(e);
         if !was_running {
-            self.restart_step_ended(
-                name,
-                Err(format!(
-                    "the new instance ended before it was ready: {text}"
-                )),
-            );
+            let why = format!("the new instance ended before it was ready: {text}");
+            self.roll_failed(name, &why);
+            self.restart_step_ended(name, Err(why));
         }
+        if after == AfterExit::Fail {
+            let svc = self.services.get_mut(name).expect("UNWRAP: found above");
+            svc.state = State::Failed;
+            let log = svc.spec.log.file.display().to_string();
+            let msg = format!(
+                "{text} and restart = \"no\": not restarted\n  1. read its output: guardian logs {name}   ({log})\n  2. fix the cause, then: guardian start {name}"
+            );
+            svc.last_error = Some(msg.clone());
+            self.record(Event::new(name, "failed", "crash", false).error(msg));
+            return;
+        }
+        self.restart_dependents(&group);
         self.schedule_restart(name, "crash");
     }
 
@@ -502,20 +542,20 @@ impl<S: Spawner> Supervisor<S> {
             .shutting_down
             .get_or_insert((keep_services, Vec::new()));
         waiters.extend(reply);
-        let names: Vec<String> = self.services.keys().rev().cloned().collect();
+        self.rolling.clear();
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        if !keep_services {
+            return self.stop_in_order(names, "shutdown");
+        }
         for name in names {
-            if keep_services {
-                let svc = self.services.get_mut(&name).expect("UNWRAP: known name");
-                if let Some(f) = svc.pidfile.take() {
-                    f.keep();
-                }
-                svc.instance += 1;
-                svc.instance_token.cancel();
-                svc.state = State::Stopped;
-                svc.pid = None;
-            } else {
-                self.stop(&name, "shutdown", None);
+            let svc = self.services.get_mut(&name).expect("UNWRAP: known name");
+            if let Some(f) = svc.pidfile.take() {
+                f.keep();
             }
+            svc.instance += 1;
+            svc.instance_token.cancel();
+            svc.state = State::Stopped;
+            svc.pid = None;
         }
     }
 

@@ -12,8 +12,9 @@ mod lifecycle;
 mod recovery;
 mod reload;
 mod service;
+mod stack;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,6 +112,13 @@ pub struct Supervisor<S: Spawner> {
     reloads_ok: u64,
     reloads_failed: u64,
     last_reload_error: Option<String>,
+    /// Services in `waiting` or `blocked`: re-decided whenever something changes.
+    gated: BTreeSet<String>,
+    /// Services changed by a step besides the one its fact was about: republished.
+    touched: BTreeSet<String>,
+    ordered: stack::OrderedStop,
+    /// Rolling restarts in progress, by declared service.
+    rolling: BTreeMap<String, stack::Rolling>,
 }
 
 impl<S: Spawner> Supervisor<S> {
@@ -125,9 +133,8 @@ impl<S: Spawner> Supervisor<S> {
         let (facts_tx, facts) = mpsc::unbounded_channel();
         let (snapshot, snapshot_rx) = watch::channel(Snapshot::default());
         let services = config
-            .services
-            .iter()
-            .map(|(name, spec)| (name.to_string(), Service::new(spec.clone())))
+            .instances()
+            .map(|spec| (spec.name.to_string(), Service::new(spec)))
             .collect();
         let sup = Supervisor {
             config,
@@ -145,6 +152,10 @@ impl<S: Spawner> Supervisor<S> {
             reloads_ok: 0,
             reloads_failed: 0,
             last_reload_error: None,
+            gated: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            ordered: stack::OrderedStop::default(),
+            rolling: BTreeMap::new(),
         };
         (
             sup,
@@ -166,6 +177,8 @@ impl<S: Spawner> Supervisor<S> {
         for name in names {
             self.adopt_or_start(&name);
         }
+        self.settle();
+        self.touched.clear();
         self.publish();
         loop {
             // A fact touches one service: only its part of the snapshot is rebuilt.
@@ -178,9 +191,19 @@ impl<S: Spawner> Supervisor<S> {
                 }
                 _ = token.cancelled(), if self.shutting_down.is_none() => self.begin_shutdown(false, None),
             }
+            self.advance_stops();
+            self.settle();
             match only {
-                Some(name) => self.publish_one(&name),
-                None => self.publish(),
+                Some(name) => {
+                    self.publish_one(&name);
+                    for other in std::mem::take(&mut self.touched) {
+                        self.publish_one(&other);
+                    }
+                }
+                None => {
+                    self.touched.clear();
+                    self.publish();
+                }
             }
             if self.shutdown_complete() {
                 break;
@@ -220,31 +243,29 @@ impl<S: Spawner> Supervisor<S> {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Start(name, reply) => {
-                let r = self.with_service(&name, |sup, name| sup.start_command(name));
-                let _ = reply.send(r);
+                let names = self.resolve(&name);
+                match names.len() {
+                    0 => drop(reply.send(Reply::NoSuchService(name))),
+                    1 => drop(reply.send(self.start_command(&names[0]))),
+                    _ => self.fan_out(names, reply, |sup, n, r| {
+                        let _ = r.send(sup.start_command(n));
+                    }),
+                }
             }
             Command::Stop(name, reply) => {
-                if !self.services.contains_key(&name) {
-                    let _ = reply.send(Reply::NoSuchService(name));
-                    return;
+                let names = self.resolve(&name);
+                match names.len() {
+                    0 => drop(reply.send(Reply::NoSuchService(name))),
+                    1 => self.stop(&names[0], "command", Some(reply)),
+                    _ => self.fan_out(names, reply, |sup, n, r| sup.stop(n, "command", Some(r))),
                 }
-                self.stop(&name, "command", Some(reply));
             }
             Command::Restart(name, reply) => {
-                let Some(svc) = self.services.get_mut(&name) else {
-                    let _ = reply.send(Reply::NoSuchService(name));
-                    return;
-                };
-                svc.reset_by_user();
-                match svc.state {
-                    State::Running | State::Starting | State::Stopping => {
-                        svc.start_after_stop = true;
-                        self.stop(&name, "command", Some(reply));
-                    }
-                    _ => {
-                        self.start(&name, "command");
-                        let _ = reply.send(Reply::Done(format!("{name} started")));
-                    }
+                let names = self.resolve(&name);
+                match names.len() {
+                    0 => drop(reply.send(Reply::NoSuchService(name))),
+                    1 => self.restart_command(&names[0], reply),
+                    _ => self.roll(&name, names, reply),
                 }
             }
             Command::Reload(loaded, reply) => {
@@ -261,19 +282,32 @@ impl<S: Spawner> Supervisor<S> {
         }
     }
 
-    fn with_service(&mut self, name: &str, f: impl FnOnce(&mut Self, &str) -> Reply) -> Reply {
-        if self.services.contains_key(name) {
-            f(self, name)
-        } else {
-            Reply::NoSuchService(name.to_owned())
+    fn restart_command(&mut self, name: &str, reply: oneshot::Sender<Reply>) {
+        let svc = self.services.get_mut(name).expect("UNWRAP: resolved");
+        svc.reset_by_user();
+        match svc.state {
+            State::Running | State::Starting | State::Stopping => {
+                svc.start_after_stop = true;
+                self.stop(name, "command", Some(reply));
+            }
+            _ => {
+                self.request_start(name, "command");
+                let _ = reply.send(self.start_reply(name));
+            }
+        }
+    }
+
+    /// What a start command answers: started, or what it waits for.
+    fn start_reply(&self, name: &str) -> Reply {
+        let svc = &self.services[name];
+        match (&svc.waiting_for, svc.state) {
+            (Some(w), State::Waiting | State::Blocked) => Reply::Done(format!("{name}: {w}")),
+            _ => Reply::Done(format!("{name} started")),
         }
     }
 
     fn start_command(&mut self, name: &str) -> Reply {
-        let svc = self
-            .services
-            .get_mut(name)
-            .expect("UNWRAP: checked by with_service");
+        let svc = self.services.get_mut(name).expect("UNWRAP: resolved");
         svc.reset_by_user();
         match svc.state {
             State::Running | State::Starting => Reply::Done(format!("{name} is already running")),
@@ -281,9 +315,14 @@ impl<S: Spawner> Supervisor<S> {
                 svc.start_after_stop = true;
                 Reply::Done(format!("{name} will start once it has stopped"))
             }
-            State::Stopped | State::Failed | State::Backoff => {
-                self.start(name, "command");
-                Reply::Done(format!("{name} started"))
+            State::Stopped
+            | State::Failed
+            | State::Backoff
+            | State::Completed
+            | State::Waiting
+            | State::Blocked => {
+                self.request_start(name, "command");
+                self.start_reply(name)
             }
         }
     }
@@ -315,6 +354,7 @@ impl<S: Spawner> Supervisor<S> {
                 self.record(e);
                 self.monitor_health(&name);
                 self.restart_step_ended(&name, Ok(format!("running again as pid {pid}")));
+                self.roll_on(&name);
             }
             Fact::HealthChecked {
                 name,
@@ -349,7 +389,7 @@ impl<S: Spawner> Supervisor<S> {
                     return;
                 };
                 svc.restarts += 1;
-                self.start(&name, "backoff");
+                self.request_start(&name, "backoff");
             }
             Fact::GraceExpired { name, instance } => {
                 let Some(svc) = self.current(&name, instance, State::Stopping) else {
@@ -386,6 +426,12 @@ impl<S: Spawner> Supervisor<S> {
             next_restart_in: s
                 .restart_at
                 .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            waiting_for: s
+                .waiting_for
+                .clone()
+                .filter(|_| matches!(s.state, State::Waiting | State::Blocked)),
+            exit_code: s.exit_code,
+            replica_of: (s.spec.replicas > 1).then(|| s.spec.group.to_string()),
             detail: s.detail(now),
         }
     }

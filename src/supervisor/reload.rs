@@ -1,21 +1,10 @@
-//! Reload: a new config applied by its diff, touching only what changed.
+//! Reload: a new config applied by its diff, touching only what changed. The diff is between
+//! declared services; replicas are matched by instance name, so a change of `replicas`
+//! starts or stops only the instances added or removed.
 
 use super::*;
 
 impl<S: Spawner> Supervisor<S> {
-    /// Gives a service its spec from a reloaded config; what else happens depends on what
-    /// changed.
-    pub(super) fn adopt_spec(&mut self, new: &Config, name: &str) -> &mut Service {
-        let svc = self
-            .services
-            .get_mut(name)
-            .expect("UNWRAP: diffed against this config");
-        if let Some(spec) = new.services.values().find(|s| s.name.as_str() == name) {
-            svc.spec = spec.clone();
-        }
-        svc
-    }
-
     /// Applies a reloaded config: only what changed is touched. An invalid config (or a
     /// refused change) is counted and leaves everything as it was.
     pub(super) fn reload(&mut self, loaded: Result<Config, String>) -> Result<String, String> {
@@ -33,59 +22,68 @@ impl<S: Spawner> Supervisor<S> {
         if let Some(why) = d.refused.clone() {
             return refuse(self, why);
         }
-        for name in &d.removed {
-            let name = name.as_str();
-            if let Some(svc) = self.services.get_mut(name) {
-                svc.remove_after_stop = true;
-                svc.start_after_stop = false;
-                self.stop(name, "reload", None);
-            }
+        let mut fresh: BTreeMap<String, ServiceSpec> =
+            new.instances().map(|s| (s.name.to_string(), s)).collect();
+        let removed: Vec<String> = self
+            .services
+            .keys()
+            .filter(|n| !fresh.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in &removed {
+            let svc = self.services.get_mut(name).expect("UNWRAP: listed above");
+            svc.remove_after_stop = true;
+            svc.start_after_stop = false;
         }
-        for (name, keys) in &d.restarted {
-            let name = name.as_str();
-            self.adopt_spec(&new, name);
+        self.stop_in_order(removed, "reload");
+        for (group, keys) in &d.restarted {
             self.record(
-                Event::new(name, "reload", "reload", true)
+                Event::new(group.as_str(), "reload", "reload", true)
                     .detail(format!("restarted: {} changed", keys.join(", "))),
             );
-            let svc = self
-                .services
-                .get_mut(name)
-                .expect("UNWRAP: diffed against this config");
-            if matches!(
-                svc.state,
-                State::Running | State::Starting | State::Stopping
-            ) {
-                svc.start_after_stop = true;
-                self.stop(name, "reload", None);
+            for name in self.members(group.as_str()) {
+                let Some(spec) = fresh.get(&name) else {
+                    continue;
+                };
+                let svc = self.services.get_mut(&name).expect("UNWRAP: a member");
+                svc.spec = spec.clone();
+                if matches!(
+                    svc.state,
+                    State::Running | State::Starting | State::Stopping
+                ) {
+                    svc.start_after_stop = true;
+                    self.stop(&name, "reload", None);
+                }
             }
         }
-        for (name, keys) in &d.updated {
-            let name = name.as_str();
-            let svc = self.adopt_spec(&new, name);
-            let rewatch = keys.contains(&"health") && svc.state == State::Running;
-            if rewatch {
-                svc.health_token.cancel();
-            }
+        for (group, keys) in &d.updated {
             self.record(
-                Event::new(name, "reload", "reload", true)
+                Event::new(group.as_str(), "reload", "reload", true)
                     .detail(format!("policies updated in place: {}", keys.join(", "))),
             );
-            if rewatch {
-                self.monitor_health(name);
+            for name in self.members(group.as_str()) {
+                let Some(spec) = fresh.get(&name) else {
+                    continue;
+                };
+                let svc = self.services.get_mut(&name).expect("UNWRAP: a member");
+                svc.spec = spec.clone();
+                if keys.contains(&"health") && svc.state == State::Running {
+                    svc.health_token.cancel();
+                    self.monitor_health(&name);
+                }
             }
         }
         let g = &new.guardian;
         self.events
             .configure(&g.events_file, g.events_max_bytes(), g.events_backup_count);
         self.config = new;
-        for name in &d.added {
-            let spec = self.config.services[name].clone();
+        fresh.retain(|n, _| !self.services.contains_key(n));
+        for (name, spec) in fresh {
             let autostart = spec.autostart;
-            self.services.insert(name.to_string(), Service::new(spec));
-            self.record(Event::new(name.as_str(), "reload", "reload", true).detail("added"));
+            self.services.insert(name.clone(), Service::new(spec));
+            self.record(Event::new(&name, "reload", "reload", true).detail("added"));
             if autostart {
-                self.adopt_or_start(name.as_str());
+                self.adopt_or_start(&name);
             }
         }
         self.generation += 1;

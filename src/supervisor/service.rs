@@ -39,6 +39,10 @@ pub(super) struct Service {
     pub(super) start_time: Option<f64>,
     pub(super) total_failures: u64,
     pub(super) last_failure: Option<f64>,
+    /// `waiting for …` / `blocked: …` while the service is gated by its dependencies.
+    pub(super) waiting_for: Option<String>,
+    /// The exit code of the last run that ended on its own.
+    pub(super) exit_code: Option<i32>,
 }
 
 impl Service {
@@ -74,6 +78,8 @@ impl Service {
             start_time: None,
             total_failures: 0,
             last_failure: None,
+            waiting_for: None,
+            exit_code: None,
         }
     }
 

@@ -18,6 +18,12 @@ pub enum State {
     Stopping,
     Stopped,
     Failed,
+    /// Its dependencies' conditions do not hold yet.
+    Waiting,
+    /// A dependency failed.
+    Blocked,
+    /// Exited 0 and not restarted (`restart = "no"` or `"on-failure"`).
+    Completed,
 }
 
 impl State {
@@ -29,6 +35,9 @@ impl State {
             State::Stopping => "stopping",
             State::Stopped => "stopped",
             State::Failed => "failed",
+            State::Waiting => "waiting",
+            State::Blocked => "blocked",
+            State::Completed => "completed",
         }
     }
 }
@@ -51,6 +60,13 @@ pub struct ServiceSnapshot {
     pub last_error: Option<String>,
     /// When the next restart is due, in seconds from the snapshot.
     pub next_restart_in: Option<f64>,
+    /// `waiting for db (healthy)` or `blocked: its dependency db failed`.
+    pub waiting_for: Option<String>,
+    /// The exit code of the last run that ended on its own (a completed task's is 0).
+    pub exit_code: Option<i32>,
+    /// The declared service of a replica (`api` for `api.2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
     /// The rest: for /health, /diagnostics, metrics and the metrics files.
     #[serde(skip)]
     pub detail: Detail,
