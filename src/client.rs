@@ -170,8 +170,10 @@ async fn status(dir: &Path, json: bool, loaded: Option<&Loaded>) -> Result<u8, F
         let state = s["state"].as_str().unwrap_or("?");
         let painted = match (color, state) {
             (true, "running") => format!("\x1b[32m{state:<9}\x1b[0m"),
-            (true, "failed") => format!("\x1b[31m{state:<9}\x1b[0m"),
-            (true, "backoff" | "starting" | "stopping") => format!("\x1b[33m{state:<9}\x1b[0m"),
+            (true, "failed" | "blocked") => format!("\x1b[31m{state:<9}\x1b[0m"),
+            (true, "backoff" | "starting" | "stopping" | "waiting") => {
+                format!("\x1b[33m{state:<9}\x1b[0m")
+            }
             _ => format!("{state:<9}"),
         };
         let or_dash = |v: &Value| {
@@ -196,6 +198,12 @@ async fn status(dir: &Path, json: bool, loaded: Option<&Loaded>) -> Result<u8, F
             && let Some(err) = s["last_error"].as_str().or(s["last_exit"].as_str())
         {
             println!("  └ {}", err.lines().next().unwrap_or(""));
+        }
+        if let Some(why) = s["waiting_for"].as_str() {
+            println!("  └ {why}");
+        }
+        if state == "completed" {
+            println!("  └ exit code {}", or_dash(&s["exit_code"]));
         }
     }
     Ok(exit::OK)

@@ -196,7 +196,8 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     let mut all_ok = true;
     for s in &snap.services {
         let up = s.state == SvcState::Running;
-        if s.autostart && !(up && s.health == Status::Healthy) {
+        // A task that ran to completion did its job.
+        if s.autostart && s.state != SvcState::Completed && !(up && s.health == Status::Healthy) {
             all_ok = false;
         }
         let d = &s.detail;
