@@ -15,4 +15,5 @@ mod pidfile;
 mod reload;
 mod soak;
 mod socketio;
+mod stacks;
 mod supervise;
