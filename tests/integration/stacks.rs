@@ -381,8 +381,7 @@ fn replicas_run_as_their_own_instances_restart_one_at_a_time_and_scale_by_reload
     let at = |n: &str, action: &str| -> f64 {
         sb.events(n)
             .into_iter()
-            .filter(|e| e["action"] == action)
-            .last()
+            .rfind(|e| e["action"] == action)
             .unwrap()["timestamp"]
             .as_f64()
             .unwrap()
