@@ -52,9 +52,10 @@ fn main() {
         startup(&mut table);
     }
     if all || what == "scale" {
-        scale(&mut table, 100, 0.1);
+        scale(&mut table, 100, 0.1, 1);
+        scale(&mut table, 100, 0.2, 10);
         if !quick {
-            scale(&mut table, 1000, 1.0);
+            scale(&mut table, 1000, 1.0, 1);
         }
     }
     if all || what == "memory" {
@@ -387,9 +388,21 @@ fn startup(t: &mut Table) {
     );
 }
 
-fn scale(t: &mut Table, n: usize, goal_s: f64) {
+/// `levels > 1`: the services form that many levels, each depending on every service of the
+/// level before (condition `ready`), so that guardian's start gate is on the path.
+fn scale(t: &mut Table, n: usize, goal_s: f64, levels: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let g = Guardian::start(&many(n, dir.path(), |_| String::new()));
+    let width = n / levels;
+    let g = Guardian::start(&many(n, dir.path(), |i| {
+        if i < width || levels < 2 {
+            return String::new();
+        }
+        let prev = (i / width - 1) * width;
+        let deps: Vec<String> = (prev..prev + width)
+            .map(|j| format!("s{j} = \"ready\""))
+            .collect();
+        format!("depends_on = {{ {} }}\n", deps.join(", "))
+    }));
     let all = || (0..n).all(|i| dir.path().join(format!("s{i}.stamp")).exists());
     let ok = wait(Duration::from_secs(120), all);
     let last = (0..n)
@@ -425,8 +438,13 @@ fn scale(t: &mut Table, n: usize, goal_s: f64) {
         let _ = k.kill();
         let _ = k.wait();
     }
+    let what = if levels > 1 {
+        format!("scale: launch → {n} services in a {levels}-deep dependency chain running")
+    } else {
+        format!("scale: launch → {n} services running")
+    };
     t.row(
-        &format!("scale: launch → {n} services running"),
+        &what,
         if ok {
             format!("{took:.0} ms")
         } else {
