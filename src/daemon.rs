@@ -130,13 +130,12 @@ async fn serve(
     ));
     let dropped = Arc::new(DroppedBytes::default());
     let spawner = Arc::new(
-        UnixSpawner::new(dropped.clone())
+        UnixSpawner::new(dropped.clone(), crate::process::output::color_wanted())
             .map_err(|e| FatalError::Message(format!("cannot start the output thread: {e}")))?,
     );
-    let echo = std::io::stdout().is_terminal();
     let seed = u64::from(std::process::id()) ^ (pidfile::unix_now() * 1e6) as u64;
     let api_listen = config.guardian.api.clone();
-    let (sup, handle) = Supervisor::new(config, spawner.clone(), events.clone(), echo, seed);
+    let (sup, handle) = Supervisor::new(config, spawner.clone(), events.clone(), seed);
 
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -183,7 +182,7 @@ async fn serve(
         root.child_token(),
         pidfile::unix_now(),
     ));
-    tracker.spawn(notify_ready_when_up(handle.watch(), root.child_token()));
+    crate::systemd::spawn(&handle, &tracker, &root);
     tracing::info!(state_dir = %state_dir.display(), pid = std::process::id(), "guardian running");
 
     let mut term = signal(SignalKind::terminate())
@@ -205,7 +204,9 @@ async fn serve(
                 let _ = reload_tx.try_send(reload::Request { trigger: "sighup", reply: None });
             }
             Some(req) = reload_rx.recv() => {
+                crate::systemd::reloading();
                 let (reply, applied) = reload_once(&reload_opts, &handle, req.trigger).await;
+                crate::systemd::reloaded();
                 if let Some(new) = applied {
                     if let Some(l) = &logs {
                         l.apply(&new);
@@ -242,35 +243,6 @@ async fn serve(
     let _ = std::fs::remove_file(&sock);
     tracing::info!("guardian stopped");
     Ok(exit::OK)
-}
-
-/// READY=1 (under systemd) once every autostart service has settled: running, or given up.
-async fn notify_ready_when_up(
-    mut rx: tokio::sync::watch::Receiver<crate::supervisor::Snapshot>,
-    token: CancellationToken,
-) {
-    use crate::supervisor::State;
-    loop {
-        let up = {
-            let snap = rx.borrow_and_update();
-            // Until the supervisor's first publish the snapshot is empty (a config always
-            // has a service).
-            !snap.services.is_empty()
-                && snap
-                    .services
-                    .iter()
-                    .filter(|s| s.autostart)
-                    .all(|s| matches!(s.state, State::Running | State::Failed | State::Stopped))
-        };
-        if up {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-            return;
-        }
-        tokio::select! {
-            r = rx.changed() => if r.is_err() { return },
-            _ = token.cancelled() => return,
-        }
-    }
 }
 
 /// Loads every layer again (the environment included) and hands the result to the

@@ -23,3 +23,4 @@ pub mod process;
 pub mod procinfo;
 pub mod reload;
 pub mod supervisor;
+pub mod systemd;

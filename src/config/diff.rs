@@ -114,6 +114,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             "events_backup_count",
             a.events_backup_count != b.events_backup_count,
         ),
+        ("echo", a.echo != b.echo),
         ("api", a.api != b.api),
     ]
     .into_iter()

@@ -94,8 +94,18 @@ fn render_parse(
     s
 }
 
-/// Default `state_dir`: `$XDG_RUNTIME_DIR/guardian`, else `/tmp/guardian-$UID`.
+/// Default `state_dir`: `$RUNTIME_DIRECTORY` (systemd), else `$XDG_RUNTIME_DIR/guardian`, else
+/// `/tmp/guardian-$UID`.
 pub fn default_state_dir(env: &BTreeMap<String, String>) -> PathBuf {
+    // systemd's RuntimeDirectory= (the unit's own folder, e.g. /run/guardian) comes first:
+    // it may list several, separated by ':'; the first is ours.
+    if let Some(dir) = env
+        .get("RUNTIME_DIRECTORY")
+        .and_then(|d| d.split(':').next())
+        .filter(|d| !d.is_empty())
+    {
+        return PathBuf::from(dir);
+    }
     match env.get("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => Path::new(dir).join("guardian"),
         None => PathBuf::from(format!("/tmp/guardian-{}", nix::unistd::getuid())),

@@ -133,6 +133,7 @@ pub struct GuardianSpec {
     pub events_file: PathBuf,
     pub events_max_size_mb: u64,
     pub events_backup_count: u32,
+    pub echo: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiSpec>,
 }

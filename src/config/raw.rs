@@ -44,6 +44,9 @@ pub struct RawGuardian {
     pub events_max_size_mb: Option<u64>,
     /// Rotated events files kept (events.jsonl.1 …). Default: 3.
     pub events_backup_count: Option<u32>,
+    /// Pass every line a service writes to guardian's stdout/stderr, prefixed `NAME | `.
+    /// Default: true.
+    pub echo: Option<bool>,
     pub api: Option<RawApi>,
 }
 

@@ -256,6 +256,7 @@ pub fn validate(raw: RawConfig, ctx: &Context<'_>) -> Result<Config, ValidationE
             events_file,
             events_max_size_mb,
             events_backup_count: g.events_backup_count.unwrap_or(3),
+            echo: g.echo.unwrap_or(true),
             api,
         },
         services,

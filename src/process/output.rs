@@ -147,6 +147,26 @@ impl Writer {
     }
 }
 
+/// The prefix of each echoed line: `NAME | `, in one of six colours picked by the name when
+/// `color` is on.
+pub fn prefix(service: &str, color: bool) -> String {
+    if !color {
+        return format!("{service} | ");
+    }
+    let hue = service
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 6;
+    format!("\x1b[{}m{service} |\x1b[0m ", 31 + hue)
+}
+
+/// Colour on guardian's stdout: only on a terminal, and never with `NO_COLOR` set
+/// (<https://no-color.org>: any non-empty value).
+pub fn color_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn write_all(rx: Receiver<Chunk>) {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();

@@ -23,6 +23,7 @@ use crate::procinfo;
 pub const MARK: &str = "_GUARDIAN_SERVICE";
 
 pub struct UnixSpawner {
+    color: bool,
     /// PIDs tokio waits on; the orphan reaper never touches these.
     /// std Mutex: held only around spawn and a /proc scan, never across .await.
     managed: Arc<Mutex<HashSet<i32>>>,
@@ -33,8 +34,11 @@ pub struct UnixSpawner {
 
 impl UnixSpawner {
     /// Starts the output thread; bytes it cannot write are counted in `dropped`.
-    pub fn new(dropped: Arc<DroppedBytes>) -> std::io::Result<Self> {
+    /// `color`: paint each service's prefix (guardian's stdout is a terminal and NO_COLOR is
+    /// unset).
+    pub fn new(dropped: Arc<DroppedBytes>, color: bool) -> std::io::Result<Self> {
         Ok(UnixSpawner {
+            color,
             managed: Arc::default(),
             writer: Writer::start()?,
             dropped,
@@ -125,7 +129,8 @@ impl Spawner for UnixSpawner {
 
         let sink = Sink::new(
             RotatingLog::new(req.log_file.clone(), req.log_max_bytes, req.log_backups),
-            req.echo.then(|| format!("[{}] ", req.service)),
+            req.echo
+                .then(|| super::output::prefix(&req.service, self.color)),
             self.dropped.counter(&req.service),
         );
         if let Some(out) = child.stdout.take() {

@@ -26,6 +26,8 @@ pub enum Command {
         keep_services: bool,
         reply: oneshot::Sender<Reply>,
     },
+    /// Answered at once: proves the actor's loop turns (the systemd watchdog).
+    Ping(oneshot::Sender<Reply>),
 }
 
 #[derive(Clone)]
@@ -66,6 +68,11 @@ impl SupervisorHandle {
 
     pub async fn reload(&self, loaded: Result<Config, String>) -> Reply {
         self.ask(|r| Command::Reload(loaded.map(Box::new), r)).await
+    }
+
+    /// True when the actor answered.
+    pub async fn ping(&self) -> bool {
+        matches!(self.ask(Command::Ping).await, Reply::Done(_))
     }
 
     pub async fn shutdown(&self, keep_services: bool) -> Reply {

@@ -115,7 +115,7 @@ impl<S: Spawner> Supervisor<S> {
 
     pub(super) fn start(&mut self, name: &str, trigger: &str) {
         let state_dir = self.state_dir();
-        let echo = self.echo;
+        let echo = self.config.guardian.echo;
         let svc = self
             .services
             .get_mut(name)

@@ -106,7 +106,6 @@ pub struct Supervisor<S: Spawner> {
     facts: mpsc::UnboundedReceiver<Fact>,
     snapshot: watch::Sender<Snapshot>,
     rng: StdRng,
-    echo: bool,
     shutting_down: Option<(bool, Vec<oneshot::Sender<Reply>>)>,
     generation: u64,
     reloads_ok: u64,
@@ -126,7 +125,6 @@ impl<S: Spawner> Supervisor<S> {
         config: Config,
         spawner: Arc<S>,
         events: Arc<EventLog>,
-        echo: bool,
         seed: u64,
     ) -> (Self, SupervisorHandle) {
         let (tx, commands) = mpsc::channel(64);
@@ -146,7 +144,6 @@ impl<S: Spawner> Supervisor<S> {
             facts,
             snapshot,
             rng: StdRng::seed_from_u64(seed),
-            echo,
             shutting_down: None,
             generation: 0,
             reloads_ok: 0,
@@ -279,6 +276,7 @@ impl<S: Spawner> Supervisor<S> {
                 keep_services,
                 reply,
             } => self.begin_shutdown(keep_services, Some(reply)),
+            Command::Ping(reply) => drop(reply.send(Reply::Done("pong".into()))),
         }
     }
 

@@ -9,13 +9,14 @@ use crate::policy::breaker::BreakerState;
 use crate::policy::health::{Aggregate, Status};
 use crate::policy::recovery::Action;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Starting,
     Running,
     Backoff,
     Stopping,
+    #[default]
     Stopped,
     Failed,
     /// Its dependencies' conditions do not hold yet.
@@ -42,7 +43,7 @@ impl State {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ServiceSnapshot {
     pub name: String,
     pub state: State,

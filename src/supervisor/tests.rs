@@ -39,7 +39,7 @@ fn rig(service_toml: &str, scripts: Vec<Script>) -> Rig {
     let cfg = config(dir.path(), service_toml);
     let spawner = Arc::new(FakeSpawner::new(scripts));
     let events = Arc::new(EventLog::new(dir.path().join("events.jsonl"), 1 << 20, 1));
-    let (sup, handle) = Supervisor::new(cfg, spawner.clone(), events, false, 1);
+    let (sup, handle) = Supervisor::new(cfg, spawner.clone(), events, 1);
     let token = CancellationToken::new();
     let t0 = Instant::now();
     tokio::spawn(sup.run(token.clone()));

@@ -10,6 +10,7 @@ mod bounds;
 mod browser;
 mod cli;
 mod doctor;
+mod environment;
 mod health;
 mod pidfile;
 mod reload;

@@ -408,16 +408,13 @@ fn under_systemd_ready_is_sent_once_the_services_are_up_and_stopping_at_the_end(
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(LONG)).unwrap();
     let mut g = sb.spawn_with_env(&cfg, &[("NOTIFY_SOCKET", sock_path.as_os_str())]);
-    let mut buf = [0u8; 256];
-    let n = sock.recv(&mut buf).expect("READY=1");
-    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    recv_until(&sock, "READY=1");
     assert_eq!(
         sb.service(&cfg, "web")["state"],
         "running",
         "ready only once it runs"
     );
     kill(g.pid(), Signal::SIGTERM);
-    let n = sock.recv(&mut buf).expect("STOPPING=1");
-    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    recv_until(&sock, "STOPPING=1");
     assert_eq!(g.stop(), Some(0));
 }

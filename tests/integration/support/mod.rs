@@ -377,3 +377,23 @@ impl Sandbox {
         )
     }
 }
+
+/// Reads sd_notify datagrams until one contains `want` (a read timeout must be set on the
+/// socket); every datagram read, in order. Panics with what arrived when `want` never does.
+pub fn recv_until(sock: &std::os::unix::net::UnixDatagram, want: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let done = msg.contains(want);
+                seen.push(msg);
+                if done {
+                    return seen;
+                }
+            }
+            Err(e) => panic!("no {want} ({e}); got {seen:?}"),
+        }
+    }
+}

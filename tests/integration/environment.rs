@@ -1,0 +1,253 @@
+//! SPEC §9 with real processes: service output echoed on guardian's own stdout/stderr, the
+//! sd_notify protocol on a real datagram socket (READY, STATUS, WATCHDOG, RELOADING),
+//! `$RUNTIME_DIRECTORY`, guardian as PID 1 of a PID namespace, and the shipped unit file.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::*;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn run_to_files(sb: &Sandbox, cfg: &std::path::Path) -> GuardianUnderTest {
+    let mut c = sb.run_cmd(cfg);
+    c.stdout(std::fs::File::create(sb.path().join("out.txt")).unwrap())
+        .stderr(std::fs::File::create(sb.path().join("err.txt")).unwrap());
+    GuardianUnderTest {
+        child: c.spawn().expect("spawn guardian"),
+        state_dir: sb.state_dir(),
+        config: cfg.to_owned(),
+    }
+}
+
+fn read(sb: &Sandbox, file: &str) -> String {
+    std::fs::read_to_string(sb.path().join(file)).unwrap_or_default()
+}
+
+#[test]
+fn service_output_is_echoed_with_the_instance_name_unless_echo_is_off() {
+    let sb = Sandbox::new();
+    let service = "[services.w]\ncommand = [\"sh\", \"-c\", \"echo hello from $REPLICA; echo oops >&2; exec sleep 300\"]\nreplicas = 2\nenv = { REPLICA = \"{replica}\" }\n";
+    let cfg = sb.write("g.toml", service);
+    let mut g = run_to_files(&sb, &cfg);
+    assert!(
+        wait_for(LONG, || {
+            let out = read(&sb, "out.txt");
+            out.contains("w.1 | hello from 1\n") && out.contains("w.2 | hello from 2\n")
+        }),
+        "stdout: {}\nstderr: {}",
+        read(&sb, "out.txt"),
+        read(&sb, "err.txt")
+    );
+    assert!(wait_for(LONG, || read(&sb, "err.txt").contains("w.1 | oops\n")));
+    assert!(!read(&sb, "out.txt").contains("oops"));
+    // Not a terminal: no colour.
+    assert!(!read(&sb, "out.txt").contains('\x1b'));
+    // The log file still has every line, unprefixed.
+    let log = std::fs::read_to_string(sb.state_dir().join("logs/w.1.log")).unwrap();
+    assert!(
+        log.contains("hello from 1\n") && !log.contains("w.1 |"),
+        "{log}"
+    );
+    assert_eq!(g.stop(), Some(0));
+
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", &format!("[guardian]\necho = false\n{service}"));
+    let mut g = run_to_files(&sb, &cfg);
+    assert!(wait_for(LONG, || {
+        std::fs::read_to_string(sb.state_dir().join("logs/w.2.log"))
+            .is_ok_and(|l| l.contains("hello from 2"))
+    }));
+    assert_eq!(g.stop(), Some(0));
+    assert!(
+        !read(&sb, "out.txt").contains("hello"),
+        "{}",
+        read(&sb, "out.txt")
+    );
+}
+
+#[test]
+fn under_systemd_status_lines_watchdog_pings_and_reloading_are_sent() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[guardian]\nwatch_config = false\n[services.a]\ncommand = [\"sleep\", \"300\"]\n[services.b]\ncommand = [\"sleep\", \"301\"]\ndepends_on = { a = \"ready\" }\n",
+    );
+    let sock_path = sb.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(LONG)).unwrap();
+    let mut g = sb.spawn_with_env(
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", sock_path.as_os_str()),
+            ("WATCHDOG_USEC", "200000".as_ref()),
+        ],
+    );
+    let mut seen = recv_until(&sock, "READY=1");
+    let status = "STATUS=2 running, 0 waiting, 0 failed";
+    if !seen.iter().any(|m| m.contains(status)) {
+        seen.extend(recv_until(&sock, status));
+    }
+    // The watchdog: pinged at half of WATCHDOG_USEC, again and again.
+    recv_until(&sock, "WATCHDOG=1");
+    recv_until(&sock, "WATCHDOG=1");
+    // A reload is framed by RELOADING=1 (with the monotonic time) and READY=1.
+    assert_eq!(sb.client(&cfg, &["reload"]).code, 0);
+    let seen = recv_until(&sock, "RELOADING=1");
+    let reloading = seen.last().unwrap();
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    recv_until(&sock, "READY=1");
+    kill(g.pid(), Signal::SIGTERM);
+    recv_until(&sock, "STOPPING=1");
+    assert_eq!(g.stop(), Some(0));
+}
+
+#[test]
+fn runtime_directory_is_the_default_state_dir() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.a]\ncommand = [\"sleep\", \"300\"]\n");
+    let rt = sb.path().join("rt");
+    let mut c = sb.cmd();
+    c.args(["run", "-c", cfg.to_str().unwrap()])
+        .env("RUNTIME_DIRECTORY", &rt)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut g = GuardianUnderTest {
+        child: c.spawn().unwrap(),
+        state_dir: rt.clone(),
+        config: cfg.clone(),
+    };
+    assert!(wait_for(LONG, || rt.join("a.pid").exists()));
+    assert!(rt.join("guardian.pid").exists());
+    assert!(!sb.path().join("run/guardian").exists());
+    assert_eq!(g.stop(), Some(0));
+}
+
+/// The PIDs of a process's children.
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+    {
+        let Ok(task) = task else { continue };
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    out
+}
+
+fn zombies_under(pid: i32) -> Vec<i32> {
+    children(pid)
+        .into_iter()
+        .filter(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn as_pid_1_of_a_pid_namespace_it_reaps_orphans_and_stops_cleanly_on_sigterm() {
+    let sb = Sandbox::new();
+    // Every half second the service leaves an orphan behind that exits soon after.
+    let cfg = sb.write(
+        "g.toml",
+        "[services.parent]\ncommand = [\"sh\", \"-c\", \"while true; do (sleep 0.1 &); sleep 0.5; done\"]\n[services.b]\ncommand = [\"sleep\", \"300\"]\ndepends_on = { parent = \"started\" }\n",
+    );
+    let state = sb.state_dir();
+    let mut unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(GUARDIAN)
+        .args([
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", sb.path())
+        .current_dir(sb.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(sb.path().join("err.txt")).unwrap())
+        .spawn()
+        .expect("unshare is part of util-linux");
+    let mut guardian = None;
+    assert!(
+        wait_for(LONG, || {
+            guardian = children(unshare.id() as i32).first().copied();
+            guardian.is_some() && state.join("b.pid").exists()
+        }),
+        "{}",
+        read(&sb, "err.txt")
+    );
+    let guardian = guardian.unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{guardian}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(
+        nspid.trim_end().ends_with("\t1"),
+        "guardian is PID 1 inside: {nspid}"
+    );
+    // Orphans come and go for a while; none stays a zombie.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut clean = 0;
+    for _ in 0..20 {
+        if zombies_under(guardian).is_empty() {
+            clean += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        clean >= 15,
+        "zombies linger under PID 1: {:?}",
+        zombies_under(guardian)
+    );
+    kill(guardian, Signal::SIGTERM);
+    let mut code = None;
+    assert!(wait_for(LONG, || {
+        code = unshare.try_wait().unwrap().map(|s| s.code());
+        code.is_some()
+    }));
+    assert_eq!(code.unwrap(), Some(0), "{}", read(&sb, "err.txt"));
+    assert!(!state.join("b.pid").exists() && !state.join("parent.pid").exists());
+}
+
+#[test]
+fn the_shipped_unit_file_passes_systemd_analyze_verify() {
+    let unit = repo_file("contrib/guardian.service");
+    let dir = tempfile::tempdir().unwrap();
+    // verify checks that ExecStart's program exists: point it at the built binary.
+    let text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("/usr/local/bin/guardian", GUARDIAN);
+    let copy = dir.path().join("guardian.service");
+    std::fs::write(&copy, text).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (scripts/test installs it)");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(
+        !all.contains("guardian.service:"),
+        "verify complains about the unit: {all}"
+    );
+}
