@@ -34,6 +34,14 @@ fn spawn_changes(a: &ServiceSpec, b: &ServiceSpec) -> Vec<&'static str> {
         ("port_range", a.port_range != b.port_range),
         ("identity", a.identity != b.identity),
         ("pidfile", a.pidfile != b.pidfile),
+        (
+            "env_file",
+            a.env_file != b.env_file || a.env_from_files != b.env_from_files,
+        ),
+        ("user", a.user != b.user || a.uid != b.uid),
+        ("group", a.unix_group != b.unix_group || a.gid != b.gid),
+        ("umask", a.umask != b.umask),
+        ("limits", a.limits != b.limits),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))

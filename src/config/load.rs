@@ -219,7 +219,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         default_state_dir: default_state_dir(&opts.env),
         origin: &origin,
     };
-    let config = validate(raw, &ctx)?;
+    let mut config = validate(raw, &ctx)?;
+    let here = std::env::current_dir().unwrap_or_default();
+    super::host::resolve(&mut config, &here, &origin)?;
     Ok(Loaded {
         config,
         files,

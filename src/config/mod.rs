@@ -4,6 +4,7 @@
 pub mod diff;
 pub mod duration;
 pub mod explain;
+pub mod host;
 pub mod load;
 pub mod raw;
 pub mod validate;
@@ -198,6 +199,24 @@ pub struct ServiceSpec {
     pub restart: RestartPolicy,
     pub depends_on: BTreeMap<ServiceName, Dependency>,
     pub replicas: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(rename = "group", skip_serializing_if = "Option::is_none")]
+    pub unix_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "octal")]
+    pub umask: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_file: Vec<PathBuf>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<Limit, u64>,
+    /// Resolved from the host when the config is loaded (`config::host`): the variables of
+    /// `env_file` (literal, not templates), and the ids of `user` and `group`.
+    #[serde(skip)]
+    pub env_from_files: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub uid: Option<u32>,
+    #[serde(skip)]
+    pub gid: Option<u32>,
     /// The declared service this instance belongs to (its own name without replicas).
     #[serde(skip)]
     pub group: ServiceName,
@@ -458,6 +477,93 @@ pub fn expand(template: &str, vars: &Vars) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+fn octal<S: Serializer>(m: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{:03o}", m.unwrap_or(0)))
+}
+
+/// A resource limit a service may set (`limits.NAME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    Nofile,
+    Nproc,
+    Core,
+    Memlock,
+    Stack,
+    As,
+}
+
+impl Limit {
+    pub const NAMES: &[&str] = &["nofile", "nproc", "core", "memlock", "stack", "as"];
+    pub const ALL: [Limit; 6] = [
+        Limit::Nofile,
+        Limit::Nproc,
+        Limit::Core,
+        Limit::Memlock,
+        Limit::Stack,
+        Limit::As,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(|i| Self::ALL[i])
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// Whether its values are sizes in bytes (they accept "64MiB").
+    pub fn is_size(self) -> bool {
+        matches!(
+            self,
+            Limit::Core | Limit::Memlock | Limit::Stack | Limit::As
+        )
+    }
+}
+
+/// `u64::MAX` stands for "unlimited" (RLIM_INFINITY).
+pub const UNLIMITED: u64 = u64::MAX;
+
+/// A limit's value: a number, a size with a binary or decimal unit ("64MiB", "1G"), or
+/// "unlimited".
+pub fn parse_limit(text: &str, size: bool) -> Result<u64, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("infinity") {
+        return Ok(UNLIMITED);
+    }
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("`{text}` is not a number, a size such as \"64MiB\", or \"unlimited\"")
+    })?;
+    let mult: u64 = match unit.trim() {
+        "" => 1,
+        _ if !size => {
+            return Err(format!(
+                "`{text}`: this limit is a count, not a size; write a plain number"
+            ));
+        }
+        "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}`; use KiB, MiB, GiB or TiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 fn human<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -95,6 +95,16 @@ pub struct RawService {
     pub depends_on: Option<BTreeMap<String, RawDependency>>,
     /// Instances NAME.1 … NAME.N, each with its own port, PID file and log. Default: 1.
     pub replicas: Option<u32>,
+    /// Run as this user (and its primary group unless `group` is set). guardian must be root.
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// Octal, e.g. "027".
+    pub umask: Option<Text>,
+    /// dotenv files (KEY=VALUE, # comments, quotes, export KEY=..., ${VAR}), layered under `env`.
+    pub env_file: Option<Vec<String>>,
+    /// setrlimit before exec: nofile, nproc, core, memlock, stack, as; a number, a size such as
+    /// "64MiB", or "unlimited".
+    pub limits: Option<BTreeMap<String, Text>>,
 }
 
 /// One `depends_on` entry: a condition name, or `{ condition, restart }`.

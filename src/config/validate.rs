@@ -537,6 +537,58 @@ fn service(
         })
         .collect();
 
+    let umask = rs.umask.map(|u| {
+        u32::from_str_radix(u.0.trim(), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .unwrap_or_else(|| {
+                c.fail(
+                    p("umask"),
+                    format!(
+                        "`{}` is not an octal mode between 000 and 777, e.g. \"027\"",
+                        u.0
+                    ),
+                );
+                0o022
+            })
+    });
+    let mut limits = BTreeMap::new();
+    for (key, value) in rs.limits.unwrap_or_default() {
+        let Some(limit) = Limit::parse(&key) else {
+            let hint = crate::config::load::nearest(&key, Limit::NAMES)
+                .map(|n| format!("did you mean `{n}`? "))
+                .unwrap_or_default();
+            c.fail(
+                format!("{}.{key}", p("limits")),
+                format!(
+                    "unknown limit; {hint}the limits are {}",
+                    Limit::NAMES.join(", ")
+                ),
+            );
+            continue;
+        };
+        match parse_limit(&value.0, limit.is_size()) {
+            Ok(v) => {
+                limits.insert(limit, v);
+            }
+            Err(e) => c.fail(format!("{}.{key}", p("limits")), e),
+        }
+    }
+    for (key, v) in [("user", &rs.user), ("group", &rs.group)] {
+        if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            c.fail(
+                p(key),
+                "must not be empty; remove it to run as guardian's own user",
+            );
+        }
+    }
+    let env_file: Vec<PathBuf> = rs
+        .env_file
+        .unwrap_or_default()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+
     let backoff = backoff(c, &name, rs.backoff.unwrap_or_default());
     let health = health(c, &name, rs.health.unwrap_or_default(), port.is_some());
     let recovery = recovery(c, &name, rs.recovery.unwrap_or_default(), port.is_some());
@@ -568,6 +620,14 @@ fn service(
         restart,
         depends_on,
         replicas,
+        user: rs.user,
+        unix_group: rs.group,
+        umask,
+        env_file,
+        limits,
+        env_from_files: BTreeMap::new(),
+        uid: None,
+        gid: None,
         group: name.clone(),
         replica: 1,
         instances,

@@ -23,8 +23,25 @@ pub struct SpawnRequest {
     pub log_file: PathBuf,
     pub log_max_bytes: u64,
     pub log_backups: u32,
-    /// Echo output with a `[name]` prefix (guardian runs on a terminal).
+    /// Echo output on guardian's stdout/stderr with a `NAME | ` prefix.
     pub echo: bool,
+    /// Who the process runs as, and what it inherits beyond the environment (SPEC §9). All
+    /// unset keeps the posix_spawn fast path.
+    pub run_as: RunAs,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunAs {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub umask: Option<u32>,
+    pub limits: Vec<(crate::config::Limit, u64)>,
+}
+
+impl RunAs {
+    pub fn is_default(&self) -> bool {
+        self == &RunAs::default()
+    }
 }
 
 /// How a process ended.

@@ -74,6 +74,54 @@ pub fn limit_malloc_arenas() {
     }
 }
 
+/// User, group, umask and limits. Only a service that sets one of them pays for a `pre_exec`
+/// hook (std then forks instead of using posix_spawn); ids alone use std's own support.
+fn apply_run_as(cmd: &mut tokio::process::Command, run: &super::RunAs) {
+    if let Some(gid) = run.gid {
+        cmd.gid(gid);
+    }
+    if let Some(uid) = run.uid {
+        cmd.uid(uid);
+    }
+    if run.umask.is_none() && run.limits.is_empty() {
+        return;
+    }
+    let umask = run.umask;
+    let limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = run
+        .limits
+        .iter()
+        .map(|(l, v)| {
+            let v = if *v == crate::config::UNLIMITED {
+                libc::RLIM_INFINITY
+            } else {
+                *v
+            };
+            (
+                crate::config::host::resource(*l) as libc::__rlimit_resource_t,
+                libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                },
+            )
+        })
+        .collect();
+    // SAFETY: runs in the child between fork and exec; umask and setrlimit are
+    // async-signal-safe system calls, and the closure only reads data it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(m) = umask {
+                libc::umask(m as libc::mode_t);
+            }
+            for (resource, lim) in &limits {
+                if libc::setrlimit(*resource, lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Makes guardian the reaper of its services' orphaned descendants.
 pub fn become_subreaper() {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers and touches no memory of ours.
@@ -104,6 +152,7 @@ impl Spawner for UnixSpawner {
         // so std can use posix_spawn (vfork-fast) instead of fork. The terminal's Ctrl-C goes
         // to guardian's group only; guardian stops the services itself.
         cmd.process_group(0);
+        apply_run_as(&mut cmd, &req.run_as);
         let mut managed = self
             .managed
             .lock()

@@ -135,7 +135,23 @@ impl<S: Spawner> Supervisor<S> {
         let vars = spec.vars(&state_dir, port);
         let command: Result<Vec<String>, String> =
             spec.command.iter().map(|a| expand(a, &vars)).collect();
-        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        let me = nix::unistd::Uid::effective();
+        if let Some(uid) = spec.uid
+            && !me.is_root()
+            && uid != me.as_raw()
+        {
+            let user = spec.user.clone().unwrap_or_default();
+            return self.refuse_start(
+                name,
+                None,
+                format!(
+                    "user = \"{user}\" needs guardian to run as root (it runs as uid {me}); not retried\n  1. run guardian as root (its unit, or sudo)\n  2. or remove `user` from services.{}",
+                    spec.group
+                ),
+            );
+        }
+        // Lowest first: guardian's own environment (inherited), env_file, env.
+        let mut env: BTreeMap<String, String> = spec.env_from_files.clone();
         for (k, v) in &spec.env {
             match expand(v, &vars) {
                 Ok(v) => {
@@ -160,6 +176,12 @@ impl<S: Spawner> Supervisor<S> {
             log_max_bytes: spec.log.max_size_mb.saturating_mul(1024 * 1024),
             log_backups: spec.log.backup_count,
             echo,
+            run_as: crate::process::RunAs {
+                uid: spec.uid,
+                gid: spec.gid,
+                umask: spec.umask,
+                limits: spec.limits.iter().map(|(l, v)| (*l, *v)).collect(),
+            },
         };
         match self.spawner.spawn(&req) {
             Err(e) => {

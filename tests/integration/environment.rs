@@ -251,3 +251,154 @@ fn the_shipped_unit_file_passes_systemd_analyze_verify() {
         "verify complains about the unit: {all}"
     );
 }
+
+fn proc_line(pid: i32, file: &str, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn user_group_umask_limits_and_env_files_reach_the_process() {
+    let sb = Sandbox::new();
+    sb.write(
+        "app.env",
+        "# defaults\nexport FROM_FILE=file\nOVERRIDDEN=file\nQUOTED='a b'\nEXPANDED=\"${FROM_FILE}-x\"\n",
+    );
+    sb.write("more.env", "SECOND=2\n");
+    let cfg = sb.write(
+        "g.toml",
+        r#"
+[services.plain]
+command = ["sleep", "300"]
+env_file = ["app.env", "more.env"]
+env = { OVERRIDDEN = "env" }
+
+[services.shaped]
+command = ["sleep", "301"]
+user = "nobody"
+umask = "027"
+limits = { nofile = 1234, core = 0, stack = "16MiB" }
+"#,
+    );
+    let _g = sb.start(&cfg);
+    assert!(
+        wait_for(LONG, || sb.pid_of(&cfg, "plain").is_some()
+            && sb.pid_of(&cfg, "shaped").is_some()),
+        "{}",
+        sb.stderr()
+    );
+    let plain = sb.pid_of(&cfg, "plain").unwrap();
+    let env = std::fs::read(format!("/proc/{plain}/environ")).unwrap();
+    let vars: Vec<String> = env
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    for want in [
+        "FROM_FILE=file",
+        "OVERRIDDEN=env",
+        "QUOTED=a b",
+        "EXPANDED=file-x",
+        "SECOND=2",
+    ] {
+        assert!(vars.iter().any(|v| v == want), "{want} in {vars:?}");
+    }
+    // Not shaped: guardian's own user, umask and limits.
+    assert!(proc_line(plain, "status", "Uid:").starts_with("Uid:\t0\t"));
+
+    let shaped = sb.pid_of(&cfg, "shaped").unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let uid = proc_line(shaped, "status", "Uid:");
+    assert_eq!(
+        uid.split_whitespace().nth(1).unwrap(),
+        nobody.uid.to_string(),
+        "{uid}"
+    );
+    let gid = proc_line(shaped, "status", "Gid:");
+    assert_eq!(
+        gid.split_whitespace().nth(1).unwrap(),
+        nobody.gid.to_string()
+    );
+    assert_eq!(proc_line(shaped, "status", "Umask:"), "Umask:\t0027");
+    let limits = |key: &str| -> Vec<String> {
+        proc_line(shaped, "limits", key)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(&limits("Max open files")[3..5], ["1234", "1234"]);
+    assert_eq!(&limits("Max core file size")[4..6], ["0", "0"]);
+    assert_eq!(&limits("Max stack size")[3..5], ["16777216", "16777216"]);
+    // guardian's own files stay guardian's.
+    let meta = std::fs::metadata(sb.state_dir().join("shaped.pid")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+}
+
+#[test]
+fn bad_users_env_files_and_limits_are_config_errors_naming_file_and_line() {
+    let sb = Sandbox::new();
+    sb.write("bad.env", "GOOD=1\nNOT A VALID LINE\n");
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let table = [
+        (
+            "[services.a]\ncommand = [\"x\"]\nuser = \"no_such_user_q\"\n".to_owned(),
+            "there is no user `no_such_user_q`",
+        ),
+        (
+            "[services.a]\ncommand = [\"x\"]\ngroup = \"no_such_group_q\"\n".to_owned(),
+            "there is no group `no_such_group_q`",
+        ),
+        (
+            "[services.a]\ncommand = [\"x\"]\nenv_file = [\"missing.env\"]\n".to_owned(),
+            "cannot read env file",
+        ),
+        (
+            "[services.a]\ncommand = [\"x\"]\nenv_file = [\"bad.env\"]\n".to_owned(),
+            "bad.env:2: cannot parse `NOT A VALID LINE`",
+        ),
+        (
+            format!(
+                "[services.a]\ncommand = [\"x\"]\nlimits = {{ nofile = {} }}\n",
+                nr_open + 1
+            ),
+            "above the kernel's maximum of open files",
+        ),
+        (
+            "[services.a]\ncommand = [\"x\"]\nlimits = { nofiles = 10 }\n".to_owned(),
+            "did you mean `nofile`?",
+        ),
+        (
+            "[services.a]\ncommand = [\"x\"]\nlimits = { memlock = \"64 potatoes\" }\n".to_owned(),
+            "unknown unit",
+        ),
+        (
+            "[services.a]\ncommand = [\"x\"]\numask = \"999\"\n".to_owned(),
+            "not an octal mode",
+        ),
+    ];
+    for (text, want) in table {
+        let cfg = sb.write("g.toml", &text);
+        let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+        assert_eq!(out.code, 2, "{text}\n{}", out.all());
+        assert!(out.all().contains(want), "{want}\nin {}", out.all());
+    }
+    // A limit in bytes accepts sizes; the effective value is printed.
+    let cfg = sb.write(
+        "g.toml",
+        "[services.a]\ncommand = [\"x\"]\nlimits = { memlock = \"64MiB\", nofile = 4096 }\n",
+    );
+    let out = sb.run(&["validate", "-c", cfg.to_str().unwrap(), "--print", "json"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("\"memlock\": 67108864"),
+        "{}",
+        out.stdout
+    );
+}
