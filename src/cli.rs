@@ -91,6 +91,10 @@ pub enum Command {
     Schema,
     /// Write a commented starter guardian.toml.
     Init { path: Option<PathBuf> },
+    /// Print a completion script: bash, zsh, fish, elvish or powershell.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): every command, the exit codes and the files.
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -1,7 +1,6 @@
 //! Clients of a running guardian, over its Unix socket: status, stop, start, restart, events;
 //! and `logs`, which reads the service's log file directly.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -154,7 +153,7 @@ async fn status(dir: &Path, json: bool, loaded: Option<&Loaded>) -> Result<u8, F
         );
         return Ok(exit::OK);
     }
-    let color = std::io::stdout().is_terminal();
+    let color = crate::process::output::color_wanted();
     let g = &doc["guardian"];
     println!(
         "guardian pid {} (v{}), up {}",

@@ -21,6 +21,17 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
             Ok(exit::OK)
         }
         Command::Init { path } => init(path.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "guardian",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::OK)
+        }
+        Command::Man => man(),
         Command::CheckRunning {
             service,
             port,
@@ -31,6 +42,63 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
         other => crate::client::run(&g, other),
     }
 }
+
+/// One page: the synopsis, every subcommand with its options, the exit codes and the files.
+fn man() -> Result<u8, FatalError> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut page = Vec::new();
+    let io = |e: std::io::Error| FatalError::Message(format!("cannot write the man page: {e}"));
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut page)
+        .map_err(io)?;
+    for sub in cmd.get_subcommands() {
+        let name = format!("guardian {}", sub.get_name());
+        page.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+        let man = clap_mangen::Man::new(sub.clone().name(name.clone()).bin_name(name));
+        man.render_synopsis_section(&mut page).map_err(io)?;
+        man.render_description_section(&mut page).map_err(io)?;
+        man.render_options_section(&mut page).map_err(io)?;
+    }
+    page.extend_from_slice(MAN_TAIL.as_bytes());
+    std::io::stdout().write_all(&page).map_err(io)?;
+    Ok(exit::OK)
+}
+
+const MAN_TAIL: &str = r#".SH "EXIT STATUS"
+.TP
+0
+success; for \fBstatus\fR, a guardian is running; for \fBcheck-running\fR, a verified instance runs
+.TP
+1
+a runtime failure, or no guardian is running (client commands), or no instance runs (check-running)
+.TP
+2
+a usage or config error (the old config keeps running after a refused reload)
+.TP
+3
+another guardian holds the state dir
+.TP
+4
+no service by that name
+.SH FILES
+.TP
+\fI./guardian.toml\fR, \fI$XDG_CONFIG_HOME/guardian/guardian.toml\fR
+the config, when neither \fB\-c\fR nor \fBGUARDIAN_CONFIG\fR names one
+.TP
+\fI$RUNTIME_DIRECTORY\fR, \fI$XDG_RUNTIME_DIR/guardian\fR, \fI/tmp/guardian\-$UID\fR
+the default state dir: guardian.pid, guardian.sock, NAME.pid, logs/NAME.log, events.jsonl, metrics.json
+.SH ENVIRONMENT
+.TP
+\fBGUARDIAN_SECTION__KEY\fR
+any config key, levels separated by two underscores (GUARDIAN_SERVICES__WEB__PORT=8080)
+.TP
+\fBGUARDIAN_CONFIG\fR, \fBGUARDIAN_LOG\fR
+the config file; a tracing filter for guardian's own log
+.TP
+\fBNO_COLOR\fR, \fBCLICOLOR_FORCE\fR
+no colour at all; colour even when not on a terminal
+"#;
 
 pub fn load_options(g: &Global) -> LoadOptions {
     LoadOptions {
@@ -47,9 +115,14 @@ pub fn load(g: &Global) -> Result<Loaded, FatalError> {
     Ok(config::load(&load_options(g))?)
 }
 
+/// The `$id` of the config's JSON Schema.
+pub const SCHEMA_ID: &str = "urn:guardian:config:schema:v1";
+
 /// The JSON Schema of the config file, as committed in `schemas/guardian.schema.json`.
 pub fn schema_json() -> String {
-    let schema = schemars::schema_for!(config::raw::RawConfig);
+    let mut schema = schemars::schema_for!(config::raw::RawConfig);
+    // Editors key a schema by its `$id`; the file ships in the repository and with `init`.
+    schema.insert("$id".into(), SCHEMA_ID.into());
     serde_json::to_string_pretty(&schema).expect("UNWRAP: a schema always serializes")
 }
 

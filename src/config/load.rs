@@ -408,26 +408,17 @@ pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     };
     let best = candidates
         .iter()
-        .map(|c| (levenshtein(word, c), std::cmp::Reverse(common(c)), *c))
+        .map(|c| {
+            (
+                strsim::levenshtein(word, c),
+                std::cmp::Reverse(common(c)),
+                *c,
+            )
+        })
         .min()?;
     let best = (best.0, best.2);
     let limit = (word.len().max(best.1.len()) / 3).max(2);
     (best.0 <= limit || best.1.starts_with(word) || word.starts_with(best.1)).then_some(best.1)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// `GUARDIAN_A__B__C=value` → key `a.b.c`, one layer per variable so every error and every
@@ -441,6 +432,14 @@ fn guardian_env_layers(env: &BTreeMap<String, String>) -> Vec<Layer> {
         .filter_map(|(var, value)| {
             let rest = var.strip_prefix("GUARDIAN_")?;
             if rest.is_empty() || NOT_KEYS.contains(&rest) {
+                return None;
+            }
+            // Only a key path (`GUARDIAN_SERVICES__WEB__PORT`) is config: a user's own
+            // `GUARDIAN_BIN` or `GUARDIAN_HOME` is none of guardian's business.
+            if !rest.contains("__") {
+                eprintln!(
+                    "warning: environment variable {var} is not a config key path (those have `__` between levels, e.g. GUARDIAN_GUARDIAN__LOG_LEVEL); ignored"
+                );
                 return None;
             }
             // Keys are lowercase, but the names under `services.NAME.env` are the child's

@@ -18,6 +18,10 @@ use super::duration::Secs;
     description = "guardian.toml / guardian.json"
 )]
 pub struct RawConfig {
+    /// The JSON Schema an editor checks this file against (VS Code and others read it);
+    /// guardian ignores it.
+    #[serde(rename = "$schema")]
+    pub schema: Option<String>,
     pub guardian: Option<RawGuardian>,
     /// Services to guard, by name (lowercase letters, digits and `_`).
     pub services: Option<BTreeMap<String, RawService>>,

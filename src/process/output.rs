@@ -160,11 +160,15 @@ pub fn prefix(service: &str, color: bool) -> String {
     format!("\x1b[{}m{service} |\x1b[0m ", 31 + hue)
 }
 
-/// Colour on guardian's stdout: only on a terminal, and never with `NO_COLOR` set
-/// (<https://no-color.org>: any non-empty value).
+/// Colour on stdout: never with `NO_COLOR` set (<https://no-color.org>: any non-empty
+/// value), always with `CLICOLOR_FORCE` set (not to 0), else only on a terminal.
 pub fn color_wanted() -> bool {
     use std::io::IsTerminal;
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0")
+        || std::io::stdout().is_terminal()
 }
 
 fn write_all(rx: Receiver<Chunk>) {

@@ -1,5 +1,7 @@
 //! The config surface: `validate`, `schema`, `init`, exit codes and the errors of bad input.
 
+use std::time::Duration;
+
 use crate::support::*;
 
 fn assert_fails(out: &Output, code: i32, wants: &[&str]) {
@@ -512,4 +514,145 @@ fn usage_errors_exit_2() {
     let sb = Sandbox::new();
     assert_eq!(sb.run(&["frobnicate"]).code, 2);
     assert_eq!(sb.run(&["validate", "--print", "yaml"]).code, 2);
+}
+
+#[test]
+fn completion_scripts_parse_in_their_shells() {
+    let sb = Sandbox::new();
+    for (shell, check) in [
+        ("bash", Some(["bash", "-n"])),
+        ("zsh", Some(["zsh", "-n"])),
+        ("fish", Some(["fish", "-n"])),
+        ("elvish", None),
+        ("powershell", None),
+    ] {
+        let out = sb.run(&["completions", shell]);
+        assert_eq!(out.code, 0, "{shell}: {}", out.all());
+        assert!(out.stdout.contains("guardian"), "{shell}");
+        assert!(
+            out.stdout.contains("check-running"),
+            "{shell}: every command is offered"
+        );
+        let Some([prog, flag]) = check else { continue };
+        if std::process::Command::new(prog)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            continue; // that shell is not installed here; bash always is
+        }
+        let file = sb.write(&format!("completion.{shell}"), &out.stdout);
+        let st = std::process::Command::new(prog)
+            .arg(flag)
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{shell} -n rejects the script");
+    }
+    let out = sb.run(&["completions", "tcsh"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+}
+
+#[test]
+fn the_man_page_renders_every_command_the_exit_codes_and_files() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["man"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    for want in [
+        ".TH guardian 1",
+        "GUARDIAN RUN",
+        "GUARDIAN CHECK-RUNNING",
+        "GUARDIAN COMPLETIONS",
+        "EXIT STATUS",
+        ".SH FILES",
+        "NO_COLOR",
+    ] {
+        assert!(out.stdout.contains(want), "{want}");
+    }
+    let page = sb.write("guardian.1", &out.stdout);
+    if let Ok(man) = std::process::Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+    {
+        let text = String::from_utf8_lossy(&man.stdout);
+        assert!(
+            man.status.success(),
+            "{}",
+            String::from_utf8_lossy(&man.stderr)
+        );
+        assert!(text.contains("EXIT STATUS"), "{text}");
+    }
+}
+
+#[test]
+fn a_json_config_may_name_its_schema_and_the_schema_has_an_id() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.json",
+        r#"{ "$schema": "./schemas/guardian.schema.json", "services": { "web": { "command": ["sleep", "1"] } } }"#,
+    );
+    let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let schema: serde_json::Value = serde_json::from_str(&sb.run(&["schema"]).stdout).unwrap();
+    assert_eq!(schema["$id"], "urn:guardian:config:schema:v1");
+    assert!(schema["properties"]["$schema"].is_object());
+}
+
+#[test]
+fn only_guardian_variables_with_a_key_path_are_config() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.web]\ncommand = [\"sleep\", \"1\"]\n");
+    let out = sb.run_with(
+        &["validate", "-c", cfg.to_str().unwrap()],
+        &[("GUARDIAN_BIN", "/usr/local/bin/guardian")],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("warning: environment variable GUARDIAN_BIN is not a config key path"),
+        "{}",
+        out.all()
+    );
+    // A key path that does not exist stays an error with its did-you-mean.
+    let out = sb.run_with(
+        &["validate", "-c", cfg.to_str().unwrap()],
+        &[("GUARDIAN_GUARDIAN__LOG_LEVLE", "debug")],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.all().contains("GUARDIAN_GUARDIAN__LOG_LEVLE"),
+        "{}",
+        out.all()
+    );
+}
+
+#[test]
+fn status_is_coloured_only_when_asked_and_never_with_no_color() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.web]\ncommand = [\"sleep\", \"300\"]\n");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(Duration::from_secs(30), || sb
+        .pid_of(&cfg, "web")
+        .is_some()));
+    let dir = sb.state_dir();
+    let args = [
+        "status",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        dir.to_str().unwrap(),
+    ];
+    let piped = sb.run(&args);
+    assert!(!piped.stdout.contains('\x1b'), "piped: no colour");
+    let forced = sb.run_with(&args, &[("CLICOLOR_FORCE", "1")]);
+    assert!(
+        forced.stdout.contains("\x1b[32mrunning"),
+        "{}",
+        forced.stdout
+    );
+    let none = sb.run_with(&args, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    assert!(!none.stdout.contains('\x1b'), "{}", none.stdout);
 }
