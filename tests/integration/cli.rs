@@ -656,3 +656,43 @@ fn status_is_coloured_only_when_asked_and_never_with_no_color() {
     let none = sb.run_with(&args, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
     assert!(!none.stdout.contains('\x1b'), "{}", none.stdout);
 }
+
+/// `rust-version` is what the lockfile really needs: no locked dependency (examples and
+/// tests included) asks for a newer compiler than the one Cargo.toml promises, and the
+/// promise is not higher than the newest of theirs without reason.
+#[test]
+fn rust_version_matches_what_the_locked_dependencies_need() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parse = |v: &str| -> (u32, u32) {
+        let mut it = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    };
+    let mut ours = None;
+    let mut needed = ((0, 0), String::new());
+    for p in meta["packages"].as_array().unwrap() {
+        let Some(rv) = p["rust_version"].as_str() else {
+            continue;
+        };
+        if p["name"] == "guardian" {
+            ours = Some(parse(rv));
+        } else if parse(rv) > needed.0 {
+            needed = (parse(rv), p["name"].as_str().unwrap().to_owned());
+        }
+    }
+    let ours = ours.expect("guardian declares rust-version");
+    assert_eq!(
+        ours, needed.0,
+        "Cargo.toml says rust-version {ours:?}, but {} needs {:?}",
+        needed.1, needed.0
+    );
+}
