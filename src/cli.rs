@@ -48,10 +48,16 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
     },
-    /// Ask the running guardian for its status.
+    /// Ask the running guardian for its status: every service, or one (with its last events).
     Status {
-        #[arg(long)]
+        /// One service, or every replica of one (`api`, `api.2`).
+        service: Option<String>,
+        /// The whole document as JSON (the same as GET /status).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// One line per service from a template of its fields: '{pid}', '{name} {state}'.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// A troubleshooting report: config, guardian, each service's PID file, port, events, log.
     Doctor,
@@ -90,11 +96,28 @@ pub enum Command {
     /// Print the JSON Schema of the config.
     Schema,
     /// Write a commented starter guardian.toml.
-    Init { path: Option<PathBuf> },
+    Init {
+        path: Option<PathBuf>,
+        /// The service's name.
+        #[arg(long, default_value = "web")]
+        name: String,
+        /// Write a known example instead: `socketio` (the reference server of this repository).
+        #[arg(long, conflicts_with = "command")]
+        example: Option<InitExample>,
+        /// The service's program and arguments (after `--`). Default: a Python web server on
+        /// a free port, with an http check.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Print a completion script: bash, zsh, fish, elvish or powershell.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): every command, the exit codes and the files.
     Man,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InitExample {
+    Socketio,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -35,7 +35,18 @@ pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
         })?;
     rt.block_on(async {
         match command {
-            Command::Status { json } => status(&dir, json, loaded.as_ref()).await,
+            Command::Status {
+                service,
+                json,
+                format,
+            } => {
+                let how = StatusView {
+                    service,
+                    json,
+                    format,
+                };
+                status(&dir, &how, loaded.as_ref()).await
+            }
             Command::Stop { service: None } => {
                 let (_, body) = call(&dir, "POST", "/shutdown", "stop").await?;
                 println!(
@@ -127,14 +138,74 @@ async fn action(dir: &Path, service: &str, what: &str) -> Result<u8, FatalError>
     }
 }
 
-async fn status(dir: &Path, json: bool, loaded: Option<&Loaded>) -> Result<u8, FatalError> {
-    let (_, doc) = match call(dir, "GET", "/status", "status").await {
+/// What `guardian status` was asked to show.
+struct StatusView {
+    service: Option<String>,
+    json: bool,
+    format: Option<String>,
+}
+
+/// The fields of a service in `/status`, stable for scripts (`--format`, `--json`).
+pub const STATUS_FIELDS: &[&str] = &[
+    "name",
+    "state",
+    "pid",
+    "port",
+    "uptime_seconds",
+    "restarts",
+    "health",
+    "circuit_breaker",
+    "adopted",
+    "autostart",
+    "consecutive_failures",
+    "last_exit",
+    "last_error",
+    "next_restart_in",
+    "waiting_for",
+    "exit_code",
+    "replica_of",
+];
+
+/// `{field}` replaced by the service's value (a string without quotes; null as empty).
+fn render_template(template: &str, s: &Value) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 1..];
+        let Some(end) = tail.find('}') else {
+            return Err(format!("`{template}` has an unclosed `{{`"));
+        };
+        let key = &tail[..end];
+        if !STATUS_FIELDS.contains(&key) {
+            return Err(format!(
+                "unknown field `{{{key}}}` in --format; the fields are {}",
+                STATUS_FIELDS
+                    .iter()
+                    .map(|f| format!("{{{f}}}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        match &s[key] {
+            Value::Null => {}
+            Value::String(v) => out.push_str(v),
+            other => out.push_str(&other.to_string()),
+        }
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+async fn status(dir: &Path, how: &StatusView, loaded: Option<&Loaded>) -> Result<u8, FatalError> {
+    let (_, mut doc) = match call(dir, "GET", "/status", "status").await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");
             // No guardian: say what the PID files alone show.
             if let Some(l) = loaded {
-                for s in l.config.services.values() {
+                for s in l.config.instances() {
                     if let Ok((verdict, _)) =
                         crate::pidfile::observe(&s.pidfile, &s.identity, s.port)
                             .map(|(o, r)| (crate::policy::stale_pid::decide(&o), r))
@@ -146,7 +217,37 @@ async fn status(dir: &Path, json: bool, loaded: Option<&Loaded>) -> Result<u8, F
             return Ok(exit::FAILURE);
         }
     };
-    if json {
+    if let Some(name) = &how.service {
+        let all = doc["services"].as_array().cloned().unwrap_or_default();
+        let known: Vec<String> = all
+            .iter()
+            .filter_map(|s| s["name"].as_str().map(str::to_owned))
+            .collect();
+        let picked: Vec<Value> = all
+            .into_iter()
+            .filter(|s| s["name"] == name.as_str() || s["replica_of"] == name.as_str())
+            .collect();
+        if picked.is_empty() {
+            return Err(FatalError::NoSuchService {
+                name: name.clone(),
+                known,
+            });
+        }
+        doc["services"] = Value::Array(picked);
+    }
+    if let Some(template) = &how.format {
+        for s in doc["services"].as_array().into_iter().flatten() {
+            match render_template(template, s) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(exit::CONFIG);
+                }
+            }
+        }
+        return Ok(exit::OK);
+    }
+    if how.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&doc).expect("UNWRAP: json values serialize")
@@ -203,6 +304,13 @@ async fn status(dir: &Path, json: bool, loaded: Option<&Loaded>) -> Result<u8, F
         }
         if state == "completed" {
             println!("  └ exit code {}", or_dash(&s["exit_code"]));
+        }
+    }
+    if how.service.is_some() {
+        for s in doc["services"].as_array().into_iter().flatten() {
+            let name = s["name"].as_str().unwrap_or("?");
+            println!("\nlast events of {name}:");
+            events(dir, name, false, 5).await?;
         }
     }
     Ok(exit::OK)

@@ -20,7 +20,18 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
             println!("{}", schema_json());
             Ok(exit::OK)
         }
-        Command::Init { path } => init(path.as_deref()),
+        Command::Init {
+            path,
+            name,
+            example,
+            command,
+        } => {
+            let text = match example {
+                Some(crate::cli::InitExample::Socketio) => EXAMPLE_TOML.to_owned(),
+                None => starter(&name, &command)?,
+            };
+            init(path.as_deref(), &text)
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -152,11 +163,12 @@ fn validate(g: &Global, print: Option<PrintFormat>, explain: bool) -> Result<u8,
             .iter()
             .map(|p| p.display().to_string())
             .collect();
+        let all = names(c);
         println!(
             "config is valid: {} service{} ({}) from {}",
-            c.services.len(),
-            if c.services.len() == 1 { "" } else { "s" },
-            names(c).join(", "),
+            all.len(),
+            if all.len() == 1 { "" } else { "s" },
+            all.join(", "),
             files.join(", ")
         );
     }
@@ -164,10 +176,58 @@ fn validate(g: &Global, print: Option<PrintFormat>, explain: bool) -> Result<u8,
 }
 
 fn names(c: &Config) -> Vec<String> {
-    c.services.keys().map(|n| n.to_string()).collect()
+    c.instances().map(|s| s.name.to_string()).collect()
 }
 
-fn init(path: Option<&Path>) -> Result<u8, FatalError> {
+/// The starter `init` writes: one service that runs as is on any machine.
+fn starter(name: &str, command: &[String]) -> Result<String, FatalError> {
+    config::ServiceName::new(name).map_err(|e| FatalError::Message(format!("--name: {e}")))?;
+    let quoted = |args: &[String]| {
+        args.iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let service = if command.is_empty() {
+        format!(
+            r#"[services.{name}]
+# A Python web server on the first free port of the range; replace it with your program.
+command = ["python3", "-m", "http.server", "{{port}}", "--bind", "{{host}}"]
+port_range = [8000, 8099]
+health = {{ interval = "10s", checks = [{{ kind = "http", path = "/", expect_status = 200 }}] }}
+"#
+        )
+    } else {
+        format!(
+            "[services.{name}]
+command = [{}]
+# port = 8000                          # then: health = {{ checks = [{{ kind = \"tcp\" }}] }}
+",
+            quoted(command)
+        )
+    };
+    Ok(format!(
+        r#"#:schema ./guardian.schema.json
+# guardian.toml, written by `guardian init`. Editors that read `#:schema` (taplo, Even Better
+# TOML) check it once the schema is there: guardian schema > guardian.schema.json
+#
+#   guardian validate --explain     check it, and see every default spelled out
+#   guardian run                    run it in the foreground (Ctrl-C stops everything)
+#   guardian status                 from another terminal
+#
+# Every key: guardian init --example socketio other.toml, or `guardian schema`.
+# Placeholders: {{name}} {{host}} {{port}} {{state_dir}} {{pidfile}} {{replica}}
+
+{service}# restart = "always"                    # always | on-failure | no
+# depends_on = {{ db = "healthy" }}        # started | ready | healthy | completed
+# replicas = 1
+# env = {{ LOG_LEVEL = "info" }}
+# env_file = [".env"]
+"#
+    ))
+}
+
+fn init(path: Option<&Path>, text: &str) -> Result<u8, FatalError> {
     let path = path.map_or_else(|| PathBuf::from("guardian.toml"), Path::to_path_buf);
     let mut f = match std::fs::OpenOptions::new()
         .write(true)
@@ -190,7 +250,7 @@ fn init(path: Option<&Path>) -> Result<u8, FatalError> {
             });
         }
     };
-    f.write_all(EXAMPLE_TOML.as_bytes())
+    f.write_all(text.as_bytes())
         .map_err(|source| FatalError::Io {
             action: "write",
             path: path.clone(),
@@ -213,15 +273,14 @@ fn check_running(
     let loaded = load(g)?;
     let c = &loaded.config;
     let selected: Vec<_> = match (service, port) {
-        (Some(name), _) => vec![find_service(c, name)?],
+        (Some(name), _) => find_services(c, name)?,
         (None, Some(p)) => c
-            .services
-            .values()
+            .instances()
             .filter(|s| {
                 s.port == Some(p) || s.port_range.is_some_and(|[a, b]| (a..=b).contains(&p))
             })
             .collect(),
-        (None, None) => c.services.values().collect(),
+        (None, None) => c.instances().collect(),
     };
     if selected.is_empty() {
         let p = port.unwrap_or_default();
@@ -273,13 +332,28 @@ fn check_running(
     Ok(if all { exit::OK } else { exit::FAILURE })
 }
 
-pub fn find_service<'a>(c: &'a Config, name: &str) -> Result<&'a config::ServiceSpec, FatalError> {
-    c.services
-        .iter()
-        .find(|(n, _)| n.as_str() == name)
-        .map(|(_, s)| s)
-        .ok_or_else(|| FatalError::NoSuchService {
+/// The instances a name means (one, or every replica of a declared service).
+pub fn find_services(c: &Config, name: &str) -> Result<Vec<config::ServiceSpec>, FatalError> {
+    let found = c.resolve(name);
+    if found.is_empty() {
+        return Err(FatalError::NoSuchService {
             name: name.to_owned(),
             known: names(c),
-        })
+        });
+    }
+    Ok(found)
+}
+
+/// Exactly one instance: a replicated service must be named by instance.
+pub fn find_service(c: &Config, name: &str) -> Result<config::ServiceSpec, FatalError> {
+    let mut found = find_services(c, name)?;
+    if found.len() > 1 {
+        let all: Vec<String> = found.iter().map(|s| s.name.to_string()).collect();
+        return Err(FatalError::Message(format!(
+            "{name} has {} replicas; name one of them: {}",
+            found.len(),
+            all.join(", ")
+        )));
+    }
+    Ok(found.remove(0))
 }

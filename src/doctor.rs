@@ -66,8 +66,8 @@ pub fn run(g: &Global) -> Result<u8, FatalError> {
     }
     let status = guardian.as_ref().and_then(|_| fetch_status(&state_dir));
     if let Some(l) = &loaded {
-        for spec in l.config.services.values() {
-            service(&mut r, &l.config, spec, status.as_ref());
+        for spec in l.config.instances() {
+            service(&mut r, &l.config, &spec, status.as_ref());
         }
     }
     print!("{}", r.text);

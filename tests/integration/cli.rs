@@ -510,6 +510,76 @@ fn init_writes_a_valid_starter_and_never_overwrites() {
 }
 
 #[test]
+fn init_starters_validate_and_the_default_one_runs_a_healthy_service() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["init", "mine.toml", "--name", "api", "--", "sleep", "300"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let text = std::fs::read_to_string(sb.path().join("mine.toml")).unwrap();
+    assert!(
+        text.starts_with("#:schema ./guardian.schema.json\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[services.api]\ncommand = [\"sleep\", \"300\"]"),
+        "{text}"
+    );
+    assert_eq!(sb.run(&["validate", "-c", "mine.toml"]).code, 0);
+    let out = sb.run(&["init", "ex.toml", "--example", "socketio"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(sb.run(&["validate", "-c", "ex.toml"]).code, 0);
+    assert_eq!(sb.run(&["init", "bad.toml", "--name", "Bad-Name"]).code, 1);
+
+    // The default starter (a Python web server with an http check) runs as is.
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return;
+    }
+    assert_eq!(sb.run(&["init"]).code, 0);
+    let cfg = sb.path().join("guardian.toml");
+    let _g = sb.start(&cfg);
+    assert!(
+        wait_for(
+            Duration::from_secs(60),
+            || sb.service(&cfg, "web")["health"] == "healthy"
+        ),
+        "{}",
+        sb.stderr()
+    );
+    // Scripts read one field without grep.
+    let dir = sb.state_dir();
+    let pid = sb.run(&[
+        "status",
+        "web",
+        "--format",
+        "{pid}",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(pid.code, 0, "{}", pid.all());
+    assert_eq!(
+        pid.stdout.trim().parse::<i32>().ok(),
+        sb.pid_of(&cfg, "web"),
+        "{}",
+        pid.stdout
+    );
+    let bad = sb.client(&cfg, &["status", "--format", "{nope}"]);
+    assert_eq!(bad.code, 2, "{}", bad.all());
+    assert!(
+        bad.stderr.contains("unknown field `{nope}`"),
+        "{}",
+        bad.stderr
+    );
+    let one = sb.client(&cfg, &["status", "web"]);
+    assert!(one.stdout.contains("last events of web:"), "{}", one.stdout);
+    assert_eq!(sb.client(&cfg, &["status", "nope"]).code, 4);
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let sb = Sandbox::new();
     assert_eq!(sb.run(&["frobnicate"]).code, 2);
