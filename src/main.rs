@@ -22,7 +22,16 @@ fn main() -> ExitCode {
     match guardian::commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let mut text = format!("error: {e}");
+            // A located config error already reads `FILE:LINE:COL: error: …`.
+            let shown = e.to_string();
+            let located = shown
+                .split_once(": error: ")
+                .is_some_and(|(at, _)| !at.contains(' ') && at.matches(':').count() >= 2);
+            let mut text = if located {
+                shown
+            } else {
+                format!("error: {shown}")
+            };
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
                 text.push_str(&format!(": {s}"));

@@ -34,6 +34,7 @@ pub fn resolve(
             key,
             origin,
             message,
+            at: None,
         });
     };
     for (name, spec) in config.services.iter_mut() {

@@ -76,22 +76,20 @@ fn render_parse(
     message: &str,
     suggestion: Option<&str>,
 ) -> String {
-    let mut s = format!("{}", file.display());
-    if let Some(l) = line {
-        s += &format!(" line {l}");
-        if let Some(c) = column {
-            s += &format!(" column {c}");
-        }
-    }
-    s += ": ";
+    let mut m = String::new();
     if let Some(k) = key.filter(|k| !k.is_empty() && *k != ".") {
-        s += &format!("at `{k}`: ");
+        m += &format!("at `{k}`: ");
     }
-    s += message;
+    m += message;
     if let Some(sug) = suggestion {
-        s += &format!("; did you mean `{sug}`?");
+        m += &format!("; did you mean `{sug}`?");
     }
-    s
+    // The file is read again only to show the offending line: this is the error path.
+    if let (Some(l), Ok(text)) = (line, std::fs::read_to_string(file)) {
+        let at = super::report::Located::line_col(file, &text, l, column.unwrap_or(1));
+        return super::report::render(&at, &m).trim_end().to_owned();
+    }
+    format!("{}: {m}", file.display())
 }
 
 /// Default `state_dir`: `$RUNTIME_DIRECTORY` (systemd), else `$XDG_RUNTIME_DIR/guardian`, else
@@ -219,9 +217,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         default_state_dir: default_state_dir(&opts.env),
         origin: &origin,
     };
-    let mut config = validate(raw, &ctx)?;
     let here = std::env::current_dir().unwrap_or_default();
-    super::host::resolve(&mut config, &here, &origin)?;
+    let mut config = validate(raw, &ctx).map_err(locate_all)?;
+    super::host::resolve(&mut config, &here, &origin).map_err(locate_all)?;
     Ok(Loaded {
         config,
         files,
@@ -631,6 +629,42 @@ fn describe(meta: &Metadata) -> String {
         Some(Source::File(p)) => p.display().to_string(),
         _ => meta.name.to_string(),
     }
+}
+
+/// Points each problem that came from a file at its line and column.
+fn locate_all(mut errors: ValidationErrors) -> ValidationErrors {
+    let mut texts: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for e in &mut errors.0 {
+        let Some(origin) = e.origin.clone() else {
+            continue;
+        };
+        let text = texts
+            .entry(origin.clone())
+            .or_insert_with(|| std::fs::read_to_string(&origin).ok());
+        let Some(text) = text.as_deref() else {
+            continue;
+        };
+        let json = origin.ends_with(".json");
+        let mut key = e.key.as_str();
+        let found = loop {
+            if let Some(hit) = super::report::locate(text, json, key) {
+                break Some(hit);
+            }
+            match key.rsplit_once('.') {
+                Some((parent, _)) => key = parent,
+                None => break None,
+            }
+        };
+        if let Some((offset, len)) = found {
+            e.at = Some(super::report::Located::at(
+                Path::new(&origin),
+                text,
+                offset,
+                len,
+            ));
+        }
+    }
+    errors
 }
 
 /// Turns a figment error into one that names the variable or file and the key.

@@ -7,6 +7,7 @@ pub mod explain;
 pub mod host;
 pub mod load;
 pub mod raw;
+pub mod report;
 pub mod validate;
 
 use std::collections::BTreeMap;

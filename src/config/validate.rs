@@ -28,10 +28,16 @@ pub struct ValidationError {
     /// The file, environment variable or flag that set the key, when known.
     pub origin: Option<String>,
     pub message: String,
+    /// Where in its file the key is written, when it came from a file (filled by `load`).
+    pub at: Option<super::report::Located>,
 }
 
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(at) = &self.at {
+            let text = super::report::render(at, &format!("`{}`: {}", self.key, self.message));
+            return f.write_str(text.trim_end());
+        }
         write!(f, "`{}`", self.key)?;
         if let Some(origin) = &self.origin {
             write!(f, " (from {origin})")?;
@@ -47,13 +53,23 @@ pub struct ValidationErrors(pub Vec<ValidationError>);
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
+        if let [one] = &self.0[..]
+            && one.at.is_some()
+        {
+            // One located problem reads like a compiler's: `FILE:L:C: error: …` first.
+            return write!(f, "{one}\nfix it, then check again with `guardian validate`");
+        }
         writeln!(
             f,
             "{n} problem{} in the config:",
             if n == 1 { "" } else { "s" }
         )?;
         for (i, e) in self.0.iter().enumerate() {
-            writeln!(f, "  {}. {e}", i + 1)?;
+            if e.at.is_some() {
+                writeln!(f, "{e}")?;
+            } else {
+                writeln!(f, "  {}. {e}", i + 1)?;
+            }
         }
         write!(f, "fix them, then check again with `guardian validate`")
     }
@@ -80,6 +96,7 @@ impl Check<'_> {
             key,
             origin,
             message: message.into(),
+            at: None,
         });
     }
 

@@ -206,18 +206,18 @@ fn bad_input_exits_2_with_one_clear_message() {
         (
             "syntax.toml",
             "[services.a\ncommand=[\"x\"]\n",
-            &["syntax.toml line 1 column", "invalid table header"],
+            &["syntax.toml:1:", "invalid table header"],
         ),
         (
             "comma.json",
             "{\"services\": {\"a\": {\"command\": [\"x\"],}}}",
-            &["comma.json line 1 column", "trailing comma"],
+            &["comma.json:1:", "trailing comma"],
         ),
         (
             "type.toml",
             "[services.a]\ncommand=[\"x\"]\n[services.a.backoff]\nmax_retries = \"ten\"\n",
             &[
-                "type.toml line 4",
+                "type.toml:4:",
                 "services.a.backoff.max_retries",
                 "expected u32",
             ],
@@ -225,7 +225,7 @@ fn bad_input_exits_2_with_one_clear_message() {
         (
             "negative.toml",
             "[services.a]\ncommand=[\"x\"]\nshutdown_timeout = -1\n",
-            &["negative.toml line 3", "cannot be negative"],
+            &["negative.toml:3:", "cannot be negative"],
         ),
         (
             "top.toml",
@@ -236,7 +236,7 @@ fn bad_input_exits_2_with_one_clear_message() {
             "guardian.toml",
             "[guardian]\nlog_lvl = \"x\"\n[services.a]\ncommand=[\"x\"]\n",
             &[
-                "line 2",
+                "guardian.toml:2:1: error:",
                 "unknown key `log_lvl` in [guardian]; did you mean `log_level`?",
             ],
         ),
@@ -249,7 +249,7 @@ fn bad_input_exits_2_with_one_clear_message() {
             "nested.toml",
             "[services.socketio]\ncommand=[\"x\"]\n[services.socketio.backoff]\ninitial_delay = \"1s\"\nmax_retry = 3\n",
             &[
-                "nested.toml line 5",
+                "nested.toml:5:",
                 "unknown key `max_retry` in [services.socketio.backoff]; did you mean `max_retries`?",
             ],
         ),
@@ -765,4 +765,30 @@ fn rust_version_matches_what_the_locked_dependencies_need() {
         "Cargo.toml says rust-version {ours:?}, but {} needs {:?}",
         needed.1, needed.0
     );
+}
+
+/// The whole error output, byte for byte: compiler-style locations, the line with a caret
+/// under the key, and the same text whether or not colour is allowed (errors are plain).
+#[test]
+fn config_errors_read_like_a_compilers_snapshot() {
+    let sb = Sandbox::new();
+    sb.write(
+        "c.toml",
+        "[services.api]\ncommand = [\"x\"]\ndepends_on = { dbb = \"ready\" }\nrestart = \"sometimes\"\n[services.db]\ncommand = [\"y\"]\n",
+    );
+    let want = "error: 2 problems in the config:\nc.toml:4:1: error: `services.api.restart`: `sometimes` is not one of always, on-failure, no\n  |\n4 | restart = \"sometimes\"\n  | ^^^^^^^\nc.toml:3:16: error: `services.api.depends_on.dbb`: there is no service `dbb`; did you mean `db`? (services: api, db)\n  |\n3 | depends_on = { dbb = \"ready\" }\n  |                ^^^\nfix them, then check again with `guardian validate`\n";
+    for env in [[("NO_COLOR", "1")], [("CLICOLOR_FORCE", "1")]] {
+        let out = sb.run_with(&["validate", "-c", "c.toml"], &env);
+        assert_eq!(out.code, 2);
+        assert_eq!(out.stderr, want, "{env:?}");
+    }
+    sb.write("p.toml", "[services.a]\ncommand = [\"x\"\n");
+    let out = sb.run(&["validate", "-c", "p.toml"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.starts_with("p.toml:3:1: error: invalid array"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("\n  |\n3 |"), "{}", out.stderr);
 }

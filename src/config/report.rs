@@ -1,0 +1,166 @@
+//! Config errors the way compilers print them: `FILE:LINE:COL: error: message`, then the
+//! offending line with a caret under the key (annotate-snippets, rustc's own renderer), then
+//! the help. Also finds where a key path sits in a TOML or JSON file. Pure: text in, text out.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+
+/// Where a problem is: the file, the 1-based line and column, and that line's text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// The offending line, and the byte range under the caret within it.
+    pub source: Option<(String, Range<usize>)>,
+}
+
+impl Located {
+    /// From a byte offset into the file's text.
+    pub fn at(file: &Path, text: &str, offset: usize, len: usize) -> Self {
+        let offset = offset.min(text.len());
+        let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        let line = text[..offset].matches('\n').count() + 1;
+        let col = offset - start;
+        let under = col..(col + len.max(1)).min(end - start).max(col + 1);
+        Located {
+            file: file.to_owned(),
+            line,
+            column: text[start..offset].chars().count() + 1,
+            source: Some((text[start..end].to_owned(), under)),
+        }
+    }
+
+    /// From a 1-based line and column that a parser reported.
+    pub fn line_col(file: &Path, text: &str, line: usize, column: usize) -> Self {
+        let start: usize = text
+            .split_inclusive('\n')
+            .take(line.saturating_sub(1))
+            .map(str::len)
+            .sum();
+        let this = text[start.min(text.len())..].lines().next().unwrap_or("");
+        let byte = this
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(this.len(), |(i, _)| i);
+        Located::at(file, text, start + byte, 1)
+    }
+}
+
+/// `FILE:L:C: error: first line of the message`, the snippet, then the rest of the message.
+pub fn render(loc: &Located, message: &str) -> String {
+    let mut lines = message.lines();
+    let head = lines.next().unwrap_or("");
+    let mut out = format!(
+        "{}:{}:{}: error: {head}\n",
+        loc.file.display(),
+        loc.line,
+        loc.column
+    );
+    if let Some((text, range)) = &loc.source {
+        let range = range.start.min(text.len())..range.end.min(text.len());
+        let report = &[Group::with_level(Level::ERROR).element(
+            Snippet::source(text.as_str())
+                .line_start(loc.line)
+                .annotation(AnnotationKind::Primary.span(range)),
+        )];
+        out += &Renderer::plain().render(report).to_string();
+        out.push('\n');
+    }
+    for rest in lines {
+        out += rest;
+        out.push('\n');
+    }
+    out
+}
+
+/// Where `key` (a dotted path such as `services.api.depends_on.db`, maybe ending in `[2]`)
+/// is written in the file: the byte offset and length of its key (or its array item).
+pub fn locate(text: &str, json: bool, key: &str) -> Option<(usize, usize)> {
+    let (path, index) = match key.split_once('[') {
+        Some((p, i)) => (p, i.trim_end_matches(']').parse::<usize>().ok()),
+        None => (key, None),
+    };
+    let parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    if json {
+        return locate_json(text, &parts);
+    }
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut found = None;
+    for (i, part) in parts.iter().enumerate() {
+        let (k, item) = table.get_key_value(part)?;
+        let span = k.span().or_else(|| item.span())?;
+        found = Some((span.start, span.len()));
+        if i + 1 == parts.len() {
+            if let (Some(n), Some(arr)) = (index, item.as_array())
+                && let Some(span) = arr.get(n).and_then(|v| v.span())
+            {
+                found = Some((span.start, span.len()));
+            }
+            break;
+        }
+        table = match item.as_table_like() {
+            Some(t) => t,
+            None => break,
+        };
+    }
+    found
+}
+
+/// JSON has no span-keeping parser in the tree: each key is found as `"key"` after the one
+/// before it, which is right for any file a person writes (keys in order, no tricks).
+fn locate_json(text: &str, parts: &[&str]) -> Option<(usize, usize)> {
+    let mut from = 0;
+    let mut found = None;
+    for part in parts {
+        let quoted = format!("\"{part}\"");
+        let at = from + text[from..].find(&quoted)?;
+        found = Some((at, quoted.len()));
+        from = at + quoted.len();
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOML: &str = "[guardian]\nlog_level = \"x\"\n\n[services.api]\ncommand = [\"a\", \"{nope}\"]\ndepends_on = { db = \"ready\" }\n";
+
+    #[test]
+    fn keys_are_found_in_toml_and_json() {
+        let at = |key: &str| {
+            locate(TOML, false, key).map(|(o, l)| {
+                let loc = Located::at(Path::new("g.toml"), TOML, o, l);
+                (loc.line, loc.column, TOML[o..o + l].to_owned())
+            })
+        };
+        assert_eq!(at("guardian.log_level"), Some((2, 1, "log_level".into())));
+        assert_eq!(at("services.api.depends_on.db"), Some((6, 16, "db".into())));
+        assert_eq!(
+            at("services.api.command[1]"),
+            Some((5, 17, "\"{nope}\"".into()))
+        );
+        assert_eq!(at("services.web"), None);
+        let json = "{\n  \"services\": {\n    \"api\": { \"port\": 0 }\n  }\n}";
+        let (o, l) = locate(json, true, "services.api.port").unwrap();
+        let loc = Located::at(Path::new("g.json"), json, o, l);
+        assert_eq!((loc.line, loc.column), (3, 14));
+    }
+
+    #[test]
+    fn errors_print_file_line_column_then_the_line_with_a_caret() {
+        let (o, l) = locate(TOML, false, "services.api.depends_on.db").unwrap();
+        let loc = Located::at(Path::new("g.toml"), TOML, o, l);
+        let text = render(
+            &loc,
+            "`services.api.depends_on.db`: there is no service `db`\n  1. add it",
+        );
+        let want = "g.toml:6:16: error: `services.api.depends_on.db`: there is no service `db`\n  |\n6 | depends_on = { db = \"ready\" }\n  |                ^^\n  1. add it\n";
+        assert_eq!(text, want);
+    }
+}
