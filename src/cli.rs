@@ -47,6 +47,10 @@ pub enum Command {
         /// Say where each non-default value came from, and each service's restart schedule.
         #[arg(long)]
         explain: bool,
+        /// The verdict as JSON on stdout: {valid, problems: [{file, line, column, key, origin,
+        /// message}]}, for CI annotations.
+        #[arg(long, conflicts_with_all = ["print", "explain"])]
+        json: bool,
     },
     /// Ask the running guardian for its status: every service, or one (with its last events).
     Status {

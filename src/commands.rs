@@ -15,7 +15,8 @@ pub const EXAMPLE_TOML: &str = include_str!("../examples/guardian.toml");
 pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
     let g = cli.global;
     match cli.command {
-        Command::Validate { print, explain } => validate(&g, print, explain),
+        Command::Validate { json: true, .. } => validate_json(&g),
+        Command::Validate { print, explain, .. } => validate(&g, print, explain),
         Command::Schema => {
             println!("{}", schema_json());
             Ok(exit::OK)
@@ -135,6 +136,62 @@ pub fn schema_json() -> String {
     // Editors key a schema by its `$id`; the file ships in the repository and with `init`.
     schema.insert("$id".into(), SCHEMA_ID.into());
     serde_json::to_string_pretty(&schema).expect("UNWRAP: a schema always serializes")
+}
+
+/// `validate --json`: the same facts as the text, one object per problem.
+fn validate_json(g: &Global) -> Result<u8, FatalError> {
+    use crate::config::load::LoadError;
+    use serde_json::{Value, json};
+    let problem = |file: Option<String>, line, column, key: Option<&str>, origin, message: &str| json!({"file": file, "line": line, "column": column, "key": key, "origin": origin, "message": message});
+    let problems: Vec<Value> = match config::load(&load_options(g)) {
+        Ok(loaded) => {
+            let all = names(&loaded.config);
+            println!(
+                "{}",
+                json!({"valid": true, "services": all, "problems": []})
+            );
+            return Ok(exit::OK);
+        }
+        Err(LoadError::Invalid(errors)) => errors
+            .0
+            .iter()
+            .map(|e| {
+                let at = e.at.as_ref();
+                problem(
+                    at.map(|a| a.file.display().to_string()),
+                    at.map(|a| a.line),
+                    at.map(|a| a.column),
+                    Some(&e.key),
+                    e.origin.clone(),
+                    &e.message,
+                )
+            })
+            .collect(),
+        Err(LoadError::Parse {
+            file,
+            line,
+            column,
+            key,
+            message,
+            suggestion,
+        }) => {
+            let message = match suggestion {
+                Some(s) => format!("{message}; did you mean `{s}`?"),
+                None => message,
+            };
+            vec![problem(
+                Some(file.display().to_string()),
+                line,
+                column,
+                key.as_deref(),
+                Some(file.display().to_string()),
+                &message,
+            )]
+        }
+        Err(other) => vec![problem(None, None, None, None, None, &other.to_string())],
+    };
+    println!("{}", json!({"valid": false, "problems": problems}));
+    Ok(exit::CONFIG)
 }
 
 fn validate(g: &Global, print: Option<PrintFormat>, explain: bool) -> Result<u8, FatalError> {

@@ -57,7 +57,10 @@ impl fmt::Display for ValidationErrors {
             && one.at.is_some()
         {
             // One located problem reads like a compiler's: `FILE:L:C: error: …` first.
-            return write!(f, "{one}\nfix it, then check again with `guardian validate`");
+            return write!(
+                f,
+                "{one}\nfix it, then check again with `guardian validate`"
+            );
         }
         writeln!(
             f,

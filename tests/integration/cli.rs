@@ -792,3 +792,35 @@ fn config_errors_read_like_a_compilers_snapshot() {
     );
     assert!(out.stderr.contains("\n  |\n3 |"), "{}", out.stderr);
 }
+
+#[test]
+fn validate_json_gives_the_same_facts_for_ci() {
+    let sb = Sandbox::new();
+    sb.write(
+        "c.toml",
+        "[services.api]\ncommand = [\"x\"]\ndepends_on = { dbb = \"ready\" }\n[services.db]\ncommand = [\"y\"]\n",
+    );
+    let out = sb.run(&["validate", "-c", "c.toml", "--json"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    let p = &v["problems"][0];
+    assert_eq!(p["file"], "c.toml");
+    assert_eq!(
+        (p["line"].as_u64(), p["column"].as_u64()),
+        (Some(3), Some(16))
+    );
+    assert_eq!(p["key"], "services.api.depends_on.dbb");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `db`?")
+    );
+    sb.write("ok.toml", "[services.db]\ncommand = [\"y\"]\n");
+    let out = sb.run(&["validate", "-c", "ok.toml", "--json"]);
+    assert_eq!(out.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["services"][0], "db");
+}
