@@ -22,6 +22,7 @@ pub struct RawConfig {
     /// guardian ignores it.
     #[serde(rename = "$schema")]
     pub schema: Option<String>,
+    /// guardian's own settings.
     pub guardian: Option<RawGuardian>,
     /// Services to guard, by name (lowercase letters, digits and `_`).
     pub services: Option<BTreeMap<String, RawService>>,
@@ -51,6 +52,7 @@ pub struct RawGuardian {
     /// Pass every line a service writes to guardian's stdout/stderr, prefixed `NAME | `.
     /// Default: true.
     pub echo: Option<bool>,
+    /// The HTTP API on TCP (the Unix socket always exists).
     pub api: Option<RawApi>,
 }
 
@@ -66,30 +68,45 @@ pub struct RawApi {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
-    /// Program and arguments; placeholders {name} {host} {port} {state_dir} {pidfile}.
+    /// Program and arguments; placeholders {name} {host} {port} {state_dir} {pidfile} {replica}.
     pub command: Option<Vec<String>>,
+    /// Working directory; relative to where guardian was started. Default: guardian's own.
     pub cwd: Option<String>,
+    /// Variables for the service, on top of guardian's environment and `env_file`; values take placeholders.
     pub env: Option<BTreeMap<String, Text>>,
     /// Turns on the flat PREFIX_* environment overrides for this service.
     pub env_prefix: Option<String>,
+    /// The address the service listens on, for `{host}`, readiness and checks. Default: 127.0.0.1.
     pub host: Option<Text>,
+    /// The port the service listens on (replica K: port + K - 1). Ready when it accepts.
     pub port: Option<u16>,
     /// [first, last]: the first free port is used.
     pub port_range: Option<[u16; 2]>,
+    /// Default: {state_dir}/{name}.pid (JSON, locked while the service runs).
     pub pidfile: Option<String>,
+    /// From spawn to ready; past it the process group is killed and the start counts as failed. Default: 30s.
     pub startup_timeout: Option<Secs>,
+    /// From stop_signal to SIGKILL of the process group. Default: 10s.
     pub shutdown_timeout: Option<Secs>,
+    /// Sent to the process group to stop it. Default: SIGTERM.
     pub stop_signal: Option<String>,
     /// adopt | replace | fail
     pub on_orphan: Option<String>,
+    /// Start with guardian. Default: true.
     pub autostart: Option<bool>,
     /// The service's own log level, passed to the child as PREFIX_LOG_LEVEL.
     pub log_level: Option<String>,
+    /// stdout/stderr to {state_dir}/logs/{name}.log, rotated by size.
     pub log: Option<RawLog>,
+    /// A flat metrics file for this service.
     pub metrics: Option<RawMetrics>,
+    /// How a PID is proven to be this service before guardian touches it.
     pub identity: Option<RawIdentity>,
+    /// Restart delays after an exit.
     pub backoff: Option<RawBackoff>,
+    /// Health checks and resource thresholds.
     pub health: Option<RawHealth>,
+    /// Graduated recovery driven by health, behind a circuit breaker.
     pub recovery: Option<RawRecovery>,
     /// always (default) | on-failure | no: whether an exit is followed by a restart.
     pub restart: Option<String>,
@@ -101,6 +118,7 @@ pub struct RawService {
     pub replicas: Option<u32>,
     /// Run as this user (and its primary group unless `group` is set). guardian must be root.
     pub user: Option<String>,
+    /// Run with this group. Default: the user's primary group.
     pub group: Option<String>,
     /// Octal, e.g. "027".
     pub umask: Option<Text>,
@@ -151,14 +169,18 @@ impl<'de> Deserialize<'de> for RawDependency {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
+    /// Rotate past this size (MiB). Default: 50.
     pub max_size_mb: Option<u64>,
+    /// Rotated files kept (NAME.log.1 …). Default: 5.
     pub backup_count: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
+    /// Write the metrics file. Default: false.
     pub enabled: Option<bool>,
+    /// Default: {state_dir}/{name}-metrics.json
     pub file: Option<String>,
 }
 
@@ -174,23 +196,36 @@ pub struct RawIdentity {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackoff {
+    /// The first restart delay. Default: 1s.
     pub initial_delay: Option<Secs>,
+    /// The cap of the delay. Default: 60s.
     pub max_delay: Option<Secs>,
+    /// Each delay is the last times this (at least 1.0). Default: 2.0.
     pub factor: Option<f64>,
+    /// ± this fraction of each delay, at random (0 to 1). Default: 0.1.
     pub jitter: Option<f64>,
+    /// Consecutive failed starts before the service is `failed`. Default: 10.
     pub max_retries: Option<u32>,
+    /// A run this long counts as a success and resets the count. Default: 60s.
     pub reset_after: Option<Secs>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
+    /// Time between rounds of checks (rounds never overlap). Default: 30s.
     pub interval: Option<Secs>,
+    /// Each check's time limit (may exceed the interval). Default: min(5s, interval).
     pub timeout: Option<Secs>,
+    /// Consecutive critical rounds before the service is critical. Default: 3.
     pub unhealthy_threshold: Option<u32>,
+    /// Results kept for the aggregate. Default: 100.
     pub history_size: Option<u32>,
+    /// The window of the aggregate shown by /health. Default: 5m.
     pub aggregation_window: Option<Secs>,
+    /// tcp, http or exec checks; a round's result is its worst check.
     pub checks: Option<Vec<RawCheck>>,
+    /// Thresholds over the whole process tree of the service.
     pub resources: Option<RawResources>,
 }
 
@@ -201,40 +236,58 @@ pub enum RawCheck {
     Tcp {},
     /// GET host:port + path.
     Http {
+        /// Default: /health
         path: Option<String>,
+        /// Default: 200
         expect_status: Option<u16>,
         /// The body must contain this text.
         body_contains: Option<String>,
     },
     /// Exit 0 = healthy; non-zero or timeout = critical.
-    Exec { command: Vec<String> },
+    Exec {
+        /// Program and arguments, run in its own process group and killed at the timeout.
+        command: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawResources {
+    /// Percent of one core.
     pub cpu_percent: Option<RawThreshold>,
+    /// Resident memory, MiB.
     pub memory_mb: Option<RawThreshold>,
+    /// Open file descriptors.
     pub file_descriptors: Option<RawThreshold>,
+    /// Threads.
     pub threads: Option<RawThreshold>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawThreshold {
+    /// At or above: warning.
     pub warning: Option<f64>,
+    /// At or above: critical.
     pub critical: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawRecovery {
+    /// Act on health (false: report only). Default: true.
     pub enabled: Option<bool>,
+    /// Warnings within failure_window before a step is taken. Default: 2.
     pub warning_threshold: Option<u32>,
+    /// Critical results within failure_window before a step is taken. Default: 1.
     pub critical_threshold: Option<u32>,
+    /// Default: 5m.
     pub failure_window: Option<Secs>,
+    /// No two recovery steps closer than this. Default: 60s.
     pub min_recovery_interval: Option<Secs>,
+    /// How to make the service drop its clients: http, signal or command.
     pub clear_connections: Option<RawClearConnections>,
+    /// Stops recovery after repeated failed steps.
     pub circuit_breaker: Option<RawBreaker>,
 }
 
@@ -242,23 +295,31 @@ pub struct RawRecovery {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawClearConnections {
+    /// An HTTP request to the service.
     pub http: Option<RawHttpAction>,
+    /// A signal to the service's main process, e.g. SIGUSR1.
     pub signal: Option<String>,
+    /// A command; exit 0 = done. Placeholders as in `command`.
     pub command: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttpAction {
+    /// Default: POST.
     pub method: Option<String>,
+    /// The request path, e.g. /admin/disconnect-all.
     pub path: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawBreaker {
+    /// Failed recoveries before it opens. Default: 5.
     pub failure_threshold: Option<u32>,
+    /// How long it stays open. Default: 5m.
     pub open_timeout: Option<Secs>,
+    /// Successes in half-open before it closes. Default: 3.
     pub success_threshold: Option<u32>,
 }
 
