@@ -14,7 +14,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, fmt, reload as live};
 
 use crate::api::{self, ApiState};
-use crate::cli::Global;
 use crate::config::{Config, GuardianSpec, LoadOptions, LogFormat};
 use crate::error::{FatalError, exit};
 use crate::events::EventLog;
@@ -28,9 +27,10 @@ pub fn socket_path(state_dir: &std::path::Path) -> std::path::PathBuf {
     state_dir.join("guardian.sock")
 }
 
-pub fn run(g: &Global) -> Result<u8, FatalError> {
+/// `guardian run`: `opts` are the command line's files, flags and environment.
+pub fn run(opts: LoadOptions) -> Result<u8, FatalError> {
     crate::process::unix::limit_malloc_arenas();
-    let loaded = crate::commands::load(g)?;
+    let loaded = crate::config::load(&opts)?;
     let logs = init_tracing(&loaded.config);
     let state_dir = loaded.config.guardian.state_dir.clone();
     pidfile::ensure_state_dir(&state_dir)?;
@@ -53,7 +53,7 @@ pub fn run(g: &Global) -> Result<u8, FatalError> {
     // A reload reads the same files (as found now) and the same flags, and the environment anew.
     let reload_opts = LoadOptions {
         files: loaded.files.clone(),
-        ..crate::commands::load_options(g)
+        ..opts
     };
     let result = runtime.block_on(serve(loaded.config, reload_opts, logs));
     drop(lock);

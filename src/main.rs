@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match guardian::commands::dispatch(cli) {
+    match guardian::cli::commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // A located config error already reads `FILE:LINE:COL: error: …`.

@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod doctor;
 mod environment;
+mod export;
 mod health;
 mod pidfile;
 mod reload;

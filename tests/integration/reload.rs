@@ -105,7 +105,7 @@ fn a_half_written_file_keeps_everything_and_the_next_valid_save_applies() {
     );
     let (_, d) = sb.get_json("/diagnostics");
     let err = d["guardian"]["last_reload_error"].as_str().unwrap();
-    assert!(err.contains("g.toml") && err.contains("line"), "{err}");
+    assert!(err.contains("g.toml:2:") && err.contains("error:"), "{err}");
     std::fs::write(&cfg, TWO.replace("301", "304")).unwrap();
     assert!(wait_for(LONG, || generation(&sb) == 1));
     assert!(wait_for(LONG, || sb

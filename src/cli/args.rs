@@ -117,6 +117,24 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): every command, the exit codes and the files.
     Man,
+    /// Write the same stack for a fleet engine.
+    Export {
+        #[command(subcommand)]
+        engine: ExportEngine,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportEngine {
+    /// One guardian-NAME.service unit per service (a template guardian-NAME@.service for
+    /// replicas); printed, or written into --out.
+    Systemd {
+        /// Write the units into this folder (all or none) instead of printing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only these services (default: all).
+        services: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -4,13 +4,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, Command, Global, PrintFormat};
-use crate::config::{self, Config, LoadOptions, Loaded};
+use super::{Cli, Command, Global, PrintFormat, find_services, load, load_options, names};
+use crate::config;
 use crate::error::{FatalError, exit};
 use crate::pidfile;
 
 /// The commented starter config, also `examples/guardian.toml`.
-pub const EXAMPLE_TOML: &str = include_str!("../examples/guardian.toml");
+pub const EXAMPLE_TOML: &str = include_str!("../../examples/guardian.toml");
 
 pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
     let g = cli.global;
@@ -44,14 +44,58 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
             Ok(exit::OK)
         }
         Command::Man => man(),
+        Command::Export { engine } => export(&g, engine),
         Command::CheckRunning {
             service,
             port,
             json,
         } => check_running(&g, service.as_deref(), port, json),
-        Command::Run => crate::daemon::run(&g),
-        Command::Doctor => crate::doctor::run(&g),
-        other => crate::client::run(&g, other),
+        Command::Run => crate::daemon::run(load_options(&g)),
+        Command::Doctor => super::doctor::run(&g),
+        other => super::client::run(&g, other),
+    }
+}
+
+fn export(g: &Global, engine: crate::cli::ExportEngine) -> Result<u8, FatalError> {
+    use crate::export::{self, ExportError};
+    let loaded = load(g)?;
+    let c = &loaded.config;
+    let fail = |e: ExportError| {
+        eprintln!("error: {e}");
+        Ok(exit::CONFIG)
+    };
+    match engine {
+        crate::cli::ExportEngine::Systemd { out, services } => {
+            for s in &services {
+                if !c.services.keys().any(|n| n.as_str() == s) {
+                    return fail(ExportError::NoSuchService {
+                        name: s.clone(),
+                        known: c.services.keys().map(|n| n.to_string()).collect(),
+                    });
+                }
+            }
+            let units = match export::systemd::export(c, &services, &export::which_on_path) {
+                Ok(u) => u,
+                Err(e) => return fail(e),
+            };
+            match out {
+                Some(dir) => {
+                    if let Err(e) = export::write_all(&dir, &units) {
+                        eprintln!("error: {e}");
+                        return Ok(exit::FAILURE);
+                    }
+                    for u in &units {
+                        println!("wrote {}", dir.join(&u.file).display());
+                    }
+                }
+                None => {
+                    for u in &units {
+                        println!("# {}\n{}", u.file, u.text);
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
     }
 }
 
@@ -111,21 +155,6 @@ the config file; a tracing filter for guardian's own log
 \fBNO_COLOR\fR, \fBCLICOLOR_FORCE\fR
 no colour at all; colour even when not on a terminal
 "#;
-
-pub fn load_options(g: &Global) -> LoadOptions {
-    LoadOptions {
-        files: g.config.clone(),
-        state_dir: g.state_dir.clone(),
-        log_level: g.log_level.clone(),
-        log_format: g.log_format.clone(),
-        env: Default::default(),
-    }
-    .with_process_env()
-}
-
-pub fn load(g: &Global) -> Result<Loaded, FatalError> {
-    Ok(config::load(&load_options(g))?)
-}
 
 /// The `$id` of the config's JSON Schema.
 pub const SCHEMA_ID: &str = "urn:guardian:config:schema:v1";
@@ -230,10 +259,6 @@ fn validate(g: &Global, print: Option<PrintFormat>, explain: bool) -> Result<u8,
         );
     }
     Ok(exit::OK)
-}
-
-fn names(c: &Config) -> Vec<String> {
-    c.instances().map(|s| s.name.to_string()).collect()
 }
 
 /// The starter `init` writes: one service that runs as is on any machine.
@@ -387,30 +412,4 @@ fn check_running(
         );
     }
     Ok(if all { exit::OK } else { exit::FAILURE })
-}
-
-/// The instances a name means (one, or every replica of a declared service).
-pub fn find_services(c: &Config, name: &str) -> Result<Vec<config::ServiceSpec>, FatalError> {
-    let found = c.resolve(name);
-    if found.is_empty() {
-        return Err(FatalError::NoSuchService {
-            name: name.to_owned(),
-            known: names(c),
-        });
-    }
-    Ok(found)
-}
-
-/// Exactly one instance: a replicated service must be named by instance.
-pub fn find_service(c: &Config, name: &str) -> Result<config::ServiceSpec, FatalError> {
-    let mut found = find_services(c, name)?;
-    if found.len() > 1 {
-        let all: Vec<String> = found.iter().map(|s| s.name.to_string()).collect();
-        return Err(FatalError::Message(format!(
-            "{name} has {} replicas; name one of them: {}",
-            found.len(),
-            all.join(", ")
-        )));
-    }
-    Ok(found.remove(0))
 }

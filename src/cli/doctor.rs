@@ -34,7 +34,7 @@ impl Report {
 pub fn run(g: &Global) -> Result<u8, FatalError> {
     let mut r = Report::default();
     r.line("config");
-    let loaded = match crate::commands::load(g) {
+    let loaded = match super::load(g) {
         Ok(l) => {
             let files: Vec<String> = l.files.iter().map(|f| f.display().to_string()).collect();
             r.line(format!("  ✓ valid: {}", files.join(", ")));
@@ -50,7 +50,7 @@ pub fn run(g: &Global) -> Result<u8, FatalError> {
     };
     let state_dir = g.state_dir.clone().unwrap_or_else(|| match &loaded {
         Some(l) => l.config.guardian.state_dir.clone(),
-        None => crate::config::load::default_state_dir(&crate::commands::load_options(g).env),
+        None => crate::config::load::default_state_dir(&super::load_options(g).env),
     });
     r.line(format!("guardian (state dir {})", state_dir.display()));
     let guardian = pidfile::running_guardian(&state_dir);
@@ -92,7 +92,7 @@ fn fetch_status(state_dir: &Path) -> Option<serde_json::Value> {
         .enable_all()
         .build()
         .ok()?;
-    rt.block_on(crate::client::call(state_dir, "GET", "/status", "doctor"))
+    rt.block_on(super::client::call(state_dir, "GET", "/status", "doctor"))
         .ok()
         .map(|(_, v)| v)
 }

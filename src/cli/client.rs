@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::cli::{Command, Global};
-use crate::commands;
 use crate::config::Loaded;
 use crate::daemon::socket_path;
 use crate::error::{FatalError, exit};
@@ -19,11 +18,11 @@ fn state_dir(g: &Global, loaded: Option<&Loaded>) -> PathBuf {
     if let Some(l) = loaded {
         return l.config.guardian.state_dir.clone();
     }
-    crate::config::load::default_state_dir(&commands::load_options(g).env)
+    crate::config::load::default_state_dir(&super::load_options(g).env)
 }
 
 pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
-    let loaded = commands::load(g).ok();
+    let loaded = super::load(g).ok();
     let dir = state_dir(g, loaded.as_ref());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -377,12 +376,12 @@ async fn logs(
     let loaded = match loaded {
         Some(l) => l,
         None => {
-            return Err(commands::load(g)
+            return Err(super::load(g)
                 .err()
                 .unwrap_or_else(|| FatalError::Message("cannot load the config".into())));
         }
     };
-    let spec = commands::find_service(&loaded.config, service)?;
+    let spec = super::find_service(&loaded.config, service)?;
     let path = spec.log.file.clone();
     let text = std::fs::read(&path).map_err(|source| FatalError::Io {
         action: "read the log of the service at",

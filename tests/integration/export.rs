@@ -1,0 +1,139 @@
+//! SPEC §10: `guardian export` against golden files, `systemd-analyze verify` on the emitted
+//! units, and the bad inputs. Set GUARDIAN_BLESS=1 to rewrite the golden files after a
+//! deliberate change (and read the diff).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::*;
+
+fn golden(name: &str, got: &str) {
+    let path = repo_file(&format!("tests/fixtures/export/{name}"));
+    if std::env::var_os("GUARDIAN_BLESS").is_some() {
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        got == want,
+        "{name} differs from the golden file (GUARDIAN_BLESS=1 to rewrite it):\n{got}"
+    );
+}
+
+fn stack() -> String {
+    repo_file("tests/fixtures/export/stack.toml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn systemd_units_match_the_golden_file_and_are_deterministic() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["export", "systemd", "-c", &stack()]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let again = sb.run(&["export", "systemd", "-c", &stack()]);
+    assert_eq!(out.stdout, again.stdout, "same input, same bytes");
+    golden("systemd.golden", &out.stdout);
+    // A chosen service only.
+    let one = sb.run(&["export", "systemd", "-c", &stack(), "migrate"]);
+    assert_eq!(one.code, 0);
+    assert!(one.stdout.starts_with("# guardian-migrate.service\n"));
+    assert_eq!(one.stdout.matches("\n[Unit]\n").count(), 1, "{}", one.stdout);
+}
+
+#[test]
+fn exported_units_pass_systemd_analyze_verify() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("units");
+    let out = sb.run(&[
+        "export",
+        "systemd",
+        "-c",
+        &stack(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&files)
+        .output()
+        .expect("systemd-analyze (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&verify.stderr).into_owned()
+        + &String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{text}");
+    // The only complaints allowed: keys newer than this systemd (254+ backoff steps).
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.contains("Unknown key 'RestartSteps'")
+                || line.contains("Unknown key 'RestartMaxDelaySec'"),
+            "unexpected: {line}"
+        );
+    }
+}
+
+#[test]
+fn export_refuses_bad_input_and_writes_nothing_half() {
+    let sb = Sandbox::new();
+    let bad = sb.write(
+        "bad.toml",
+        "[services.a]\ncommand = [\"x\"]\nrestart = \"sometimes\"\n",
+    );
+    let out = sb.run(&["export", "systemd", "-c", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("`sometimes` is not one of"),
+        "{}",
+        out.stderr
+    );
+
+    let out = sb.run(&["export", "systemd", "-c", &stack(), "nope"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("no service `nope` to export"),
+        "{}",
+        out.stderr
+    );
+
+    let out = sb.run(&["export", "nomad", "-c", &stack()]);
+    assert_eq!(out.code, 2, "{}", out.all());
+
+    let missing = sb.write(
+        "prog.toml",
+        "[services.a]\ncommand = [\"no-such-program-q\"]\n",
+    );
+    let out = sb.run(&["export", "systemd", "-c", missing.to_str().unwrap()]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("`services.a.command[0]`: `no-such-program-q` is not on PATH"),
+        "{}",
+        out.stderr
+    );
+
+    // --out names a file, not a folder: a clear error, and nothing written anywhere.
+    let file = sb.write("not-a-dir", "x");
+    let out = sb.run(&[
+        "export",
+        "systemd",
+        "-c",
+        &stack(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("cannot write"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+    let left: Vec<_> = std::fs::read_dir(sb.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("guardian-export"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!Path::new(&file).is_dir());
+}
