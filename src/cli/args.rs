@@ -135,6 +135,18 @@ pub enum ExportEngine {
         /// Only these services (default: all).
         services: Vec<String>,
     },
+    /// One YAML stream: a Deployment per service, a Job per task, a Service per port.
+    Kubernetes {
+        /// The container image of every service without its own `image` key.
+        #[arg(long)]
+        image: Option<String>,
+        /// Put every object in this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Write the stream to this file (all or nothing) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

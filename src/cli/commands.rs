@@ -96,6 +96,40 @@ fn export(g: &Global, engine: crate::cli::ExportEngine) -> Result<u8, FatalError
             }
             Ok(exit::OK)
         }
+        crate::cli::ExportEngine::Kubernetes {
+            image,
+            namespace,
+            out,
+        } => {
+            let opts = export::kubernetes::Options {
+                image: image.as_deref(),
+                namespace: namespace.as_deref(),
+            };
+            let text = match export::kubernetes::export(c, &opts) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(exit::CONFIG);
+                }
+            };
+            match out {
+                Some(file) => {
+                    let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+                    let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+                    let unit = export::Unit {
+                        file: name.unwrap_or_else(|| "stack.yaml".into()),
+                        text,
+                    };
+                    if let Err(e) = export::write_all(dir.unwrap_or(Path::new(".")), &[unit]) {
+                        eprintln!("error: {e}");
+                        return Ok(exit::FAILURE);
+                    }
+                    println!("wrote {}", file.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(exit::OK)
+        }
     }
 }
 

@@ -210,6 +210,8 @@ pub struct ServiceSpec {
     pub env_file: Vec<PathBuf>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<Limit, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Resolved from the host when the config is loaded (`config::host`): the variables of
     /// `env_file` (literal, not templates), and the ids of `user` and `group`.
     #[serde(skip)]

@@ -127,6 +127,9 @@ pub struct RawService {
     /// setrlimit before exec: nofile, nproc, core, memlock, stack, as; a number, a size such as
     /// "64MiB", or "unlimited".
     pub limits: Option<BTreeMap<String, Text>>,
+    /// The container image for `guardian export kubernetes` (overrides --image). Not used
+    /// by `guardian run`.
+    pub image: Option<String>,
 }
 
 /// One `depends_on` entry: a condition name, or `{ condition, restart }`.

@@ -645,6 +645,7 @@ fn service(
         umask,
         env_file,
         limits,
+        image: rs.image.filter(|i| !i.trim().is_empty()),
         env_from_files: BTreeMap::new(),
         uid: None,
         gid: None,

@@ -2,6 +2,7 @@
 //! pure function from the validated config to files; this module holds what they share and
 //! the one place that writes them (all or nothing).
 
+pub mod kubernetes;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};

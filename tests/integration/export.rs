@@ -37,7 +37,12 @@ fn systemd_units_match_the_golden_file_and_are_deterministic() {
     let one = sb.run(&["export", "systemd", "-c", &stack(), "migrate"]);
     assert_eq!(one.code, 0);
     assert!(one.stdout.starts_with("# guardian-migrate.service\n"));
-    assert_eq!(one.stdout.matches("\n[Unit]\n").count(), 1, "{}", one.stdout);
+    assert_eq!(
+        one.stdout.matches("\n[Unit]\n").count(),
+        1,
+        "{}",
+        one.stdout
+    );
 }
 
 #[test]
@@ -136,4 +141,79 @@ fn export_refuses_bad_input_and_writes_nothing_half() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(!Path::new(&file).is_dir());
+}
+
+#[test]
+fn kubernetes_stream_matches_the_golden_file_and_validates_strictly() {
+    let sb = Sandbox::new();
+    let args = [
+        "export",
+        "kubernetes",
+        "-c",
+        &stack(),
+        "--image",
+        "registry.example/app:1.0",
+        "--namespace",
+        "shop",
+    ];
+    let out = sb.run(&args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.stdout, sb.run(&args).stdout, "same input, same bytes");
+    golden("kubernetes.golden", &out.stdout);
+    for (kind, name) in [
+        ("Deployment", "api"),
+        ("Deployment", "db"),
+        ("Job", "migrate"),
+        ("Deployment", "worker"),
+        ("Service", "api"),
+        ("Service", "db"),
+    ] {
+        assert!(
+            out.stdout
+                .contains(&format!("kind: {kind}\nmetadata:\n  labels:\n    app.kubernetes.io/managed-by: guardian-export\n    app.kubernetes.io/name: {name}\n")),
+            "{kind} {name}"
+        );
+    }
+    let file = sb.path().join("stack.yaml");
+    let wrote = sb.run(&[&args[..], &["--out", file.to_str().unwrap()]].concat());
+    assert_eq!(wrote.code, 0, "{}", wrote.all());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), out.stdout);
+    let check = Command::new("python3")
+        .args(["-m", "kubernetes_validate", "--strict", "-k", "1.33.0"])
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate (scripts/test installs it with pip)");
+    let text = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{text}");
+    assert_eq!(text.matches("passed for resource").count(), 6, "{text}");
+}
+
+#[test]
+fn kubernetes_export_needs_an_image_for_every_service() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.web]\ncommand = [\"/bin/sleep\", \"1\"]\nimage = \"nginx:1\"\n[services.job_runner]\ncommand = [\"/bin/true\"]\nrestart = \"no\"\n",
+    );
+    let out = sb.run(&["export", "kubernetes", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("`services.job_runner.image`: no container image"),
+        "{}",
+        out.stderr
+    );
+    let out = sb.run(&[
+        "export",
+        "kubernetes",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--image",
+        "busybox:1",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    // The service's own image wins over the flag; names become DNS labels.
+    assert!(out.stdout.contains("image: nginx:1"));
+    assert!(out.stdout.contains("name: job-runner"));
 }
