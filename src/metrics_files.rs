@@ -85,7 +85,10 @@ pub async fn run(mut rx: watch::Receiver<Snapshot>, token: CancellationToken, st
             r = rx.changed() => if r.is_err() { return },
             _ = token.cancelled() => return,
         }
-        let snap = rx.borrow_and_update().clone();
+        let snap = rx
+            .borrow_and_update()
+            .clone()
+            .at(tokio::time::Instant::now());
         let uptime = (crate::pidfile::unix_now() - started).max(0.0);
         let _ = tokio::task::spawn_blocking(move || write_all(&snap, uptime)).await;
         tokio::select! {

@@ -37,8 +37,12 @@ pub struct SupervisorHandle {
 }
 
 impl SupervisorHandle {
+    /// The current state, uptimes as of now.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.borrow().clone()
+        self.snapshot
+            .borrow()
+            .clone()
+            .at(tokio::time::Instant::now())
     }
 
     pub fn watch(&self) -> watch::Receiver<Snapshot> {

@@ -409,6 +409,9 @@ impl<S: Spawner> Supervisor<S> {
             port: s.port,
             uptime_seconds: matches!(s.state, State::Running | State::Starting)
                 .then(|| s.started_at.map_or(0.0, |t| (now - t).as_secs_f64())),
+            started_at: s
+                .started_at
+                .filter(|_| matches!(s.state, State::Running | State::Starting)),
             restarts: s.restarts,
             health: if s.state == State::Running {
                 s.monitor.status()

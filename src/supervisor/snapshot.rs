@@ -49,7 +49,11 @@ pub struct ServiceSnapshot {
     pub state: State,
     pub pid: Option<i32>,
     pub port: Option<u16>,
+    /// Computed when the snapshot is read (`Snapshot::at`), from `started_at`.
     pub uptime_seconds: Option<f64>,
+    /// When the current process started (running or starting services only).
+    #[serde(skip)]
+    pub started_at: Option<tokio::time::Instant>,
     pub restarts: u64,
     /// `unknown` unless the service runs.
     pub health: Status,
@@ -117,4 +121,17 @@ pub struct Snapshot {
     pub last_reload_error: Option<String>,
     /// The guardian's `metrics_file`.
     pub metrics_file: Option<std::path::PathBuf>,
+}
+
+impl Snapshot {
+    /// The snapshot as of `now`: every uptime is computed at read time, never when the
+    /// snapshot was last rebuilt (a quiet service's snapshot can be hours old).
+    pub fn at(mut self, now: tokio::time::Instant) -> Self {
+        for s in &mut self.services {
+            s.uptime_seconds = s
+                .started_at
+                .map(|t| now.saturating_duration_since(t).as_secs_f64());
+        }
+        self
+    }
 }

@@ -363,3 +363,26 @@ fn cli_round_trips_status_stop_start_restart() {
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(wait_for(LONG, || !api.sock().exists()));
 }
+
+/// Uptime is computed when it is read: a quiet service (no checks, so its snapshot is not
+/// rebuilt) still shows the seconds it has run.
+#[test]
+fn uptime_is_computed_when_read_not_when_the_snapshot_was_built() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.quiet]\ncommand = [\"sleep\", \"300\"]\n",
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(std::time::Duration::from_secs(30), || sb
+        .pid_of(&cfg, "quiet")
+        .is_some()));
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let up = sb.service(&cfg, "quiet")["uptime_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!(up >= 2.0, "uptime {up}");
+    let (_, doc) = sb.get_json("/status");
+    let up = doc["services"][0]["uptime_seconds"].as_f64().unwrap();
+    assert!(up >= 2.0, "uptime {up} from /status");
+}
