@@ -31,6 +31,7 @@ pub fn socket_path(state_dir: &std::path::Path) -> std::path::PathBuf {
 pub fn run(opts: LoadOptions) -> Result<u8, FatalError> {
     crate::process::unix::limit_malloc_arenas();
     let loaded = crate::config::load(&opts)?;
+    raise_fd_limit(loaded.config.instances().count())?;
     let logs = init_tracing(&loaded.config);
     let state_dir = loaded.config.guardian.state_dir.clone();
     pidfile::ensure_state_dir(&state_dir)?;
@@ -58,6 +59,30 @@ pub fn run(opts: LoadOptions) -> Result<u8, FatalError> {
     let result = runtime.block_on(serve(loaded.config, reload_opts, logs));
     drop(lock);
     result
+}
+
+/// Descriptors guardian holds per running service (stdout and stderr pipes, the pidfd, the
+/// PID file's lock) plus one for an exec check or a client at a time, and its own base.
+const FDS_PER_SERVICE: u64 = 5;
+const FDS_BASE: u64 = 64;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (as systemd and the Go runtime do), and
+/// refuses to start a stack that the hard limit cannot hold: never a half-started stack.
+fn raise_fd_limit(services: usize) -> Result<(), FatalError> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let needed = FDS_BASE + FDS_PER_SERVICE * services as u64;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Ok(());
+    };
+    if soft < hard {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    if hard < needed {
+        return Err(FatalError::Message(format!(
+            "{services} services need about {needed} open files ({FDS_PER_SERVICE} each, plus {FDS_BASE}), but the hard limit is {hard}; nothing was started\n  1. raise it for this shell: ulimit -Hn {needed} (as root), or LimitNOFILE={needed} in guardian's unit\n  2. or run fewer services (replicas)"
+        )));
+    }
+    Ok(())
 }
 
 type Inner = Layered<live::Layer<EnvFilter, Registry>, Registry>;

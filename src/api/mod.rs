@@ -186,8 +186,47 @@ pub fn status_document(state: &ApiState) -> Value {
     })
 }
 
-async fn status(State(state): State<Arc<ApiState>>) -> Json<Value> {
-    Json(status_document(&state))
+/// `GET /status?service=NAME&state=STATE`: only the services asked for (a name matches the
+/// instance or every replica of a declared service).
+#[derive(serde::Deserialize)]
+struct StatusFilter {
+    service: Option<String>,
+    state: Option<String>,
+}
+
+const STATES: &[&str] = &[
+    "starting",
+    "running",
+    "backoff",
+    "stopping",
+    "stopped",
+    "failed",
+    "waiting",
+    "blocked",
+    "completed",
+];
+
+async fn status(State(state): State<Arc<ApiState>>, Query(q): Query<StatusFilter>) -> Response {
+    if let Some(st) = q.state.as_deref()
+        && !STATES.contains(&st)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown state `{st}`; the states are {}", STATES.join(", ")),
+        );
+    }
+    let mut doc = status_document(&state);
+    if q.service.is_some() || q.state.is_some() {
+        if let Some(list) = doc["services"].as_array_mut() {
+            list.retain(|s| {
+                q.service
+                    .as_deref()
+                    .is_none_or(|n| s["name"] == n || s["replica_of"] == n)
+                    && q.state.as_deref().is_none_or(|st| s["state"] == st)
+            });
+        }
+    }
+    Json(doc).into_response()
 }
 
 async fn health(State(state): State<Arc<ApiState>>) -> Response {

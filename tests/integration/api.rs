@@ -386,3 +386,41 @@ fn uptime_is_computed_when_read_not_when_the_snapshot_was_built() {
     let up = doc["services"][0]["uptime_seconds"].as_f64().unwrap();
     assert!(up >= 2.0, "uptime {up} from /status");
 }
+
+#[test]
+fn status_can_be_filtered_by_service_and_state() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.w]\ncommand = [\"sleep\", \"300\"]\nreplicas = 2\n[services.task]\ncommand = [\"true\"]\nrestart = \"no\"\n",
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(std::time::Duration::from_secs(30), || {
+        sb.pid_of(&cfg, "w.2").is_some() && sb.service(&cfg, "task")["state"] == "completed"
+    }));
+    let names = |path: &str| -> Vec<String> {
+        let (code, doc) = sb.get_json(path);
+        assert_eq!(code, 200, "{path}: {doc}");
+        doc["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("/status?service=w"), ["w.1", "w.2"]);
+    assert_eq!(names("/status?service=w.2"), ["w.2"]);
+    assert_eq!(names("/status?state=completed"), ["task"]);
+    assert_eq!(
+        names("/status?state=running&service=task"),
+        Vec::<String>::new()
+    );
+    let (code, doc) = sb.get_json("/status?state=sleeping");
+    assert_eq!(code, 400);
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown state `sleeping`")
+    );
+}

@@ -402,3 +402,66 @@ fn bad_users_env_files_and_limits_are_config_errors_naming_file_and_line() {
         out.stdout
     );
 }
+
+#[test]
+fn the_fd_limit_is_raised_to_the_hard_limit_and_a_stack_too_big_for_it_is_refused() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.w]\ncommand = [\"sleep\", \"300\"]\nreplicas = 2\n",
+    );
+    let state = sb.state_dir();
+    let guardian_cmd = |limit: &str, config: &std::path::Path| {
+        let mut c = Command::new("prlimit");
+        c.arg(format!("--nofile={limit}"))
+            .arg(GUARDIAN)
+            .args([
+                "run",
+                "-c",
+                config.to_str().unwrap(),
+                "--state-dir",
+                state.to_str().unwrap(),
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .current_dir(sb.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        c
+    };
+    let mut c = guardian_cmd("80:300", &cfg);
+    c.stderr(Stdio::null());
+    let mut g = GuardianUnderTest {
+        child: c.spawn().expect("prlimit is part of util-linux"),
+        state_dir: state.clone(),
+        config: cfg.clone(),
+    };
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "w.2").is_some()));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", g.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        &line.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["300", "300"],
+        "{line}"
+    );
+    assert_eq!(g.stop(), Some(0));
+
+    let big = sb.write(
+        "big.toml",
+        "[services.w]\ncommand = [\"sleep\", \"300\"]\nreplicas = 100\n",
+    );
+    let out = output(&mut guardian_cmd("80:300", &big));
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("100 services need about 564 open files")
+            && out.stderr.contains("the hard limit is 300")
+            && out.stderr.contains("LimitNOFILE="),
+        "{}",
+        out.stderr
+    );
+    assert!(!state.join("w.1.pid").exists());
+}
