@@ -216,15 +216,15 @@ async fn status(State(state): State<Arc<ApiState>>, Query(q): Query<StatusFilter
         );
     }
     let mut doc = status_document(&state);
-    if q.service.is_some() || q.state.is_some() {
-        if let Some(list) = doc["services"].as_array_mut() {
-            list.retain(|s| {
-                q.service
-                    .as_deref()
-                    .is_none_or(|n| s["name"] == n || s["replica_of"] == n)
-                    && q.state.as_deref().is_none_or(|st| s["state"] == st)
-            });
-        }
+    if (q.service.is_some() || q.state.is_some())
+        && let Some(list) = doc["services"].as_array_mut()
+    {
+        list.retain(|s| {
+            q.service
+                .as_deref()
+                .is_none_or(|n| s["name"] == n || s["replica_of"] == n)
+                && q.state.as_deref().is_none_or(|st| s["state"] == st)
+        });
     }
     Json(doc).into_response()
 }
