@@ -179,8 +179,11 @@ async fn serve(
     let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
     let api_token = root.child_token();
     let (reload_tx, mut reload_rx) = mpsc::channel::<reload::Request>(4);
-    let state = |tcp: bool, token: Option<String>| {
+    let lockout = Arc::new(api::lockout::Lockout::default());
+    let state = |tcp: bool, token: Option<String>, reads_need_token: bool| {
         Arc::new(ApiState {
+            reads_need_token,
+            lockout: lockout.clone(),
             handle: handle.clone(),
             started: pidfile::unix_now(),
             config_files: config_files.clone(),
@@ -192,7 +195,7 @@ async fn serve(
             dropped: dropped.clone(),
         })
     };
-    let app = api::router(state(false, None));
+    let app = api::router(state(false, None, false));
     let t = api_token.clone();
     tracker.spawn(async move {
         let _ = axum::serve(listener, app)
@@ -326,7 +329,7 @@ async fn bind_tcp(
     api: Option<&crate::config::ApiSpec>,
     tracker: &TaskTracker,
     token: &CancellationToken,
-    state: &impl Fn(bool, Option<String>) -> Arc<ApiState>,
+    state: &impl Fn(bool, Option<String>, bool) -> Arc<ApiState>,
 ) -> Result<(), FatalError> {
     let Some(api) = api else { return Ok(()) };
     let Some(addr) = api.listen else {
@@ -339,7 +342,7 @@ async fn bind_tcp(
     let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         FatalError::Message(format!("cannot listen on {addr} (guardian.api.listen): {e}\n  1. look: ss -ltnp 'sport = :{}'\n  2. choose another address, or remove [guardian.api]", addr.port()))
     })?;
-    let app = api::router(state(true, secret));
+    let app = api::router(state(true, secret, !addr.ip().is_loopback()));
     let t = token.clone();
     tracker.spawn(api::serve_tcp(tcp, app, t));
     Ok(())

@@ -44,7 +44,13 @@ type FGauge = Gauge<f64, AtomicU64>;
 /// Renders every metric of SPEC §6. Counters are registered without `_total`: the encoder
 /// appends it.
 /// `dropped`: output bytes dropped per service (SPEC §11).
-pub fn render(snap: &Snapshot, uptime_seconds: f64, dropped: &[(String, u64)]) -> String {
+/// `auth_failures`: wrong or missing tokens on TCP (SPEC §12).
+pub fn render(
+    snap: &Snapshot,
+    uptime_seconds: f64,
+    dropped: &[(String, u64)],
+    auth_failures: u64,
+) -> String {
     let mut r = Registry::default();
     let up = Gauge::<i64>::default();
     up.set(1);
@@ -185,6 +191,13 @@ pub fn render(snap: &Snapshot, uptime_seconds: f64, dropped: &[(String, u64)]) -
         "guardian_log_dropped_bytes",
         "Output bytes of the service dropped because its log could not take them",
         dropped_bytes,
+    );
+    let auth = Counter::<u64>::default();
+    auth.inc_by(auth_failures);
+    r.register(
+        "guardian_api_auth_failures",
+        "Requests on TCP refused for a missing or wrong token",
+        auth,
     );
     let reloads = Family::<Outcome, Counter>::default();
     for (result, n) in [

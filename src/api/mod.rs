@@ -2,6 +2,7 @@
 //! `guardian.api.listen` when set. Reads the supervisor's snapshot; POSTs become commands.
 //! GET is open; POST over TCP needs `Authorization: Bearer <token>`.
 
+pub mod lockout;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -31,7 +32,14 @@ pub struct ApiState {
     pub reload: tokio::sync::mpsc::Sender<crate::reload::Request>,
     /// Output bytes dropped per service, for `guardian_log_dropped_bytes_total`.
     pub dropped: Arc<crate::process::output::DroppedBytes>,
+    /// Off loopback every request but the page itself needs the token (SPEC §12).
+    pub reads_need_token: bool,
+    pub lockout: Arc<lockout::Lockout>,
 }
+
+/// The TCP peer of a request, put in by `serve_tcp`.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
@@ -48,6 +56,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(refuse_large_bodies))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
@@ -74,7 +83,7 @@ pub async fn serve_tcp(
         };
         let stream = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors, most likely: let connections end before the next try.
                     tracing::warn!(error = %e, "cannot accept an API connection");
@@ -84,7 +93,10 @@ pub async fn serve_tcp(
             },
             _ = stop.cancelled() => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (stream, peer) = stream;
+        let service = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(Peer(peer))),
+        );
         let stop = stop.clone();
         conns.spawn(async move {
             let _permit = permit;
@@ -139,15 +151,54 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
     )
 }
 
-/// POST over TCP: 401 without a token, 403 with a wrong one. Compared in constant time.
-fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
+/// Every request on TCP passes here: POST always needs the token, GET too off loopback (all
+/// but the page, which asks for it); an address that sent 5 wrong tokens within a minute gets
+/// 429 for a minute. The Unix socket is guarded by its file mode and is not checked.
+async fn guard(
+    State(state): State<Arc<ApiState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     if !state.tcp {
-        return Ok(());
+        return next.run(req).await;
     }
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    if read && (req.uri().path() == "/" || !state.reads_need_token) {
+        return next.run(req).await;
+    }
+    let ip = req.extensions().get::<Peer>().map(|p| p.0.ip());
+    let now = tokio::time::Instant::now();
+    if let Some(ip) = ip
+        && state.lockout.locked(ip, now)
+    {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many wrong tokens from {ip}; try again in a minute"),
+        );
+    }
+    match authorize(&state, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(r) => {
+            // Only a wrong token counts: a request without one (the status page before its
+            // token is typed) is told 401 and never locks anyone out.
+            if state.token.is_some()
+                && r.status() == StatusCode::FORBIDDEN
+                && let Some(ip) = ip
+                && state.lockout.failed(ip, now)
+            {
+                tracing::warn!(%ip, "API: {} wrong tokens within a minute; this address is locked out for a minute", lockout::MAX_FAILURES);
+            }
+            r
+        }
+    }
+}
+
+/// 401 without a token, 403 with a wrong one. Compared in constant time.
+fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
     let Some(expected) = &state.token else {
         return Err(error(
             StatusCode::FORBIDDEN,
-            "POST over TCP is disabled: set guardian.api.token_file, or use the Unix socket (the guardian CLI does)",
+            "this needs the token over TCP: set guardian.api.token_file, or use the Unix socket (the guardian CLI does)",
         ));
     };
     let given = headers
@@ -308,6 +359,7 @@ async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
         &with_process_facts(state.handle.snapshot()).await,
         uptime(&state),
         &state.dropped.totals(),
+        state.lockout.failures_total(),
     );
     (
         [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
@@ -428,12 +480,8 @@ async fn service_events(
 
 async fn service_action(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
     Path((name, action)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     let reply = match action.as_str() {
         "start" => state.handle.start(&name).await,
         "stop" => state.handle.stop(&name).await,
@@ -459,10 +507,7 @@ fn reply_response(reply: Reply) -> Response {
 }
 
 /// Reloads and answers with the diff (200), or the error that kept the old config (422).
-async fn reload(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
+async fn reload(State(state): State<Arc<ApiState>>) -> Response {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let req = crate::reload::Request {
         trigger: "command",
@@ -479,10 +524,7 @@ async fn reload(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Respo
     }
 }
 
-async fn shutdown(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
+async fn shutdown(State(state): State<Arc<ApiState>>) -> Response {
     state.on_shutdown.cancel();
     Json(json!({"ok": true, "message": "guardian is stopping"})).into_response()
 }

@@ -37,6 +37,15 @@ pub fn resolve(
             at: None,
         });
     };
+    if let Some(path) = config
+        .guardian
+        .api
+        .as_ref()
+        .and_then(|a| a.token_file.as_ref())
+        && let Err(e) = check_token_file(path)
+    {
+        fail("guardian.api.token_file".to_owned(), e);
+    }
     for (name, spec) in config.services.iter_mut() {
         let key = |k: &str| format!("services.{name}.{k}");
         for (i, file) in spec.env_file.clone().iter().enumerate() {
@@ -76,6 +85,29 @@ pub fn resolve(
     } else {
         Err(ValidationErrors(errors))
     }
+}
+
+/// The API's token file: present, only its owner may read it, not empty.
+pub fn check_token_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        format!("cannot read token file {shown}: {e}\n  1. create it: head -c 32 /dev/urandom | base64 > {shown} && chmod 600 {shown}")
+    })?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "token file {shown} is readable by group or others (mode {:o})\n  1. fix it: chmod 600 {shown}",
+            meta.mode() & 0o777
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read token file {shown}: {e}"))?;
+    if text.trim().is_empty() {
+        return Err(format!(
+            "token file {shown} is empty\n  1. write a long random token: head -c 32 /dev/urandom | base64 > {shown}"
+        ));
+    }
+    Ok(())
 }
 
 /// A dotenv file's variables, in order; `${VAR}` expands from earlier lines and guardian's

@@ -209,7 +209,7 @@ impl<S: Spawner> Supervisor<S> {
                 self.record(
                     Event::new(name, "start", trigger, true)
                         .pid(pid)
-                        .detail(command.join(" ")),
+                        .detail(redact(&command.join(" "), &req.env)),
                 );
                 self.probe_readiness(name, port);
             }
@@ -597,4 +597,22 @@ impl<S: Spawner> Supervisor<S> {
         }
         true
     }
+}
+
+/// The command line as events show it: any value of the service's environment (passwords,
+/// tokens: anything `env` or `env_file` holds) that appears in it is replaced by `***`. Short
+/// values (under 4 bytes) are left alone: they would blank out ordinary words.
+pub(super) fn redact(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut values: Vec<&str> = env
+        .values()
+        .map(String::as_str)
+        .filter(|v| v.len() >= 4)
+        .collect();
+    // Longest first, so a value that contains another is replaced whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut out = text.to_owned();
+    for v in values {
+        out = out.replace(v, "***");
+    }
+    out
 }

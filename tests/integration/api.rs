@@ -424,3 +424,119 @@ fn status_can_be_filtered_by_service_and_state() {
             .contains("unknown state `sleeping`")
     );
 }
+
+/// Off loopback (SPEC §12): every request but the page needs the token, wrong tokens lock an
+/// address out, and the failures are counted.
+#[test]
+fn off_loopback_reads_need_the_token_and_wrong_tokens_lock_out() {
+    let sb = Sandbox::new();
+    let (section, addr) = sb.api_section("s3cret-token");
+    let port = addr.rsplit(':').next().unwrap();
+    let section = section.replace("127.0.0.1:", "0.0.0.0:");
+    let cfg = sb.write(
+        "g.toml",
+        &format!("{section}[services.a]\ncommand = [\"sleep\", \"300\"]\n"),
+    );
+    let _g = sb.start(&cfg);
+    let target = format!("127.0.0.1:{port}");
+    assert!(wait_for(std::time::Duration::from_secs(30), || {
+        http(Target::Tcp(&target), "GET", "/", &[], b"").0 == 200
+    }));
+    let get = |path: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        http(Target::Tcp(&target), "GET", path, &headers, b"").0
+    };
+    for path in ["/status", "/health", "/diagnostics", "/metrics", "/events"] {
+        assert_eq!(get(path, None), 401, "{path} without the token");
+    }
+    let code = get("/health", Some("s3cret-token"));
+    assert!([200, 503].contains(&code), "/health with the token: {code}");
+    assert_eq!(get("/status", Some("s3cret-token")), 200);
+    // Five wrong tokens within a minute: 429 for a minute, even with the right one.
+    for _ in 0..4 {
+        assert_eq!(get("/status", Some("wrong")), 403);
+    }
+    assert_eq!(get("/status", Some("wrong")), 403);
+    assert_eq!(get("/status", Some("s3cret-token")), 429);
+    // The Unix socket is not affected, and it counts the failures.
+    let (code, _) = sb.get_json("/status");
+    assert_eq!(code, 200);
+    let dir = sb.state_dir();
+    let sock = dir.join("guardian.sock");
+    let (_, metrics) = http(Target::Unix(&sock), "GET", "/metrics", &[], b"");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("guardian_api_auth_failures_total"))
+        .expect("the counter");
+    let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(n, 5, "only wrong tokens count, not missing ones: {line}");
+}
+
+#[test]
+fn a_token_file_others_can_read_is_refused_by_validate_and_run_before_any_service_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let (section, _) = sb.api_section("tok-tok-tok");
+    std::fs::set_permissions(
+        sb.path().join("token"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "{section}[services.a]\ncommand = [\"sh\", \"-c\", \"touch started; exec sleep 300\"]\ncwd = \".\"\n"
+        ),
+    );
+    let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("guardian.api.token_file"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+    let run = output(&mut sb.run_cmd(&cfg));
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(!sb.path().join("started").exists(), "no service may start");
+}
+
+#[test]
+fn an_environment_secret_appears_in_no_endpoint_event_or_log() {
+    let sb = Sandbox::new();
+    let planted = "Pl4nted-S3cret-Value";
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.a]\ncommand = [\"sh\", \"-c\", \"exec sleep 300\", \"--password={planted}\"]\nenv = {{ DB_PASSWORD = \"{planted}\" }}\nmetrics = {{ enabled = true }}\n"
+        ),
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(std::time::Duration::from_secs(30), || sb
+        .pid_of(&cfg, "a")
+        .is_some()));
+    let sock = sb.state_dir().join("guardian.sock");
+    for path in [
+        "/status",
+        "/health",
+        "/diagnostics",
+        "/metrics",
+        "/events",
+        "/services/a/events",
+    ] {
+        let (code, body) = http(Target::Unix(&sock), "GET", path, &[], b"");
+        assert!(code == 200 || code == 503, "{path}: {code}");
+        assert!(!body.contains(planted), "{path} shows the secret: {body}");
+    }
+    let events = std::fs::read_to_string(sb.state_dir().join("events.jsonl")).unwrap();
+    assert!(!events.contains(planted), "{events}");
+    assert!(events.contains("--password=***"), "{events}");
+    assert!(!sb.stderr().contains(planted));
+    let metrics_file =
+        std::fs::read_to_string(sb.state_dir().join("a-metrics.json")).unwrap_or_default();
+    assert!(!metrics_file.contains(planted));
+}
