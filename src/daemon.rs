@@ -203,7 +203,7 @@ async fn serve(
             .await;
     });
     let mut tcp_token = api_token.child_token();
-    bind_tcp(api_listen.as_ref(), &tracker, &tcp_token, &state).await?;
+    let mut tls = bind_tcp(api_listen.as_ref(), &tracker, &tcp_token, &state).await?;
     let mut watcher = watch_files(&current, &reload_opts.files, &reload_tx);
     tracker.spawn(crate::metrics_files::run(
         handle.watch(),
@@ -242,8 +242,18 @@ async fn serve(
                     if new.api != current.api {
                         tcp_token.cancel();
                         tcp_token = api_token.child_token();
-                        if let Err(e) = bind_tcp(new.api.as_ref(), &tracker, &tcp_token, &state).await {
-                            tracing::error!(error = %e, "the new guardian.api.listen could not be bound; the TCP API is off until the next reload");
+                        match bind_tcp(new.api.as_ref(), &tracker, &tcp_token, &state).await {
+                            Ok(t) => tls = t,
+                            Err(e) => tracing::error!(error = %e, "the new guardian.api.listen could not be bound; the TCP API is off until the next reload"),
+                        }
+                    } else if let (Some(live), Some(api)) = (&tls, &new.api)
+                        && let (Some(cert), Some(key)) = (&api.tls_cert, &api.tls_key)
+                    {
+                        // TLS files are read again on every reload: a renewed certificate at
+                        // the same path applies to new connections without a restart.
+                        match crate::config::host::tls_config(cert, key) {
+                            Ok(c) => *live.write().expect("UNWRAP: never poisoned") = tokio_rustls::TlsAcceptor::from(Arc::new(c)),
+                            Err(e) => tracing::error!(error = %e, "the TLS files could not be read again; the old certificate stays"),
                         }
                     }
                     if new.watch_config != current.watch_config {
@@ -324,28 +334,42 @@ fn watch_files(
     }
 }
 
+/// The TLS acceptor of the TCP API, replaced in place when a reload reads new certificates.
+type TlsHandle = Arc<std::sync::RwLock<tokio_rustls::TlsAcceptor>>;
+
 /// Serves the API on `guardian.api.listen`, if set, until `token` is cancelled.
 async fn bind_tcp(
     api: Option<&crate::config::ApiSpec>,
     tracker: &TaskTracker,
     token: &CancellationToken,
     state: &impl Fn(bool, Option<String>, bool) -> Arc<ApiState>,
-) -> Result<(), FatalError> {
-    let Some(api) = api else { return Ok(()) };
+) -> Result<Option<TlsHandle>, FatalError> {
+    let Some(api) = api else { return Ok(None) };
     let Some(addr) = api.listen else {
-        return Ok(());
+        return Ok(None);
     };
     let secret = match &api.token_file {
         Some(p) => Some(read_token(p)?),
         None => None,
     };
+    let tls = match (&api.tls_cert, &api.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(std::sync::RwLock::new(
+            tokio_rustls::TlsAcceptor::from(Arc::new(
+                crate::config::host::tls_config(cert, key).map_err(FatalError::Message)?,
+            )),
+        ))),
+        _ => None,
+    };
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the API listens off loopback without TLS (allow_plaintext = true): the token crosses the network in clear");
+    }
     let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         FatalError::Message(format!("cannot listen on {addr} (guardian.api.listen): {e}\n  1. look: ss -ltnp 'sport = :{}'\n  2. choose another address, or remove [guardian.api]", addr.port()))
     })?;
     let app = api::router(state(true, secret, !addr.ip().is_loopback()));
     let t = token.clone();
-    tracker.spawn(api::serve_tcp(tcp, app, t));
-    Ok(())
+    tracker.spawn(api::serve_tcp(tcp, app, t, tls.clone()));
+    Ok(tls)
 }
 
 /// First signal: a graceful shutdown. Second: SIGKILL every service now. True to exit.

@@ -72,8 +72,9 @@ pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     app: Router,
     stop: tokio_util::sync::CancellationToken,
+    tls: Option<Arc<std::sync::RwLock<tokio_rustls::TlsAcceptor>>>,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -98,22 +99,47 @@ pub async fn serve_tcp(
             app.clone().layer(axum::Extension(Peer(peer))),
         );
         let stop = stop.clone();
+        let tls = tls
+            .as_ref()
+            .map(|t| t.read().expect("UNWRAP: never poisoned").clone());
         conns.spawn(async move {
             let _permit = permit;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_DEADLINE)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(HEAD_DEADLINE, conn).await;
+            match tls {
+                // The handshake has the same deadline as a request head.
+                Some(acceptor) => {
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(HEAD_DEADLINE, acceptor.accept(stream)).await
+                    {
+                        serve_connection(TokioIo::new(stream), service, stop).await;
+                    }
                 }
+                None => serve_connection(TokioIo::new(stream), service, stop).await,
             }
         });
         while conns.try_join_next().is_some() {}
+    }
+}
+
+/// One HTTP/1 connection, plain or TLS, until it ends or `stop`.
+async fn serve_connection<I, S>(io: I, service: S, stop: tokio_util::sync::CancellationToken)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send,
+    S::ResBody: 'static,
+    <S::ResBody as axum::body::HttpBody>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_DEADLINE)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(HEAD_DEADLINE, conn).await;
+        }
     }
 }
 

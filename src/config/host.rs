@@ -46,6 +46,12 @@ pub fn resolve(
     {
         fail("guardian.api.token_file".to_owned(), e);
     }
+    if let Some(api) = &config.guardian.api
+        && let (Some(cert), Some(key)) = (&api.tls_cert, &api.tls_key)
+        && let Err(e) = tls_config(cert, key)
+    {
+        fail("guardian.api.tls_key".to_owned(), e);
+    }
     for (name, spec) in config.services.iter_mut() {
         let key = |k: &str| format!("services.{name}.{k}");
         for (i, file) in spec.env_file.clone().iter().enumerate() {
@@ -85,6 +91,40 @@ pub fn resolve(
     } else {
         Err(ValidationErrors(errors))
     }
+}
+
+/// The TLS settings of the API: the key readable by its owner only, both files PEM, and the
+/// key the certificate's own. ring is the crypto provider (pure Rust and assembly: no cmake, a
+/// smaller binary than aws-lc-rs).
+pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::os::unix::fs::MetadataExt;
+    let (c, k) = (cert.display(), key.display());
+    let meta = std::fs::metadata(key).map_err(|e| format!("cannot read tls_key {k}: {e}"))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "tls_key {k} is readable by group or others (mode {:o})\n  1. fix it: chmod 600 {k}",
+            meta.mode() & 0o777
+        ));
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("tls_cert {c} is not a PEM certificate chain: {e}\n  1. look: openssl x509 -in {c} -noout -text"))?;
+    if certs.is_empty() {
+        return Err(format!("tls_cert {c} holds no certificate"));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!("tls_key {k} is not a PEM private key: {e}\n  1. look: openssl pkey -in {k} -noout")
+    })?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    // with_single_cert checks that the key is the certificate's own.
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .map_err(|e| format!("tls_cert {c} and tls_key {k} do not belong together: {e}\n  1. compare: openssl x509 -in {c} -noout -pubkey; openssl pkey -in {k} -pubout"))
 }
 
 /// The API's token file: present, only its owner may read it, not empty.

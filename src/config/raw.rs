@@ -63,6 +63,12 @@ pub struct RawApi {
     pub listen: Option<String>,
     /// Bearer token file: required for POST over TCP and for any non-loopback listen.
     pub token_file: Option<String>,
+    /// PEM certificate chain: serve the TCP API over TLS (with tls_key).
+    pub tls_cert: Option<String>,
+    /// PEM private key of tls_cert; readable by its owner only.
+    pub tls_key: Option<String>,
+    /// Serve plain HTTP off loopback anyway (the token travels in clear). Default: false.
+    pub allow_plaintext: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -432,7 +432,7 @@ fn off_loopback_reads_need_the_token_and_wrong_tokens_lock_out() {
     let sb = Sandbox::new();
     let (section, addr) = sb.api_section("s3cret-token");
     let port = addr.rsplit(':').next().unwrap();
-    let section = section.replace("127.0.0.1:", "0.0.0.0:");
+    let section = section.replace("127.0.0.1:", "0.0.0.0:") + "allow_plaintext = true\n";
     let cfg = sb.write(
         "g.toml",
         &format!("{section}[services.a]\ncommand = [\"sleep\", \"300\"]\n"),
@@ -539,4 +539,165 @@ fn an_environment_secret_appears_in_no_endpoint_event_or_log() {
     let metrics_file =
         std::fs::read_to_string(sb.state_dir().join("a-metrics.json")).unwrap_or_default();
     assert!(!metrics_file.contains(planted));
+}
+
+/// A self-signed certificate for 127.0.0.1: (cert PEM, key PEM).
+fn self_signed() -> (String, String) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    (ck.cert.pem(), ck.signing_key.serialize_pem())
+}
+
+/// One HTTPS request with a client that trusts exactly `cert`.
+fn https_get(addr: &str, cert_pem: &str, path: &str, token: Option<&str>) -> Result<u16, String> {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let sock = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(tls, "GET {path} HTTP/1.0\r\nhost: guardian\r\n{auth}\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    let _ = tls.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line in {out:?}"))
+}
+
+#[test]
+fn the_api_serves_tls_and_refuses_plain_http_on_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let (cert, key) = self_signed();
+    let cert_file = sb.write("cert.pem", &cert);
+    let key_file = sb.write("key.pem", &key);
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (section, addr) = sb.api_section("tls-token-123");
+    let port = addr.rsplit(':').next().unwrap();
+    let section = section.replace("127.0.0.1:", "0.0.0.0:")
+        + &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert_file.display(),
+            key_file.display()
+        );
+    let cfg = sb.write(
+        "g.toml",
+        &format!("{section}[services.a]\ncommand = [\"sleep\", \"300\"]\n"),
+    );
+    assert_eq!(sb.run(&["validate", "-c", cfg.to_str().unwrap()]).code, 0);
+    let _g = sb.start(&cfg);
+    let target = format!("127.0.0.1:{port}");
+    assert!(
+        wait_for(std::time::Duration::from_secs(30), || https_get(
+            &target, &cert, "/", None
+        ) == Ok(200)),
+        "{}",
+        sb.stderr()
+    );
+    assert_eq!(https_get(&target, &cert, "/status", None), Ok(401));
+    assert_eq!(
+        https_get(&target, &cert, "/status", Some("tls-token-123")),
+        Ok(200)
+    );
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let (code, _) = http(Target::Tcp(&target), "GET", "/status", &[], b"");
+    assert_eq!(code, 0, "plain HTTP must not be served on a TLS listener");
+    // A reload reads the certificate again: a new one applies without a restart.
+    let (cert2, key2) = self_signed();
+    std::fs::write(&cert_file, &cert2).unwrap();
+    std::fs::write(&key_file, &key2).unwrap();
+    assert_eq!(sb.client(&cfg, &["reload"]).code, 0);
+    assert!(wait_for(std::time::Duration::from_secs(30), || https_get(
+        &target, &cert2, "/", None
+    ) == Ok(
+        200
+    )));
+    assert!(
+        https_get(&target, &cert, "/", None).is_err(),
+        "the old certificate is gone"
+    );
+}
+
+#[test]
+fn bad_tls_and_plaintext_settings_are_config_errors() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let (cert, key) = self_signed();
+    let (_, other_key) = self_signed();
+    let cert_file = sb.write("cert.pem", &cert);
+    let key_file = sb.write("key.pem", &key);
+    let other = sb.write("other.pem", &other_key);
+    let open_key = sb.write("open.pem", &key);
+    let junk = sb.write("junk.pem", "not a certificate");
+    for f in [&key_file, &other, &junk] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (section, _) = sb.api_section("tok-tok-tok-1");
+    let table = [
+        (
+            format!("tls_cert = \"{}\"\n", cert_file.display()),
+            "`guardian.api.tls_key`",
+        ),
+        (
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                cert_file.display(),
+                other.display()
+            ),
+            "do not belong together",
+        ),
+        (
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                cert_file.display(),
+                open_key.display()
+            ),
+            "chmod 600",
+        ),
+        (
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                junk.display(),
+                key_file.display()
+            ),
+            "holds no certificate",
+        ),
+    ];
+    for (extra, want) in table {
+        let cfg = sb.write(
+            "g.toml",
+            &format!("{section}{extra}[services.a]\ncommand = [\"x\"]\n"),
+        );
+        let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+        assert_eq!(out.code, 2, "{extra}\n{}", out.all());
+        assert!(out.all().contains(want), "{want}\n{}", out.all());
+    }
+    // Off loopback without TLS: refused unless plaintext is allowed explicitly.
+    let off = section.replace("127.0.0.1:", "0.0.0.0:");
+    let cfg = sb.write("g.toml", &format!("{off}[services.a]\ncommand = [\"x\"]\n"));
+    let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 2);
+    assert!(out.all().contains("needs TLS"), "{}", out.all());
+    let cfg = sb.write(
+        "g.toml",
+        &format!("{off}allow_plaintext = true\n[services.a]\ncommand = [\"x\"]\n"),
+    );
+    assert_eq!(sb.run(&["validate", "-c", cfg.to_str().unwrap()]).code, 0);
 }
