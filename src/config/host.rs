@@ -108,6 +108,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Strin
             meta.mode() & 0o777
         ));
     }
+    owned_by_us(key, &meta)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| format!("tls_cert {c} is not a PEM certificate chain: {e}\n  1. look: openssl x509 -in {c} -noout -text"))?;
@@ -127,6 +128,20 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Strin
         .map_err(|e| format!("tls_cert {c} and tls_key {k} do not belong together: {e}\n  1. compare: openssl x509 -in {c} -noout -pubkey; openssl pkey -in {k} -pubout"))
 }
 
+/// A secret file belongs to guardian's user (or root): another user could rewrite it.
+fn owned_by_us(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = Uid::effective().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        let shown = path.display();
+        return Err(format!(
+            "{shown} belongs to uid {}, not to guardian's user (uid {me}) or root\n  1. fix it: chown {me} {shown}",
+            meta.uid()
+        ));
+    }
+    Ok(())
+}
+
 /// The API's token file: present, only its owner may read it, not empty.
 pub fn check_token_file(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
@@ -140,6 +155,7 @@ pub fn check_token_file(path: &Path) -> Result<(), String> {
             meta.mode() & 0o777
         ));
     }
+    owned_by_us(path, &meta)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read token file {shown}: {e}"))?;
     if text.trim().is_empty() {

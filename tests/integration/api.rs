@@ -701,3 +701,20 @@ fn bad_tls_and_plaintext_settings_are_config_errors() {
     );
     assert_eq!(sb.run(&["validate", "-c", cfg.to_str().unwrap()]).code, 0);
 }
+
+#[test]
+fn a_token_file_of_another_user_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let (section, _) = sb.api_section("tok-tok-tok-2");
+    let token = sb.path().join("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    nix::unistd::chown(&token, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let cfg = sb.write(
+        "g.toml",
+        &format!("{section}[services.a]\ncommand = [\"x\"]\n"),
+    );
+    let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.all().contains("belongs to uid 65534"), "{}", out.all());
+}
