@@ -465,3 +465,59 @@ fn the_fd_limit_is_raised_to_the_hard_limit_and_a_stack_too_big_for_it_is_refuse
     );
     assert!(!state.join("w.1.pid").exists());
 }
+
+#[test]
+fn a_user_switch_without_root_fails_once_with_the_reason() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.a]\ncommand = [\"sleep\", \"300\"]\nuser = \"root\"\nbackoff = { initial_delay = \"50ms\" }\n[services.b]\ncommand = [\"sleep\", \"301\"]\n",
+    );
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    nix::unistd::chown(sb.path(), Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let state = sb.state_dir();
+    // guardian itself runs as nobody: it may not start a service as root.
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={}", nobody.uid))
+        .arg(format!("--regid={}", nobody.gid))
+        .arg("--clear-groups")
+        .arg(GUARDIAN)
+        .args([
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", sb.path())
+        .current_dir(sb.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(sb.path().join("err.txt")).unwrap());
+    let mut g = GuardianUnderTest {
+        child: c.spawn().expect("setpriv is part of util-linux"),
+        state_dir: state.clone(),
+        config: cfg.clone(),
+    };
+    assert!(
+        wait_for(LONG, || sb.pid_of(&cfg, "b").is_some()
+            && sb.service(&cfg, "a")["state"] == "failed"),
+        "{}",
+        read(&sb, "err.txt")
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let actions = sb.actions("a");
+    assert_eq!(
+        actions,
+        ["start"],
+        "one refused start, no retries: {actions:?}"
+    );
+    let error = sb.service(&cfg, "a")["last_error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("needs guardian to run as root"), "{error}");
+    assert_eq!(g.stop(), Some(0));
+}
