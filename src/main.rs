@@ -19,8 +19,24 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let json = cli.global.log_format.as_deref() == Some("json");
     match guardian::cli::commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if json => {
+            // One JSON object on stderr, for CI annotations and log collectors.
+            let problems = match &e {
+                guardian::error::FatalError::Config(c) => c.problems(),
+                _ => vec![],
+            };
+            let doc = serde_json::json!({
+                "level": "error",
+                "message": e.to_string(),
+                "exit_code": e.exit_code(),
+                "problems": problems,
+            });
+            eprintln!("{doc}");
+            ExitCode::from(e.exit_code())
+        }
         Err(e) => {
             // A located config error already reads `FILE:LINE:COL: error: …`.
             let shown = e.to_string();

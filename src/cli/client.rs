@@ -267,13 +267,18 @@ async fn status(dir: &Path, how: &StatusView, loaded: Option<&Loaded>) -> Result
     );
     for s in doc["services"].as_array().into_iter().flatten() {
         let state = s["state"].as_str().unwrap_or("?");
-        let painted = match (color, state) {
-            (true, "running") => format!("\x1b[32m{state:<9}\x1b[0m"),
-            (true, "failed" | "blocked") => format!("\x1b[31m{state:<9}\x1b[0m"),
-            (true, "backoff" | "starting" | "stopping" | "waiting") => {
-                format!("\x1b[33m{state:<9}\x1b[0m")
+        let style = match state {
+            "running" => anstyle::AnsiColor::Green.on_default(),
+            "failed" | "blocked" => anstyle::AnsiColor::Red.on_default(),
+            "backoff" | "starting" | "stopping" | "waiting" => {
+                anstyle::AnsiColor::Yellow.on_default()
             }
-            _ => format!("{state:<9}"),
+            _ => anstyle::Style::new(),
+        };
+        let painted = if color {
+            format!("{style}{state:<9}{style:#}")
+        } else {
+            format!("{state:<9}")
         };
         let or_dash = |v: &Value| {
             if v.is_null() {

@@ -203,58 +203,21 @@ pub fn schema_json() -> String {
 
 /// `validate --json`: the same facts as the text, one object per problem.
 fn validate_json(g: &Global) -> Result<u8, FatalError> {
-    use crate::config::load::LoadError;
-    use serde_json::{Value, json};
-    let problem = |file: Option<String>, line, column, key: Option<&str>, origin, message: &str| json!({"file": file, "line": line, "column": column, "key": key, "origin": origin, "message": message});
-    let problems: Vec<Value> = match config::load(&load_options(g)) {
+    use serde_json::json;
+    match config::load(&load_options(g)) {
         Ok(loaded) => {
             let all = names(&loaded.config);
             println!(
                 "{}",
                 json!({"valid": true, "services": all, "problems": []})
             );
-            return Ok(exit::OK);
+            Ok(exit::OK)
         }
-        Err(LoadError::Invalid(errors)) => errors
-            .0
-            .iter()
-            .map(|e| {
-                let at = e.at.as_ref();
-                problem(
-                    at.map(|a| a.file.display().to_string()),
-                    at.map(|a| a.line),
-                    at.map(|a| a.column),
-                    Some(&e.key),
-                    e.origin.clone(),
-                    &e.message,
-                )
-            })
-            .collect(),
-        Err(LoadError::Parse {
-            file,
-            line,
-            column,
-            key,
-            message,
-            suggestion,
-        }) => {
-            let message = match suggestion {
-                Some(s) => format!("{message}; did you mean `{s}`?"),
-                None => message,
-            };
-            vec![problem(
-                Some(file.display().to_string()),
-                line,
-                column,
-                key.as_deref(),
-                Some(file.display().to_string()),
-                &message,
-            )]
+        Err(e) => {
+            println!("{}", json!({"valid": false, "problems": e.problems()}));
+            Ok(exit::CONFIG)
         }
-        Err(other) => vec![problem(None, None, None, None, None, &other.to_string())],
-    };
-    println!("{}", json!({"valid": false, "problems": problems}));
-    Ok(exit::CONFIG)
+    }
 }
 
 fn validate(g: &Global, print: Option<PrintFormat>, explain: bool) -> Result<u8, FatalError> {

@@ -68,6 +68,52 @@ pub enum LoadError {
     Invalid(#[from] ValidationErrors),
 }
 
+impl LoadError {
+    /// The same facts as the text, one JSON object per problem (`validate --json`, and every
+    /// command's error with `--log-format json`): file, line, column, key, origin, message.
+    pub fn problems(&self) -> Vec<serde_json::Value> {
+        use serde_json::json;
+        match self {
+            LoadError::Invalid(errors) => errors
+                .0
+                .iter()
+                .map(|e| {
+                    let at = e.at.as_ref();
+                    json!({
+                        "file": at.map(|a| a.file.display().to_string()),
+                        "line": at.map(|a| a.line),
+                        "column": at.map(|a| a.column),
+                        "key": e.key,
+                        "origin": e.origin,
+                        "message": e.message,
+                    })
+                })
+                .collect(),
+            LoadError::Parse {
+                file,
+                line,
+                column,
+                key,
+                message,
+                suggestion,
+            } => vec![json!({
+                "file": file.display().to_string(),
+                "line": line,
+                "column": column,
+                "key": key,
+                "origin": file.display().to_string(),
+                "message": match suggestion {
+                    Some(s) => format!("{message}; did you mean `{s}`?"),
+                    None => message.clone(),
+                },
+            })],
+            other => vec![
+                json!({"file": null, "line": null, "column": null, "key": null, "origin": null, "message": other.to_string()}),
+            ],
+        }
+    }
+}
+
 fn render_parse(
     file: &Path,
     line: Option<usize>,

@@ -157,18 +157,15 @@ pub fn prefix(service: &str, color: bool) -> String {
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
         % 6;
-    format!("\x1b[{}m{service} |\x1b[0m ", 31 + hue)
+    use anstyle::AnsiColor::*;
+    let style = [Red, Green, Yellow, Blue, Magenta, Cyan][hue as usize].on_default();
+    format!("{style}{service} |{style:#} ")
 }
 
-/// Colour on stdout: never with `NO_COLOR` set (<https://no-color.org>: any non-empty
-/// value), always with `CLICOLOR_FORCE` set (not to 0), else only on a terminal.
+/// Colour on stdout, decided as anstream decides it for every clap tool: never with
+/// `NO_COLOR`, always with `CLICOLOR_FORCE`, else only on a terminal.
 pub fn color_wanted() -> bool {
-    use std::io::IsTerminal;
-    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
-        return false;
-    }
-    std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0")
-        || std::io::stdout().is_terminal()
+    anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
 }
 
 fn write_all(rx: Receiver<Chunk>) {

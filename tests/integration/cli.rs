@@ -824,3 +824,21 @@ fn validate_json_gives_the_same_facts_for_ci() {
     assert_eq!(v["valid"], true);
     assert_eq!(v["services"][0], "db");
 }
+
+#[test]
+fn with_log_format_json_an_error_is_one_json_object_with_the_problems() {
+    let sb = Sandbox::new();
+    sb.write(
+        "c.toml",
+        "[services.api]\ncommand = [\"x\"]\nrestart = \"sometimes\"\n",
+    );
+    let out = sb.run(&["validate", "-c", "c.toml", "--log-format", "json"]);
+    assert_eq!(out.code, 2);
+    let v: serde_json::Value = serde_json::from_str(out.stderr.trim()).expect(&out.stderr);
+    assert_eq!(v["level"], "error");
+    assert_eq!(v["exit_code"], 2);
+    assert_eq!(v["problems"][0]["key"], "services.api.restart");
+    assert_eq!(v["problems"][0]["line"], 3);
+    let out = sb.run(&["status", "--state-dir", "nowhere", "--log-format", "json"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+}
