@@ -7,6 +7,10 @@ use clap::Parser;
 use guardian::cli::Cli;
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash guardian` prints a completion script that asks guardian itself, so
+    // service names complete from the config; with COMPLETE set by that script, this answers
+    // and exits.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -55,6 +55,7 @@ pub enum Command {
     /// Ask the running guardian for its status: every service, or one (with its last events).
     Status {
         /// One service, or every replica of one (`api`, `api.2`).
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(service_names))]
         service: Option<String>,
         /// The whole document as JSON (the same as GET /status).
         #[arg(long, conflicts_with = "format")]
@@ -68,13 +69,23 @@ pub enum Command {
     /// Ask the running guardian to reload its config; prints what changed.
     Reload,
     /// Stop one service, or the guardian and all its services.
-    Stop { service: Option<String> },
+    Stop {
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(service_names))]
+        service: Option<String>,
+    },
     /// Start one service (resets its retry count and breaker).
-    Start { service: String },
+    Start {
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(service_names))]
+        service: String,
+    },
     /// Gracefully restart one service (resets its retry count and breaker).
-    Restart { service: String },
+    Restart {
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(service_names))]
+        service: String,
+    },
     /// Is a verified instance running? Decided from the PID files alone.
     CheckRunning {
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(service_names))]
         service: Option<String>,
         #[arg(long, conflicts_with = "service")]
         port: Option<u16>,
@@ -83,6 +94,7 @@ pub enum Command {
     },
     /// The service's recent lifecycle and recovery events.
     Events {
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(service_names))]
         service: String,
         #[arg(long)]
         json: bool,
@@ -91,6 +103,7 @@ pub enum Command {
     },
     /// The service's captured stdout and stderr.
     Logs {
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(service_names))]
         service: String,
         #[arg(short = 'f', long)]
         follow: bool,
@@ -133,6 +146,7 @@ pub enum ExportEngine {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Only these services (default: all).
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(service_names))]
         services: Vec<String>,
     },
     /// One YAML stream: a Deployment per service, a Job per task, a Service per port.
@@ -158,4 +172,30 @@ pub enum InitExample {
 pub enum PrintFormat {
     Toml,
     Json,
+}
+
+/// Service names for dynamic completion (`source <(COMPLETE=bash guardian)`): the instances
+/// and declared services of the config found from here, quietly nothing when there is none.
+fn service_names(current: &std::ffi::OsStr) -> Vec<clap_complete::engine::CompletionCandidate> {
+    let Some(prefix) = current.to_str() else {
+        return Vec::new();
+    };
+    let opts = crate::config::LoadOptions::default().with_process_env();
+    let Ok(loaded) = crate::config::load(&opts) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = loaded
+        .config
+        .services
+        .keys()
+        .map(|n| n.to_string())
+        .chain(loaded.config.instances().map(|s| s.name.to_string()))
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(clap_complete::engine::CompletionCandidate::new)
+        .collect()
 }

@@ -842,3 +842,34 @@ fn with_log_format_json_an_error_is_one_json_object_with_the_problems() {
     let out = sb.run(&["status", "--state-dir", "nowhere", "--log-format", "json"]);
     assert_eq!(out.code, 1, "{}", out.all());
 }
+
+#[test]
+fn dynamic_completion_offers_the_configs_service_names() {
+    let sb = Sandbox::new();
+    sb.write(
+        "guardian.toml",
+        "[services.api]\ncommand = [\"x\"]\nreplicas = 2\n[services.db]\ncommand = [\"y\"]\n",
+    );
+    let script = sb.run_with(&[], &[("COMPLETE", "bash")]);
+    assert_eq!(script.code, 0, "{}", script.all());
+    assert!(
+        script.stdout.contains("_clap_complete_guardian"),
+        "{}",
+        script.stdout
+    );
+    let out = sb.run_with(
+        &["--", "guardian", "restart", "a"],
+        &[
+            ("COMPLETE", "bash"),
+            ("_CLAP_COMPLETE_INDEX", "2"),
+            ("_CLAP_COMPLETE_COMP_TYPE", "9"),
+            ("_CLAP_COMPLETE_SPACE", "true"),
+        ],
+    );
+    let offered: Vec<&str> = out
+        .stdout
+        .split(['\n', '\u{b}'])
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(offered, ["api", "api.1", "api.2"], "{}", out.all());
+}
