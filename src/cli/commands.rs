@@ -238,7 +238,7 @@ fn validate(g: &Global, print: Option<PrintFormat>, explain: bool) -> Result<u8,
     }
     if explain {
         let prov = config::load::provenance(&loaded.figment);
-        print!("{}", config::explain::explain(c, &prov));
+        print!("{}", super::explain::explain(c, &prov));
     }
     if print.is_none() && !explain {
         let files: Vec<String> = loaded

@@ -7,6 +7,7 @@ mod args;
 pub mod client;
 pub mod commands;
 pub mod doctor;
+pub mod explain;
 
 pub use args::*;
 

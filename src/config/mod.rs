@@ -3,7 +3,7 @@
 
 pub mod diff;
 pub mod duration;
-pub mod explain;
+pub mod graph;
 pub mod host;
 pub mod load;
 pub mod raw;
@@ -18,8 +18,6 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde::{Serialize, Serializer};
-
-pub use crate::policy::deps::{Condition, RestartPolicy};
 
 pub use load::{LoadOptions, Loaded, load};
 pub use validate::{ValidationError, ValidationErrors};
@@ -485,6 +483,65 @@ pub fn expand(template: &str, vars: &Vars) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// `restart = "always" | "on-failure" | "no"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    No,
+}
+
+impl RestartPolicy {
+    pub const NAMES: &[&str] = &["always", "on-failure", "no"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "always" => Self::Always,
+            "on-failure" => Self::OnFailure,
+            "no" => Self::No,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// A `depends_on` condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Its process was spawned.
+    Started,
+    /// It passed readiness (its port accepts, or its first healthy round).
+    Ready,
+    /// Its health is `healthy` (without checks: the same as ready).
+    Healthy,
+    /// It exited 0 and is not restarted.
+    Completed,
+}
+
+impl Condition {
+    pub const NAMES: &[&str] = &["started", "ready", "healthy", "completed"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "started" => Self::Started,
+            "ready" => Self::Ready,
+            "healthy" => Self::Healthy,
+            "completed" => Self::Completed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 fn octal<S: Serializer>(m: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {

@@ -994,7 +994,7 @@ fn cross_service(c: &mut Check, services: &BTreeMap<ServiceName, ServiceSpec>) {
         }
         graph.entry(name.as_str()).or_default();
     }
-    if let Some(cycle) = crate::policy::deps::find_cycle(&graph) {
+    if let Some(cycle) = super::graph::find_cycle(&graph) {
         c.fail(
             format!("services.{}.depends_on", cycle[0]),
             format!(

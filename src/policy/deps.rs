@@ -1,38 +1,9 @@
-//! Stacks (SPEC §8): what an exit means under a restart policy, whether a service may start
-//! now given what its dependencies are, the start order, and cycles. Pure: callers pass what
-//! they observed.
+//! Stacks (SPEC §8): what an exit means under a restart policy, and whether a service may
+//! start now given what its dependencies are. Pure: callers pass what they observed.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde::Serialize;
-
-/// `restart = "always" | "on-failure" | "no"`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartPolicy {
-    #[default]
-    Always,
-    OnFailure,
-    No,
-}
-
-impl RestartPolicy {
-    pub const NAMES: &[&str] = &["always", "on-failure", "no"];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "always" => Self::Always,
-            "on-failure" => Self::OnFailure,
-            "no" => Self::No,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-}
+pub use crate::config::{Condition, RestartPolicy};
 
 /// What guardian does after a process exited on its own (not stopped by guardian).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,38 +22,6 @@ pub fn after_exit(policy: RestartPolicy, success: bool) -> AfterExit {
         (RestartPolicy::Always, _) | (RestartPolicy::OnFailure, false) => AfterExit::Restart,
         (_, true) => AfterExit::Complete,
         (RestartPolicy::No, false) => AfterExit::Fail,
-    }
-}
-
-/// A `depends_on` condition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Condition {
-    /// Its process was spawned.
-    Started,
-    /// It passed readiness (its port accepts, or its first healthy round).
-    Ready,
-    /// Its health is `healthy` (without checks: the same as ready).
-    Healthy,
-    /// It exited 0 and is not restarted.
-    Completed,
-}
-
-impl Condition {
-    pub const NAMES: &[&str] = &["started", "ready", "healthy", "completed"];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "started" => Self::Started,
-            "ready" => Self::Ready,
-            "healthy" => Self::Healthy,
-            "completed" => Self::Completed,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
     }
 }
 
@@ -164,73 +103,6 @@ pub fn gate(deps: &[(&str, Condition, Vec<Phase>)]) -> Gate {
     }
 }
 
-/// The first cycle in a dependency graph, as its path (`["api", "cache", "api"]`), if any.
-pub fn find_cycle(graph: &BTreeMap<&str, Vec<&str>>) -> Option<Vec<String>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Open,
-        Done,
-    }
-    fn visit<'a>(
-        node: &'a str,
-        graph: &BTreeMap<&'a str, Vec<&'a str>>,
-        marks: &mut BTreeMap<&'a str, Mark>,
-        path: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        match marks.get(node) {
-            Some(Mark::Done) => return None,
-            Some(Mark::Open) => {
-                let from = path.iter().position(|n| *n == node).unwrap_or(0);
-                let mut cycle: Vec<String> = path[from..].iter().map(|s| s.to_string()).collect();
-                cycle.push(node.to_owned());
-                return Some(cycle);
-            }
-            None => {}
-        }
-        marks.insert(node, Mark::Open);
-        path.push(node);
-        for dep in graph.get(node).into_iter().flatten() {
-            if let Some(c) = visit(dep, graph, marks, path) {
-                return Some(c);
-            }
-        }
-        path.pop();
-        marks.insert(node, Mark::Done);
-        None
-    }
-    let mut marks = BTreeMap::new();
-    for node in graph.keys() {
-        if let Some(c) = visit(node, graph, &mut marks, &mut Vec::new()) {
-            return Some(c);
-        }
-    }
-    None
-}
-
-/// Start order in waves: each wave depends only on earlier ones, and a wave's services start
-/// in parallel. The graph must be acyclic (nodes on a cycle are left out).
-pub fn waves<'a>(graph: &BTreeMap<&'a str, Vec<&'a str>>) -> Vec<Vec<&'a str>> {
-    let mut placed: BTreeSet<&str> = BTreeSet::new();
-    let mut out = Vec::new();
-    loop {
-        let wave: Vec<&str> = graph
-            .iter()
-            .filter(|(n, deps)| {
-                !placed.contains(*n)
-                    && deps
-                        .iter()
-                        .all(|d| placed.contains(d) || !graph.contains_key(d))
-            })
-            .map(|(n, _)| *n)
-            .collect();
-        if wave.is_empty() {
-            return out;
-        }
-        placed.extend(wave.iter().copied());
-        out.push(wave);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +112,6 @@ mod tests {
     const HEALTHY: Phase = Phase::Ready { healthy: true };
     const DONE: Phase = Phase::Completed;
     type Dep<'a> = (&'a str, Condition, Vec<Phase>);
-    type Graph<'a> = BTreeMap<&'a str, Vec<&'a str>>;
 
     const UNHEALTHY: Phase = Phase::Ready { healthy: false };
 
@@ -353,54 +224,6 @@ mod tests {
         assert_eq!(
             g.to_string(),
             "waiting for db (healthy), migrate (completed)"
-        );
-    }
-
-    fn graph<'a>(edges: &[(&'a str, &[&'a str])]) -> BTreeMap<&'a str, Vec<&'a str>> {
-        edges.iter().map(|(n, d)| (*n, d.to_vec())).collect()
-    }
-
-    #[test]
-    fn cycles_are_found_and_named_whole() {
-        let table: Vec<(Graph, Option<&str>)> = vec![
-            (graph(&[("api", &["db"]), ("db", &[])]), None),
-            (
-                graph(&[("api", &["cache"]), ("cache", &["api"])]),
-                Some("api → cache → api"),
-            ),
-            (graph(&[("a", &["a"])]), Some("a → a")),
-            (
-                graph(&[("a", &["b"]), ("b", &["c"]), ("c", &["b"])]),
-                Some("b → c → b"),
-            ),
-            (
-                graph(&[("a", &["b", "c"]), ("b", &["d"]), ("c", &["d"]), ("d", &[])]),
-                None,
-            ),
-        ];
-        for (g, want) in table {
-            let got = find_cycle(&g).map(|c| c.join(" → "));
-            assert_eq!(got.as_deref(), want, "{g:?}");
-        }
-    }
-
-    #[test]
-    fn waves_put_each_service_after_its_dependencies() {
-        let g = graph(&[
-            ("api", &["db", "migrate"]),
-            ("db", &[]),
-            ("migrate", &["db"]),
-            ("cache", &[]),
-            ("worker", &["api"]),
-        ]);
-        assert_eq!(
-            waves(&g),
-            vec![
-                vec!["cache", "db"],
-                vec!["migrate"],
-                vec!["api"],
-                vec!["worker"]
-            ]
         );
     }
 }

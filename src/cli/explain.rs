@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::Config;
-use super::duration::Secs;
+use crate::config::Config;
+use crate::config::duration::Secs;
 use crate::policy::backoff;
 
 /// The report, one line per fact.
@@ -35,7 +35,7 @@ pub fn explain(config: &Config, provenance: &[(String, String)]) -> String {
             )
         })
         .collect();
-    for (i, wave) in crate::policy::deps::waves(&graph).iter().enumerate() {
+    for (i, wave) in crate::config::graph::waves(&graph).iter().enumerate() {
         let _ = writeln!(out, "  {}. {}", i + 1, wave.join(", "));
     }
     let _ = writeln!(out, "  (stop order is the reverse)");
@@ -74,14 +74,15 @@ pub fn explain(config: &Config, provenance: &[(String, String)]) -> String {
             "  restart = \"{}\": {}",
             s.restart.as_str(),
             match s.restart {
-                super::RestartPolicy::Always => "restarted after any exit, with this backoff:",
-                super::RestartPolicy::OnFailure =>
+                crate::config::RestartPolicy::Always =>
+                    "restarted after any exit, with this backoff:",
+                crate::config::RestartPolicy::OnFailure =>
                     "restarted after a non-zero exit or a signal, with this backoff (exit 0: completed):",
-                super::RestartPolicy::No =>
+                crate::config::RestartPolicy::No =>
                     "never restarted (exit 0: completed; otherwise: failed)",
             }
         );
-        if s.restart != super::RestartPolicy::No {
+        if s.restart != crate::config::RestartPolicy::No {
             let shown = b.max_retries.min(6);
             for attempt in 1..=shown {
                 let (lo, hi) = backoff::jitter_range(b, attempt);
