@@ -219,7 +219,7 @@ pub async fn run_command(
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let mut child = match cmd.spawn() {
+    let (mut child, _waited) = match crate::process::spawn_waited(&mut cmd) {
         Ok(c) => c,
         Err(e) => return (Status::Unknown, format!("cannot run `{program}`: {e}")),
     };

@@ -86,3 +86,45 @@ pub trait Spawner: Send + Sync + 'static {
     /// Signals only the service's main process (clear_connections by signal).
     fn signal(&self, pid: i32, sig: Signal) -> std::io::Result<()>;
 }
+
+/// Children that one of guardian's own tasks waits for (exec checks, clear_connections
+/// commands): the orphan reaper leaves them alone, or it would steal their exit status.
+static WAITED: std::sync::Mutex<std::collections::BTreeSet<i32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Whether `pid` is a child some task of guardian waits for.
+pub fn is_waited(pid: i32) -> bool {
+    WAITED
+        .lock()
+        .expect("UNWRAP: never poisoned: no panic while held")
+        .contains(&pid)
+}
+
+/// Spawns `cmd` and registers its PID as waited for, under the reaper's own lock, so that no
+/// reap can come between the two. The guard forgets the PID when dropped (after the wait).
+pub fn spawn_waited(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<(tokio::process::Child, WaitedGuard)> {
+    let mut set = WAITED
+        .lock()
+        .expect("UNWRAP: never poisoned: no panic while held");
+    let child = cmd.spawn()?;
+    let pid = child.id().map(|p| p as i32);
+    if let Some(p) = pid {
+        set.insert(p);
+    }
+    Ok((child, WaitedGuard(pid)))
+}
+
+pub struct WaitedGuard(Option<i32>);
+
+impl Drop for WaitedGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            WAITED
+                .lock()
+                .expect("UNWRAP: never poisoned: no panic while held")
+                .remove(&p);
+        }
+    }
+}

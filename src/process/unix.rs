@@ -54,7 +54,10 @@ impl UnixSpawner {
             .expect("UNWRAP: the lock is never poisoned: no panic while held");
         let me = std::process::id() as i32;
         for pid in procinfo::children_of(me) {
-            if !managed.contains(&pid) && procinfo::facts(pid).is_some_and(|f| f.is_zombie()) {
+            if !managed.contains(&pid)
+                && !super::is_waited(pid)
+                && procinfo::facts(pid).is_some_and(|f| f.is_zombie())
+            {
                 let _ = nix::sys::wait::waitpid(
                     Pid::from_raw(pid),
                     Some(nix::sys::wait::WaitPidFlag::WNOHANG),
