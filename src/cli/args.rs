@@ -130,6 +130,8 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): every command, the exit codes and the files.
     Man,
+    /// A live view of every service in the terminal, with its log, events and controls.
+    Top,
     /// Write the same stack for a fleet engine.
     Export {
         #[command(subcommand)]

@@ -24,6 +24,9 @@ fn state_dir(g: &Global, loaded: Option<&Loaded>) -> PathBuf {
 pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
     let loaded = super::load(g).ok();
     let dir = state_dir(g, loaded.as_ref());
+    if let Command::Top = command {
+        return super::top::run(dir);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -8,6 +8,7 @@ pub mod client;
 pub mod commands;
 pub mod doctor;
 pub mod explain;
+pub mod top;
 
 pub use args::*;
 

@@ -19,3 +19,4 @@ mod soak;
 mod socketio;
 mod stacks;
 mod supervise;
+mod top;
