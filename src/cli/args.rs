@@ -131,7 +131,14 @@ pub enum Command {
     /// Print the man page (roff): every command, the exit codes and the files.
     Man,
     /// A live view of every service in the terminal, with its log, events and controls.
-    Top,
+    Top {
+        /// A guardian's TCP API (HOST:PORT) instead of the local Unix socket.
+        #[arg(long, requires = "token_file")]
+        api: Option<String>,
+        /// The bearer token for --api.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
     /// Write the same stack for a fleet engine.
     Export {
         #[command(subcommand)]

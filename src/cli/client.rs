@@ -24,8 +24,26 @@ fn state_dir(g: &Global, loaded: Option<&Loaded>) -> PathBuf {
 pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
     let loaded = super::load(g).ok();
     let dir = state_dir(g, loaded.as_ref());
-    if let Command::Top = command {
-        return super::top::run(dir);
+    if let Command::Top { api, token_file } = command {
+        let at = match (api, token_file) {
+            (Some(addr), Some(file)) => {
+                let token = std::fs::read_to_string(&file).map_err(|source| FatalError::Io {
+                    action: "read the token file",
+                    path: file.clone(),
+                    source,
+                })?;
+                let addr = addr
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_owned();
+                Endpoint::Tcp {
+                    addr,
+                    token: token.trim().to_owned(),
+                }
+            }
+            _ => Endpoint::Unix(dir),
+        };
+        return super::top::run(at);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,6 +108,14 @@ pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
     })
 }
 
+/// Where a running guardian answers: its Unix socket (the default), or its TCP API with the
+/// bearer token.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    Tcp { addr: String, token: String },
+}
+
 /// One HTTP/1 request over the Unix socket; NotRunning when nothing answers.
 pub(crate) async fn call(
     dir: &Path,
@@ -97,21 +123,44 @@ pub(crate) async fn call(
     path: &str,
     command: &str,
 ) -> Result<(u16, Value), FatalError> {
+    call_at(&Endpoint::Unix(dir.to_owned()), method, path, command).await
+}
+
+/// One HTTP/1 request to `at`.
+pub(crate) async fn call_at(
+    at: &Endpoint,
+    method: &str,
+    path: &str,
+    command: &str,
+) -> Result<(u16, Value), FatalError> {
+    let dir = match at {
+        Endpoint::Unix(d) => d.clone(),
+        Endpoint::Tcp { addr, .. } => PathBuf::from(addr),
+    };
     let not_running = || FatalError::NotRunning {
-        state_dir: dir.to_owned(),
+        state_dir: dir.clone(),
         command: command.to_owned(),
     };
-    let stream = tokio::net::UnixStream::connect(socket_path(dir))
-        .await
-        .map_err(|_| not_running())?;
-    let (status, bytes) = crate::health::http::request(stream, method, path, "guardian", None)
-        .await
-        .map_err(|e| match e {
-            crate::health::http::HttpError::Body(_) => {
-                FatalError::Message(format!("the guardian's answer was cut off: {e}"))
-            }
-            _ => not_running(),
-        })?;
+    let result = match at {
+        Endpoint::Unix(d) => {
+            let stream = tokio::net::UnixStream::connect(socket_path(d))
+                .await
+                .map_err(|_| not_running())?;
+            crate::health::http::request(stream, method, path, "guardian", None).await
+        }
+        Endpoint::Tcp { addr, token } => {
+            let stream = tokio::net::TcpStream::connect(addr.as_str())
+                .await
+                .map_err(|_| not_running())?;
+            crate::health::http::request(stream, method, path, addr, Some(token)).await
+        }
+    };
+    let (status, bytes) = result.map_err(|e| match e {
+        crate::health::http::HttpError::Body(_) => {
+            FatalError::Message(format!("the guardian's answer was cut off: {e}"))
+        }
+        _ => not_running(),
+    })?;
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Ok((status, body))
 }

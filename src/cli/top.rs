@@ -3,7 +3,7 @@
 //! log file directly, and draws with ratatui. `App` and `draw` are plain: the rendering
 //! tests run them on ratatui's `TestBackend`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ratatui::Frame;
@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 use serde_json::Value;
 
-use super::client::call;
+use super::client::{Endpoint, call_at};
 use crate::error::{FatalError, exit};
 
 /// How often the view asks for the status: the API's answer is a snapshot read, cheap.
@@ -429,8 +429,8 @@ fn tail(path: &Path, lines: usize) -> Vec<String> {
         .collect()
 }
 
-async fn refresh(app: &mut App, dir: &Path) -> Result<(), FatalError> {
-    let (_, doc) = call(dir, "GET", "/status", "top").await?;
+async fn refresh(app: &mut App, at: &Endpoint) -> Result<(), FatalError> {
+    let (_, doc) = call_at(at, "GET", "/status", "top").await?;
     let g = &doc["guardian"];
     app.header = format!(
         "guardian pid {} · v{} · up {} · config generation {} · {}",
@@ -438,7 +438,10 @@ async fn refresh(app: &mut App, dir: &Path) -> Result<(), FatalError> {
         g["version"].as_str().unwrap_or("?"),
         human(g["uptime_seconds"].as_f64()),
         g["config_generation"],
-        dir.display()
+        match at {
+            Endpoint::Unix(d) => d.display().to_string(),
+            Endpoint::Tcp { addr, .. } => addr.clone(),
+        }
     );
     app.services = doc["services"].as_array().cloned().unwrap_or_default();
     for s in &app.services {
@@ -449,7 +452,7 @@ async fn refresh(app: &mut App, dir: &Path) -> Result<(), FatalError> {
             h.pop_front();
         }
     }
-    if let Ok((_, diag)) = call(dir, "GET", "/diagnostics", "top").await {
+    if let Ok((_, diag)) = call_at(at, "GET", "/diagnostics", "top").await {
         app.usage = diag["services"]
             .as_object()
             .into_iter()
@@ -465,8 +468,13 @@ async fn refresh(app: &mut App, dir: &Path) -> Result<(), FatalError> {
     }
     app.selected = app.selected.min(app.shown().len().saturating_sub(1));
     if let Some(name) = app.selected_name() {
-        app.log = tail(&dir.join("logs").join(format!("{name}.log")), 500);
-        let (_, ev) = call(dir, "GET", &format!("/services/{name}/events?n=50"), "top").await?;
+        app.log = match at {
+            Endpoint::Unix(dir) => tail(&dir.join("logs").join(format!("{name}.log")), 500),
+            Endpoint::Tcp { .. } => {
+                vec!["(logs are read from the state dir: run top on the guardian's host for them; e shows the events)".to_owned()]
+            }
+        };
+        let (_, ev) = call_at(at, "GET", &format!("/services/{name}/events?n=50"), "top").await?;
         app.events = ev
             .as_array()
             .into_iter()
@@ -494,13 +502,13 @@ async fn refresh(app: &mut App, dir: &Path) -> Result<(), FatalError> {
     Ok(())
 }
 
-async fn act(dir: &Path, action: Action) -> String {
+async fn act(at: &Endpoint, action: Action) -> String {
     let (path, what) = match &action {
         Action::Post(name, verb) => (format!("/services/{name}/{verb}"), format!("{verb} {name}")),
         Action::Reload => ("/reload".to_owned(), "reload".to_owned()),
         _ => return String::new(),
     };
-    match call(dir, "POST", &path, "top").await {
+    match call_at(at, "POST", &path, "top").await {
         Ok((code, body)) if code < 300 => {
             let m = body["message"].as_str().unwrap_or("done");
             format!("{what}: {}", m.lines().next().unwrap_or(""))
@@ -511,7 +519,7 @@ async fn act(dir: &Path, action: Action) -> String {
 }
 
 /// Runs the view until `q`. Refuses without a terminal.
-pub fn run(dir: PathBuf) -> Result<u8, FatalError> {
+pub fn run(at: Endpoint) -> Result<u8, FatalError> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         eprintln!(
@@ -524,7 +532,7 @@ pub fn run(dir: PathBuf) -> Result<u8, FatalError> {
         .build()
         .map_err(|e| FatalError::Message(format!("cannot start the async runtime: {e}")))?;
     let mut app = App::new(crate::process::output::color_wanted());
-    rt.block_on(refresh(&mut app, &dir))?;
+    rt.block_on(refresh(&mut app, &at))?;
     // ratatui::init enters the alternate screen and raw mode, and installs a panic hook that
     // restores the terminal; restore() runs on every other way out.
     let mut terminal = ratatui::init();
@@ -542,7 +550,7 @@ pub fn run(dir: PathBuf) -> Result<u8, FatalError> {
                             Action::Quit => return Ok(()),
                             Action::None => {}
                             a => {
-                                app.message = rt.block_on(act(&dir, a));
+                                app.message = rt.block_on(act(&at, a));
                                 last = tokio::time::Instant::now() - REFRESH;
                             }
                         }
@@ -556,7 +564,7 @@ pub fn run(dir: PathBuf) -> Result<u8, FatalError> {
                 }
             }
             if last.elapsed() >= REFRESH {
-                if let Err(e) = rt.block_on(refresh(&mut app, &dir)) {
+                if let Err(e) = rt.block_on(refresh(&mut app, &at)) {
                     app.message = format!("guardian does not answer: {e}");
                 }
                 last = tokio::time::Instant::now();

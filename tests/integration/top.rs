@@ -1,15 +1,101 @@
 //! `guardian top` in a real pseudo-terminal (util-linux's `script` makes one) against a
 //! running guardian: the screen shows the services, `r` restarts the selected one, `q` quits
-//! and the terminal is given back.
+//! and the terminal is given back. Over the Unix socket and over the TCP API with the token.
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::*;
 
 const LONG: Duration = Duration::from_secs(30);
+
+/// `guardian top ARGS` in a 30×140 pseudo-terminal: what it drew so far, and its keyboard.
+struct Pty {
+    child: Child,
+    keys: ChildStdin,
+    screen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Pty {
+    fn start(sb: &Sandbox, args: &str) -> Pty {
+        let inner = format!("stty rows 30 cols 140; exec {GUARDIAN} top {args}");
+        let mut child = Command::new("script")
+            .args(["-qefc", &inner, "/dev/null"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TERM", "xterm-256color")
+            .env("HOME", sb.path())
+            .current_dir(sb.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script is part of util-linux");
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        let mut out = child.stdout.take().unwrap();
+        let sink = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let keys = child.stdin.take().unwrap();
+        Pty {
+            child,
+            keys,
+            screen,
+        }
+    }
+
+    fn seen(&self, s: &str) -> bool {
+        String::from_utf8_lossy(&self.screen.lock().unwrap()).contains(s)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
+    }
+
+    fn press(&mut self, key: &[u8]) {
+        self.keys.write_all(key).unwrap();
+        self.keys.flush().unwrap();
+    }
+
+    /// `q`, then the exit code; the terminal must have been given back.
+    fn quit(mut self) {
+        self.press(b"q");
+        let mut code = None;
+        assert!(wait_for(LONG, || {
+            code = self.child.try_wait().unwrap().map(|s| s.code());
+            code.is_some()
+        }));
+        assert_eq!(code.unwrap(), Some(0), "{}", self.text());
+        // The alternate screen was left and the cursor shown again.
+        assert!(self.seen("\x1b[?1049l"), "alternate screen not left");
+        assert!(self.seen("\x1b[?25h"), "cursor not shown again");
+    }
+}
+
+fn restart_with_r(sb: &Sandbox, cfg: &std::path::Path, pty: &mut Pty) {
+    let first = sb.pid_of(cfg, "web").unwrap();
+    assert!(
+        wait_for(LONG, || pty.seen("web") && pty.seen("running")),
+        "{}",
+        pty.text()
+    );
+    pty.press(b"r");
+    assert!(
+        wait_for(LONG, || sb.pid_of(cfg, "web").is_some_and(|p| p != first)),
+        "no restart: {}",
+        pty.text()
+    );
+    assert!(wait_for(LONG, || pty.seen("restart web")), "no result line");
+}
 
 #[test]
 fn top_shows_the_services_restarts_on_r_and_restores_the_terminal_on_q() {
@@ -20,61 +106,41 @@ fn top_shows_the_services_restarts_on_r_and_restores_the_terminal_on_q() {
     );
     let _g = sb.start(&cfg);
     assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
-    let first = sb.pid_of(&cfg, "web").unwrap();
-    let inner = format!(
-        "stty rows 30 cols 120; exec {GUARDIAN} top -c {} --state-dir {}",
-        cfg.display(),
-        sb.state_dir().display()
+    let mut pty = Pty::start(
+        &sb,
+        &format!(
+            "-c {} --state-dir {}",
+            cfg.display(),
+            sb.state_dir().display()
+        ),
     );
-    let mut script = Command::new("script")
-        .args(["-qefc", &inner, "/dev/null"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TERM", "xterm-256color")
-        .env("HOME", sb.path())
-        .current_dir(sb.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script is part of util-linux");
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let mut out = script.stdout.take().unwrap();
-    let sink = screen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let seen = |s: &str| String::from_utf8_lossy(&screen.lock().unwrap()).contains(s);
     assert!(
-        wait_for(LONG, || seen("web") && seen("running") && seen("hello")),
-        "{}",
-        String::from_utf8_lossy(&screen.lock().unwrap())
+        wait_for(LONG, || pty.seen("hello")),
+        "the log pane: {}",
+        pty.text()
     );
-    let mut keys = script.stdin.take().unwrap();
-    keys.write_all(b"r").unwrap();
-    keys.flush().unwrap();
-    assert!(
-        wait_for(LONG, || sb.pid_of(&cfg, "web").is_some_and(|p| p != first)),
-        "no restart"
+    restart_with_r(&sb, &cfg, &mut pty);
+    pty.quit();
+}
+
+#[test]
+fn top_works_over_the_tcp_api_with_the_token() {
+    let sb = Sandbox::new();
+    let (section, addr) = sb.api_section("top-token-42");
+    let cfg = sb.write(
+        "g.toml",
+        &format!("{section}[services.web]\ncommand = [\"sleep\", \"300\"]\n"),
     );
-    assert!(wait_for(LONG, || seen("restart web")), "no result line");
-    keys.write_all(b"q").unwrap();
-    keys.flush().unwrap();
-    let mut code = None;
-    assert!(wait_for(LONG, || {
-        code = script.try_wait().unwrap().map(|s| s.code());
-        code.is_some()
-    }));
-    assert_eq!(code.unwrap(), Some(0));
-    // The alternate screen was left and the cursor shown again: the terminal is restored.
-    assert!(seen("\x1b[?1049l"), "alternate screen not left");
-    assert!(seen("\x1b[?25h"), "cursor not shown again");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
+    let token = sb.path().join("token");
+    let mut pty = Pty::start(
+        &sb,
+        &format!("--api {addr} --token-file {}", token.display()),
+    );
+    restart_with_r(&sb, &cfg, &mut pty);
+    assert!(pty.seen(&addr), "the header names the API");
+    pty.quit();
 }
 
 #[test]
