@@ -571,16 +571,27 @@ fn top(t: &mut Table, secs: u64) {
         .expect("script (util-linux) runs top in a pseudo-terminal");
     let mut top_pid = None;
     wait(Duration::from_secs(10), || {
-        top_pid = std::fs::read_to_string(format!("/proc/{}/task/{}/children", script.id(), script.id()))
-            .ok()
-            .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()));
+        top_pid = std::fs::read_to_string(format!(
+            "/proc/{}/task/{}/children",
+            script.id(),
+            script.id()
+        ))
+        .ok()
+        .and_then(|c| {
+            c.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+        });
         top_pid.is_some()
     });
     std::thread::sleep(Duration::from_secs(2));
     let row = match top_pid {
         Some(pid) => {
             let (used_ms, _) = cpu_over(pid, Duration::from_secs(secs));
-            format!("{:.2} % of one core", used_ms / 1000.0 / secs as f64 * 100.0)
+            format!(
+                "{:.2} % of one core",
+                used_ms / 1000.0 / secs as f64 * 100.0
+            )
         }
         None => "top did not start".to_owned(),
     };

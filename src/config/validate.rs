@@ -646,7 +646,13 @@ fn service(
         host,
         port: rs.port,
         port_range: rs.port_range,
-        pidfile,
+        // With replicas each instance has its own; the service keeps the template, so that
+        // `validate --print` gives a config that loads again.
+        pidfile: if replicas > 1 {
+            PathBuf::from(&pidfile_template)
+        } else {
+            pidfile
+        },
         startup_timeout,
         shutdown_timeout,
         stop_signal,

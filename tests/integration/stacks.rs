@@ -502,3 +502,24 @@ fn the_example_stack_validates_and_explains_its_start_order() {
     );
     assert!(out.stdout.contains("api.1 (port 8766), api.2 (port 8767)"));
 }
+
+#[test]
+fn the_printed_config_of_a_stack_loads_again() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.a]\ncommand = [\"x\"]\nreplicas = 2\ndepends_on = { b = { condition = \"ready\", restart = true } }\n[services.b]\ncommand = [\"y\"]\nrestart = \"on-failure\"\n",
+    );
+    for format in ["toml", "json"] {
+        let out = sb.run(&["validate", "-c", cfg.to_str().unwrap(), "--print", format]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        let printed = sb.write(&format!("printed.{format}"), &out.stdout);
+        let again = sb.run(&["validate", "-c", printed.to_str().unwrap()]);
+        assert_eq!(again.code, 0, "{format}: {}", again.all());
+        assert!(
+            again.stdout.contains("3 services (a.1, a.2, b)"),
+            "{}",
+            again.stdout
+        );
+    }
+}
