@@ -70,6 +70,16 @@ fn main() {
     if all || what == "idle" {
         idle(&mut table, if quick { 10 } else { 60 });
     }
+    if all || what == "growth" {
+        growth(
+            &mut table,
+            if quick {
+                &[10, 100, 1000][..]
+            } else {
+                &[10, 100, 1000, 10_000][..]
+            },
+        );
+    }
     if all || what == "top" {
         top(&mut table, if quick { 10 } else { 60 });
     }
@@ -702,6 +712,59 @@ fn status_of(g: &Guardian, name: &str) -> serde_json::Value {
         .find(|s| s["name"] == name)
         .cloned()
         .unwrap_or_default()
+}
+
+/// Cost growth (issue 21): per-service memory and descriptors, and the cost of each read
+/// endpoint, at 10, 100, 1000 (and 10 000) services, so an O(n²) shows as a line.
+fn growth(t: &mut Table, sizes: &[usize]) {
+    let mut base: Option<(f64, usize)> = None;
+    for &n in sizes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let g = Guardian::start(&many(n, dir.path(), |_| String::new()));
+        g.wait_socket();
+        let all_up = wait(Duration::from_secs(300), || {
+            (0..n).all(|i| dir.path().join(format!("s{i}.stamp")).exists())
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let (pss, fd) = (pss_kb(g.pid()), fds(g.pid()));
+        let (pss0, fd0) = *base.get_or_insert((pss, fd));
+        let per = |v: f64| {
+            if n > sizes[0] {
+                v / (n - sizes[0]) as f64
+            } else {
+                0.0
+            }
+        };
+        let mut costs = Vec::new();
+        for path in ["/status", "/metrics", "/health", "/diagnostics"] {
+            let mut times: Vec<f64> = (0..10)
+                .map(|_| {
+                    let t0 = Instant::now();
+                    let body = get(&g, path);
+                    assert!(!body.is_empty(), "{path} answered nothing");
+                    t0.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            costs.push(format!("{path} {:.1}", times[times.len() / 2]));
+        }
+        t.row(
+            &format!("growth: {n} services"),
+            format!(
+                "PSS {:.1} MB, {fd} fds; median ms: {}{}",
+                pss / 1024.0,
+                costs.join(", "),
+                if all_up { "" } else { " (not all up)" }
+            ),
+            format!(
+                "per service above {}: {:.1} KB, {:.1} fds",
+                sizes[0],
+                per(pss - pss0),
+                per((fd - fd0) as f64)
+            ),
+            "linear",
+        );
+    }
 }
 
 fn status_kb(pid: i32, key: &str) -> f64 {
