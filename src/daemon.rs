@@ -180,10 +180,12 @@ async fn serve(
     let api_token = root.child_token();
     let (reload_tx, mut reload_rx) = mpsc::channel::<reload::Request>(4);
     let lockout = Arc::new(api::lockout::Lockout::default());
+    let facts = Arc::new(api::facts::FactsCache::default());
     let state = |tcp: bool, token: Option<String>, reads_need_token: bool| {
         Arc::new(ApiState {
             reads_need_token,
             lockout: lockout.clone(),
+            facts: facts.clone(),
             handle: handle.clone(),
             started: pidfile::unix_now(),
             config_files: config_files.clone(),

@@ -2,6 +2,7 @@
 //! `guardian.api.listen` when set. Reads the supervisor's snapshot; POSTs become commands.
 //! GET is open; POST over TCP needs `Authorization: Bearer <token>`.
 
+pub mod facts;
 pub mod lockout;
 pub mod metrics;
 
@@ -35,6 +36,8 @@ pub struct ApiState {
     /// Off loopback every request but the page itself needs the token (SPEC §12).
     pub reads_need_token: bool,
     pub lockout: Arc<lockout::Lockout>,
+    /// Process facts of services without resource checks, read at most once a second.
+    pub facts: Arc<facts::FactsCache>,
 }
 
 /// The TCP peer of a request, put in by `serve_tcp`.
@@ -307,7 +310,7 @@ async fn status(State(state): State<Arc<ApiState>>, Query(q): Query<StatusFilter
 }
 
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
-    let snap = with_process_facts(state.handle.snapshot()).await;
+    let snap = with_process_facts(&state.facts, state.handle.snapshot()).await;
     let mut services = serde_json::Map::new();
     let mut all_ok = true;
     for s in &snap.services {
@@ -351,7 +354,10 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 /// Services without checks are not polled; their process facts are read now, on request.
-async fn with_process_facts(mut snap: crate::supervisor::Snapshot) -> crate::supervisor::Snapshot {
+async fn with_process_facts(
+    cache: &Arc<facts::FactsCache>,
+    mut snap: crate::supervisor::Snapshot,
+) -> crate::supervisor::Snapshot {
     let wanted: Vec<(usize, i32)> = snap
         .services
         .iter()
@@ -362,15 +368,9 @@ async fn with_process_facts(mut snap: crate::supervisor::Snapshot) -> crate::sup
     if wanted.is_empty() {
         return snap;
     }
-    let read = tokio::task::spawn_blocking(move || {
-        wanted
-            .into_iter()
-            .map(|(i, pid)| (i, crate::health::resources::info_now(pid)))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-    for (i, info) in read {
+    let pids: Vec<i32> = wanted.iter().map(|(_, p)| *p).collect();
+    let read = cache.get(&pids).await;
+    for ((i, _), info) in wanted.into_iter().zip(read) {
         snap.services[i].detail.process = info;
     }
     snap
@@ -382,7 +382,7 @@ fn uptime(state: &ApiState) -> f64 {
 
 async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
     let body = metrics::render(
-        &with_process_facts(state.handle.snapshot()).await,
+        &with_process_facts(&state.facts, state.handle.snapshot()).await,
         uptime(&state),
         &state.dropped.totals(),
         state.lockout.failures_total(),
@@ -395,7 +395,7 @@ async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn diagnostics(State(state): State<Arc<ApiState>>) -> Json<Value> {
-    let snap = with_process_facts(state.handle.snapshot()).await;
+    let snap = with_process_facts(&state.facts, state.handle.snapshot()).await;
     let mut services = serde_json::Map::new();
     for s in &snap.services {
         let d = &s.detail;
