@@ -166,6 +166,16 @@ async fn serve(
     let tracker = TaskTracker::new();
     let shutdown_requested = CancellationToken::new();
     let sup_token = root.child_token();
+    // Signals are watched before the first service starts: a SIGTERM that arrives while
+    // they start is a graceful stop, never the default action that would orphan them.
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| FatalError::Message(format!("cannot watch SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| FatalError::Message(format!("cannot watch SIGINT: {e}")))?;
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| FatalError::Message(format!("cannot watch SIGHUP: {e}")))?;
+    let mut chld = signal(SignalKind::child())
+        .map_err(|e| FatalError::Message(format!("cannot watch SIGCHLD: {e}")))?;
     let sup_done = tracker.spawn(sup.run(sup_token));
 
     // The Unix socket: always. We hold the guardian lock, so any file there is stale.
@@ -215,14 +225,6 @@ async fn serve(
     crate::systemd::spawn(&handle, &tracker, &root);
     tracing::info!(state_dir = %state_dir.display(), pid = std::process::id(), "guardian running");
 
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| FatalError::Message(format!("cannot watch SIGTERM: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| FatalError::Message(format!("cannot watch SIGINT: {e}")))?;
-    let mut hup = signal(SignalKind::hangup())
-        .map_err(|e| FatalError::Message(format!("cannot watch SIGHUP: {e}")))?;
-    let mut chld = signal(SignalKind::child())
-        .map_err(|e| FatalError::Message(format!("cannot watch SIGCHLD: {e}")))?;
     let mut stopping = false;
     let mut sup_done = std::pin::pin!(sup_done);
     loop {

@@ -418,3 +418,44 @@ fn under_systemd_ready_is_sent_once_the_services_are_up_and_stopping_at_the_end(
     recv_until(&sock, "STOPPING=1");
     assert_eq!(g.stop(), Some(0));
 }
+
+/// A SIGTERM that arrives while the first services start is a graceful stop: nothing is
+/// left running (signals are watched before any service starts).
+#[test]
+fn a_sigterm_during_start_up_leaves_no_service_behind() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.a]\ncommand = [\"sleep\", \"300\"]\n[services.b]\ncommand = [\"sleep\", \"301\"]\n",
+    );
+    let mut g = sb.spawn_with_env(&cfg, &[]);
+    let gpid = g.pid();
+    // Children hang off whichever thread spawned them: read every task's list.
+    let children = || {
+        std::fs::read_dir(format!("/proc/{gpid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|t| {
+                std::fs::read_to_string(t.path().join("children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut seen = Vec::new();
+    assert!(wait_for(LONG, || {
+        seen = children();
+        !seen.is_empty()
+    }));
+    kill(gpid, Signal::SIGTERM);
+    assert_eq!(g.stop(), Some(0), "a graceful stop");
+    for pid in seen {
+        assert!(
+            wait_for(LONG, || !alive(pid)),
+            "service pid {pid} outlived guardian"
+        );
+    }
+}

@@ -67,7 +67,7 @@ impl Pty {
     }
 
     /// `q`, then the exit code; the terminal must have been given back.
-    fn quit(mut self) {
+    fn quit(&mut self) {
         self.press(b"q");
         let mut code = None;
         assert!(wait_for(LONG, || {
@@ -78,6 +78,16 @@ impl Pty {
         // The alternate screen was left and the cursor shown again.
         assert!(self.seen("\x1b[?1049l"), "alternate screen not left");
         assert!(self.seen("\x1b[?25h"), "cursor not shown again");
+    }
+}
+
+impl Drop for Pty {
+    /// A failed test must not leave `script` and `top` behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
