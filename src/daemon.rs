@@ -353,7 +353,7 @@ async fn bind_tcp(
         return Ok(None);
     };
     let secret = match &api.token_file {
-        Some(p) => Some(read_token(p)?),
+        Some(p) => Some(crate::config::host::read_token_file(p).map_err(FatalError::Message)?),
         None => None,
     };
     let tls = match (&api.tls_cert, &api.tls_key) {
@@ -398,36 +398,6 @@ fn begin(
     let h = handle.clone();
     tokio::spawn(async move { h.shutdown(keep).await });
     false
-}
-
-fn read_token(path: &std::path::Path) -> Result<String, FatalError> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|source| FatalError::Io {
-        action: "read guardian.api.token_file",
-        path: path.to_owned(),
-        source,
-    })?;
-    if meta.mode() & 0o077 != 0 {
-        return Err(FatalError::Message(format!(
-            "token file {} is readable by group or others (mode {:o})\n  1. fix it: chmod 600 {}",
-            path.display(),
-            meta.mode() & 0o777,
-            path.display()
-        )));
-    }
-    let token = std::fs::read_to_string(path).map_err(|source| FatalError::Io {
-        action: "read guardian.api.token_file",
-        path: path.to_owned(),
-        source,
-    })?;
-    let token = token.trim().to_owned();
-    if token.is_empty() {
-        return Err(FatalError::Message(format!(
-            "token file {} is empty; write a long random token into it",
-            path.display()
-        )));
-    }
-    Ok(token)
 }
 
 #[cfg(test)]

@@ -144,6 +144,12 @@ fn owned_by_us(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
 
 /// The API's token file: present, only its owner may read it, not empty.
 pub fn check_token_file(path: &Path) -> Result<(), String> {
+    read_token_file(path).map(drop)
+}
+
+/// The token in the API's token file, after the checks of `check_token_file`: the one
+/// reader for `validate` and for `run`'s listener.
+pub fn read_token_file(path: &Path) -> Result<String, String> {
     use std::os::unix::fs::MetadataExt;
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| {
@@ -158,12 +164,13 @@ pub fn check_token_file(path: &Path) -> Result<(), String> {
     owned_by_us(path, &meta)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read token file {shown}: {e}"))?;
-    if text.trim().is_empty() {
+    let token = text.trim();
+    if token.is_empty() {
         return Err(format!(
             "token file {shown} is empty\n  1. write a long random token: head -c 32 /dev/urandom | base64 > {shown}"
         ));
     }
-    Ok(())
+    Ok(token.to_owned())
 }
 
 /// A dotenv file's variables, in order; `${VAR}` expands from earlier lines and guardian's

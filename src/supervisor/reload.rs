@@ -37,16 +37,9 @@ impl<S: Spawner> Supervisor<S> {
         }
         self.stop_in_order(removed, "reload");
         for (group, keys) in &d.restarted {
-            self.record(
-                Event::new(group.as_str(), "reload", "reload", true)
-                    .detail(format!("restarted: {} changed", keys.join(", "))),
-            );
-            for name in self.members(group.as_str()) {
-                let Some(spec) = fresh.get(&name) else {
-                    continue;
-                };
+            let what = format!("restarted: {} changed", keys.join(", "));
+            for name in self.take_specs(group.as_str(), &fresh, what) {
                 let svc = self.services.get_mut(&name).expect("UNWRAP: a member");
-                svc.spec = spec.clone();
                 if matches!(
                     svc.state,
                     State::Running | State::Starting | State::Stopping
@@ -57,16 +50,9 @@ impl<S: Spawner> Supervisor<S> {
             }
         }
         for (group, keys) in &d.updated {
-            self.record(
-                Event::new(group.as_str(), "reload", "reload", true)
-                    .detail(format!("policies updated in place: {}", keys.join(", "))),
-            );
-            for name in self.members(group.as_str()) {
-                let Some(spec) = fresh.get(&name) else {
-                    continue;
-                };
+            let what = format!("policies updated in place: {}", keys.join(", "));
+            for name in self.take_specs(group.as_str(), &fresh, what) {
                 let svc = self.services.get_mut(&name).expect("UNWRAP: a member");
-                svc.spec = spec.clone();
                 if keys.contains(&"health") && svc.state == State::Running {
                     svc.health_token.cancel();
                     self.monitor_health(&name);
@@ -98,5 +84,26 @@ impl<S: Spawner> Supervisor<S> {
             )),
         );
         Ok(format!("config generation {}\n{text}", self.generation))
+    }
+
+    /// Records the reload of `group` and gives each of its instances that stays its new spec;
+    /// the names of those instances.
+    fn take_specs(
+        &mut self,
+        group: &str,
+        fresh: &BTreeMap<String, ServiceSpec>,
+        what: String,
+    ) -> Vec<String> {
+        self.record(Event::new(group, "reload", "reload", true).detail(what));
+        let names: Vec<String> = self
+            .members(group)
+            .into_iter()
+            .filter(|n| fresh.contains_key(n))
+            .collect();
+        for name in &names {
+            let svc = self.services.get_mut(name).expect("UNWRAP: a member");
+            svc.spec = fresh[name].clone();
+        }
+        names
     }
 }

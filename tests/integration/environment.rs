@@ -125,23 +125,6 @@ fn runtime_directory_is_the_default_state_dir() {
     assert_eq!(g.stop(), Some(0));
 }
 
-/// The PIDs of a process's children.
-fn children(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-    {
-        let Ok(task) = task else { continue };
-        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        out.extend(
-            text.split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok()),
-        );
-    }
-    out
-}
-
 fn zombies_under(pid: i32) -> Vec<i32> {
     children(pid)
         .into_iter()
@@ -166,21 +149,8 @@ fn as_pid_1_of_a_pid_namespace_it_reaps_orphans_and_stops_cleanly_on_sigterm() {
         "[services.parent]\ncommand = [\"sh\", \"-c\", \"while true; do (sleep 0.1 &); sleep 0.5; done\"]\n[services.b]\ncommand = [\"sleep\", \"300\"]\ndepends_on = { parent = \"started\" }\n",
     );
     let state = sb.state_dir();
-    let mut unshare = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc"])
-        .arg(GUARDIAN)
-        .args([
-            "run",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", sb.path())
-        .current_dir(sb.path())
-        .stdin(Stdio::null())
+    let mut unshare = sb
+        .run_cmd_via(&["unshare", "--pid", "--fork", "--mount-proc"], &cfg)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(sb.path().join("err.txt")).unwrap())
         .spawn()
@@ -412,21 +382,8 @@ fn the_fd_limit_is_raised_to_the_hard_limit_and_a_stack_too_big_for_it_is_refuse
     );
     let state = sb.state_dir();
     let guardian_cmd = |limit: &str, config: &std::path::Path| {
-        let mut c = Command::new("prlimit");
-        c.arg(format!("--nofile={limit}"))
-            .arg(GUARDIAN)
-            .args([
-                "run",
-                "-c",
-                config.to_str().unwrap(),
-                "--state-dir",
-                state.to_str().unwrap(),
-            ])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .current_dir(sb.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+        let mut c = sb.run_cmd_via(&["prlimit", &format!("--nofile={limit}")], config);
+        c.stdout(Stdio::null());
         c
     };
     let mut c = guardian_cmd("80:300", &cfg);
@@ -477,24 +434,12 @@ fn a_user_switch_without_root_fails_once_with_the_reason() {
     nix::unistd::chown(sb.path(), Some(nobody.uid), Some(nobody.gid)).unwrap();
     let state = sb.state_dir();
     // guardian itself runs as nobody: it may not start a service as root.
-    let mut c = Command::new("setpriv");
-    c.arg(format!("--reuid={}", nobody.uid))
-        .arg(format!("--regid={}", nobody.gid))
-        .arg("--clear-groups")
-        .arg(GUARDIAN)
-        .args([
-            "run",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", sb.path())
-        .current_dir(sb.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let (uid, gid) = (
+        format!("--reuid={}", nobody.uid),
+        format!("--regid={}", nobody.gid),
+    );
+    let mut c = sb.run_cmd_via(&["setpriv", &uid, &gid, "--clear-groups"], &cfg);
+    c.stdout(Stdio::null())
         .stderr(std::fs::File::create(sb.path().join("err.txt")).unwrap());
     let mut g = GuardianUnderTest {
         child: c.spawn().expect("setpriv is part of util-linux"),

@@ -430,24 +430,9 @@ fn a_sigterm_during_start_up_leaves_no_service_behind() {
     );
     let mut g = sb.spawn_with_env(&cfg, &[]);
     let gpid = g.pid();
-    // Children hang off whichever thread spawned them: read every task's list.
-    let children = || {
-        std::fs::read_dir(format!("/proc/{gpid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|t| {
-                std::fs::read_to_string(t.path().join("children"))
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok())
-                    .collect::<Vec<_>>()
-            })
-            .collect::<Vec<_>>()
-    };
     let mut seen = Vec::new();
     assert!(wait_for(LONG, || {
-        seen = children();
+        seen = children(gpid);
         !seen.is_empty()
     }));
     kill(gpid, Signal::SIGTERM);

@@ -124,6 +124,25 @@ impl Sandbox {
         c
     }
 
+    /// `guardian run` on this config and state dir under a wrapper program (`unshare …`,
+    /// `setpriv …`, `prlimit …`), with the same clean environment.
+    pub fn run_cmd_via(&self, wrapper: &[&str], config: &Path) -> Command {
+        let plain = self.run_cmd(config);
+        let mut c = Command::new(wrapper[0]);
+        c.args(&wrapper[1..])
+            .arg(plain.get_program())
+            .args(plain.get_args())
+            .env_clear()
+            .current_dir(self.path())
+            .stdin(Stdio::null());
+        for (k, v) in plain.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c
+    }
+
     pub fn start(&self, config: &Path) -> GuardianUnderTest {
         let mut c = self.run_cmd(config);
         c.stdout(Stdio::null())
@@ -396,4 +415,20 @@ pub fn recv_until(sock: &std::os::unix::net::UnixDatagram, want: &str) -> Vec<St
             Err(e) => panic!("no {want} ({e}); got {seen:?}"),
         }
     }
+}
+
+/// The PIDs of a process's children, whichever of its threads spawned them.
+pub fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
