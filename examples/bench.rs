@@ -182,8 +182,10 @@ impl Guardian {
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .env("GUARDIAN_LOG", "warn")
+            // One stream for stdout and stderr, as under systemd (one journald stream) or on
+            // a terminal; the null device, so that echoed output costs no disk.
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("guardian.stderr")).expect("stderr file"))
+            .stderr(Stdio::null())
             .spawn()
             .expect("run target/release/guardian (build it: cargo build --release --bins)");
         Guardian {
@@ -307,8 +309,8 @@ fn restart(t: &mut Table, kills: usize, run_ms: u64) {
     for i in 0..kills {
         if !wait(Duration::from_secs(10), || stamps(&file).len() > i) {
             println!(
-                "  the service did not start; stopping. guardian said:\n{}",
-                std::fs::read_to_string(g.path("guardian.stderr")).unwrap_or_default()
+                "  the service did not start; stopping. Its log:\n{}",
+                std::fs::read_to_string(g.path("state/logs/svc.log")).unwrap_or_default()
             );
             break;
         }

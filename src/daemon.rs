@@ -31,7 +31,10 @@ pub fn socket_path(state_dir: &std::path::Path) -> std::path::PathBuf {
 pub fn run(opts: LoadOptions) -> Result<u8, FatalError> {
     crate::process::unix::limit_malloc_arenas();
     let loaded = crate::config::load(&opts)?;
-    raise_fd_limit(loaded.config.instances().count())?;
+    raise_fd_limit(
+        loaded.config.instances().count(),
+        loaded.config.guardian.echo,
+    )?;
     let logs = init_tracing(&loaded.config);
     let state_dir = loaded.config.guardian.state_dir.clone();
     pidfile::ensure_state_dir(&state_dir)?;
@@ -61,16 +64,20 @@ pub fn run(opts: LoadOptions) -> Result<u8, FatalError> {
     result
 }
 
-/// Descriptors guardian holds per running service (stdout and stderr pipes, the pidfd, the
-/// PID file's lock) plus one for an exec check or a client at a time, and its own base.
-const FDS_PER_SERVICE: u64 = 5;
-const FDS_BASE: u64 = 64;
+/// Descriptors guardian holds per running service: its output pipe (a second one for stderr
+/// when echoing), its PID file's lock, and one more for an exec check or a client at a time.
+/// Open log files are capped (`output::MAX_OPEN_LOGS`) and counted in the base.
+fn fds_per_service(echo: bool) -> u64 {
+    if echo { 4 } else { 3 }
+}
+const FDS_BASE: u64 = 64 + crate::process::output::MAX_OPEN_LOGS as u64;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (as systemd and the Go runtime do), and
 /// refuses to start a stack that the hard limit cannot hold: never a half-started stack.
-fn raise_fd_limit(services: usize) -> Result<(), FatalError> {
+fn raise_fd_limit(services: usize, echo: bool) -> Result<(), FatalError> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let needed = FDS_BASE + FDS_PER_SERVICE * services as u64;
+    let per = fds_per_service(echo);
+    let needed = FDS_BASE + per * services as u64;
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return Ok(());
     };
@@ -79,7 +86,7 @@ fn raise_fd_limit(services: usize) -> Result<(), FatalError> {
     }
     if hard < needed {
         return Err(FatalError::Message(format!(
-            "{services} services need about {needed} open files ({FDS_PER_SERVICE} each, plus {FDS_BASE}), but the hard limit is {hard}; nothing was started\n  1. raise it for this shell: ulimit -Hn {needed} (as root), or LimitNOFILE={needed} in guardian's unit\n  2. or run fewer services (replicas)"
+            "{services} services need about {needed} open files ({per} each, plus {FDS_BASE}), but the hard limit is {hard}; nothing was started\n  1. raise it for this shell: ulimit -Hn {needed} (as root), or LimitNOFILE={needed} in guardian's unit\n  2. or run fewer services (replicas)"
         )));
     }
     Ok(())
@@ -176,6 +183,19 @@ async fn serve(
         .map_err(|e| FatalError::Message(format!("cannot watch SIGHUP: {e}")))?;
     let mut chld = signal(SignalKind::child())
         .map_err(|e| FatalError::Message(format!("cannot watch SIGCHLD: {e}")))?;
+    // Its own task, never behind the main loop: a reload or a stop waits for exits.
+    let reaper = spawner.clone();
+    tokio::spawn(async move {
+        loop {
+            if !reaper.reap_children() {
+                let s = reaper.clone();
+                let _ = tokio::task::spawn_blocking(move || s.reap_orphans()).await;
+            }
+            if chld.recv().await.is_none() {
+                break;
+            }
+        }
+    });
     let sup_done = tracker.spawn(sup.run(sup_token));
 
     // The Unix socket: always. We hold the guardian lock, so any file there is stale.
@@ -268,10 +288,6 @@ async fn serve(
                 if let Some(r) = req.reply {
                     let _ = r.send(reply);
                 }
-            }
-            _ = chld.recv() => {
-                let s = spawner.clone();
-                let _ = tokio::task::spawn_blocking(move || s.reap_orphans()).await;
             }
             _ = &mut sup_done => break,
         }

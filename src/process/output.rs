@@ -5,13 +5,13 @@
 //! counted per service (`guardian_log_dropped_bytes_total`), so the pipe is always drained and
 //! guardian's memory stays bounded by `QUEUE_DEPTH × LINE_MAX`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::unix::pipe;
 
 use super::unix::RotatingLog;
 
@@ -19,6 +19,9 @@ use super::unix::RotatingLog;
 pub const LINE_MAX: usize = 64 * 1024;
 /// Chunks waiting for the writer thread; each holds at most `LINE_MAX` bytes.
 const QUEUE_DEPTH: usize = 64;
+/// Log files kept open at once: the writer closes the one opened longest ago beyond this, so
+/// a thousand services that all write cost this many descriptors, not a thousand.
+pub const MAX_OPEN_LOGS: usize = 64;
 
 /// Bytes dropped per service: the queue was full, or the log could not be written.
 #[derive(Default)]
@@ -102,49 +105,81 @@ impl Writer {
         }
     }
 
-    /// Reads `stream` to its end, cutting lines at `LINE_MAX`, and queues whole lines.
-    pub async fn pump(&self, mut stream: impl AsyncRead + Unpin, sink: Arc<Sink>, stderr: bool) {
-        let mut buf: Vec<u8> = Vec::with_capacity(LINE_MAX);
+    /// Reads the pipe to its end, cutting lines at `LINE_MAX`, and queues whole lines.
+    /// Waits for readiness holding no buffer: bytes are read into the worker thread's one
+    /// scratch buffer, and only an unfinished line is kept per pump (usually nothing), so a
+    /// thousand quiet services hold no read buffers at all.
+    pub async fn pump(&self, stream: pipe::Receiver, sink: Arc<Sink>, stderr: bool) {
+        let mut partial = Vec::new();
         loop {
-            if buf.len() == LINE_MAX {
-                // A line piece at the cap: cut it here.
-                let mut piece = Vec::with_capacity(LINE_MAX + 1);
-                piece.extend_from_slice(&buf);
-                piece.push(b'\n');
-                buf.clear();
-                self.send(Chunk {
-                    sink: sink.clone(),
-                    bytes: piece,
-                    stderr,
-                });
+            if stream.readable().await.is_err() {
+                break;
             }
-            let room = LINE_MAX - buf.len();
-            let n = match (&mut stream).take(room as u64).read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            // Everything up to the last newline leaves now; the rest waits for its end.
-            let fresh = buf.len() - n;
-            if let Some(last) = buf[fresh..].iter().rposition(|b| *b == b'\n') {
-                let cut = fresh + last + 1;
-                let whole = buf[..cut].to_vec();
-                buf.drain(..cut);
-                self.send(Chunk {
-                    sink: sink.clone(),
-                    bytes: whole,
-                    stderr,
-                });
+            let ended = SCRATCH.with_borrow_mut(|scratch| {
+                // A few reads per wake-up, then back to the scheduler: a flood on one pipe
+                // never starves the other services' pumps.
+                for _ in 0..16 {
+                    match stream.try_read(scratch) {
+                        Ok(0) => return true,
+                        Ok(n) => self.feed(&mut partial, &scratch[..n], &sink, stderr),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => return true,
+                    }
+                }
+                false
+            });
+            if ended {
+                break;
             }
         }
-        if !buf.is_empty() {
-            buf.push(b'\n');
+        if !partial.is_empty() {
+            partial.push(b'\n');
             self.send(Chunk {
                 sink,
-                bytes: buf,
+                bytes: partial,
                 stderr,
             });
         }
     }
+
+    /// Queues the whole lines of `partial` + `data`, keeping the unfinished end in `partial`;
+    /// a line piece that reaches `LINE_MAX` is cut there and leaves as its own line.
+    fn feed(&self, partial: &mut Vec<u8>, mut data: &[u8], sink: &Arc<Sink>, stderr: bool) {
+        let send = |bytes: Vec<u8>| {
+            self.send(Chunk {
+                sink: sink.clone(),
+                bytes,
+                stderr,
+            })
+        };
+        while !data.is_empty() {
+            let room = LINE_MAX - partial.len();
+            let (now, later) = data.split_at(room.min(data.len()));
+            data = later;
+            match now.iter().rposition(|b| *b == b'\n') {
+                Some(last) => {
+                    let mut whole = Vec::with_capacity(partial.len() + last + 1);
+                    whole.extend_from_slice(partial);
+                    whole.extend_from_slice(&now[..=last]);
+                    send(whole);
+                    // A partial line is rare; its buffer is not kept once it is out.
+                    *partial = now[last + 1..].to_vec();
+                }
+                None => partial.extend_from_slice(now),
+            }
+            if partial.len() == LINE_MAX {
+                let mut piece = std::mem::take(partial);
+                piece.push(b'\n');
+                send(piece);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Each worker thread's one read buffer, shared by every pump that runs on it.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; LINE_MAX]);
 }
 
 /// The prefix of each echoed line: `NAME | `, in one of six colours picked by the name when
@@ -171,6 +206,9 @@ pub fn color_wanted() -> bool {
 fn write_all(rx: Receiver<Chunk>) {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
+    // Sinks whose log file is open, oldest opening first (a sink gone with its service has
+    // closed its file already).
+    let mut open: VecDeque<Weak<Sink>> = VecDeque::new();
     while let Ok(chunk) = rx.recv() {
         let Chunk {
             sink,
@@ -186,13 +224,28 @@ fn write_all(rx: Receiver<Chunk>) {
             }
             let _ = to.write_all(&framed);
         }
-        let written = sink
-            .log
-            .lock()
-            .expect("UNWRAP: never poisoned: no panic while held")
-            .write(&bytes);
+        let (written, opened) = {
+            let mut log = sink
+                .log
+                .lock()
+                .expect("UNWRAP: never poisoned: no panic while held");
+            let was_open = log.is_open();
+            (log.write(&bytes), !was_open && log.is_open())
+        };
         if !written {
             sink.drop_bytes(bytes.len());
+        }
+        if opened {
+            open.push_back(Arc::downgrade(&sink));
+            while open.len() > MAX_OPEN_LOGS {
+                if let Some(oldest) = open.pop_front().and_then(|w| w.upgrade()) {
+                    oldest
+                        .log
+                        .lock()
+                        .expect("UNWRAP: never poisoned: no panic while held")
+                        .close();
+                }
+            }
         }
     }
 }
@@ -211,7 +264,16 @@ mod tests {
             dropped.clone(),
         );
         let writer = Writer::start().unwrap();
-        writer.pump(&input[..], sink.clone(), false).await;
+        let (mut tx, rx) = tokio::net::unix::pipe::pipe().unwrap();
+        let feeder = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            // Small writes, so that lines and long pieces span reads.
+            for piece in input.chunks(7000) {
+                tx.write_all(piece).await.unwrap();
+            }
+        });
+        writer.pump(rx, sink.clone(), false).await;
+        feeder.await.unwrap();
         drop(writer);
         // The writer thread drops its hold on the sink once it has written the last chunk.
         while Arc::strong_count(&sink) > 1 {
@@ -235,6 +297,61 @@ mod tests {
         assert_eq!(
             lines.iter().map(|l| l.len()).collect::<Vec<_>>(),
             vec![LINE_MAX, LINE_MAX, 10, 0]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_more_than_max_open_logs_stay_open_and_a_closed_log_is_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start().unwrap();
+        let sinks: Vec<Arc<Sink>> = (0..MAX_OPEN_LOGS + 10)
+            .map(|i| {
+                Sink::new(
+                    RotatingLog::new(dir.path().join(format!("{i}.log")), u64::MAX, 0),
+                    None,
+                    Arc::default(),
+                )
+            })
+            .collect();
+        for round in 0..2 {
+            for (i, sink) in sinks.iter().enumerate() {
+                writer.feed(
+                    &mut Vec::new(),
+                    format!("line {round}\n").as_bytes(),
+                    sink,
+                    false,
+                );
+                // One at a time: a full queue would drop (and count) the bytes instead.
+                let path = dir.path().join(format!("{i}.log"));
+                let want = (0..=round)
+                    .map(|r| format!("line {r}\n"))
+                    .collect::<String>();
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+                while std::fs::read_to_string(&path).unwrap_or_default() != want {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{} never held {want:?}",
+                        path.display()
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+        }
+        let open = || {
+            sinks
+                .iter()
+                .filter(|s| s.log.lock().unwrap().is_open())
+                .count()
+        };
+        // The writer closes the oldest just after its last write; give it that moment.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while open() > MAX_OPEN_LOGS && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(
+            (1..=MAX_OPEN_LOGS).contains(&open()),
+            "{} logs open",
+            open()
         );
     }
 }

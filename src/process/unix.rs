@@ -1,8 +1,13 @@
-//! The real spawner: tokio::process with its own session and process group, output captured
-//! into a size-rotated log, exits watched through a pidfd (tokio's `Child::wait` for our
-//! children, rustix `pidfd_open` for adopted ones). The only `unsafe` of the crate.
+//! The real spawner: std's posix_spawn path with its own process group, output captured into
+//! a size-rotated log, exits reaped on SIGCHLD (our children) or watched through a pidfd
+//! (adopted ones). The only `unsafe` of the crate.
+//!
+//! A running service costs guardian two descriptors (one with `echo = false`): the read end
+//! of its output pipe(s) and its PID file's lock. Its exit needs none: guardian is the
+//! parent, so the PID cannot be reused before guardian itself reaps it, and one SIGCHLD
+//! handler reaps for every service.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,9 +15,11 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
 
 use super::output::{DroppedBytes, Sink, Writer};
 use super::{ExitInfo, SpawnError, SpawnRequest, Spawned, Spawner};
@@ -22,11 +29,20 @@ use crate::procinfo;
 /// (which leave the process group) are still found and stopped with it.
 pub const MARK: &str = "_GUARDIAN_SERVICE";
 
+/// Our running children, each with where its exit status goes.
+type Children = HashMap<i32, oneshot::Sender<ExitInfo>>;
+
 pub struct UnixSpawner {
     color: bool,
-    /// PIDs tokio waits on; the orphan reaper never touches these.
-    /// std Mutex: held only around spawn and a /proc scan, never across .await.
-    managed: Arc<Mutex<HashSet<i32>>>,
+    /// Echoed stderr needs its own pipe only when guardian's stderr is another stream than
+    /// its stdout (docker's two streams); on one terminal, one journald stream or one file
+    /// a single pipe carries both and shows the same.
+    split_stderr: bool,
+    /// Every service process we spawned and have not reaped yet: only `reap_children` waits
+    /// for them, and it takes this lock, so a PID found here cannot have been reused.
+    /// std Mutex: held only around spawn, a signal, a reap pass or a /proc scan, never
+    /// across .await.
+    children: Arc<Mutex<Children>>,
     /// The queue to the output thread: every log and echo write happens there.
     writer: Writer,
     dropped: Arc<DroppedBytes>,
@@ -39,31 +55,93 @@ impl UnixSpawner {
     pub fn new(dropped: Arc<DroppedBytes>, color: bool) -> std::io::Result<Self> {
         Ok(UnixSpawner {
             color,
-            managed: Arc::default(),
+            split_stderr: !same_stream(&std::io::stdout(), &std::io::stderr()),
+            children: Arc::default(),
             writer: Writer::start()?,
             dropped,
         })
     }
 
+    /// Reaps every service process that has ended and hands each its status; called on
+    /// every SIGCHLD. Cheap: one `waitid` peek per ended child while only ours are waiting.
+    /// False when a zombie that is not a service's (an orphan reparented to guardian, or a
+    /// check's child that tokio waits for) is first in line: then each of ours is asked by
+    /// PID, and the caller should run `reap_orphans`.
+    pub fn reap_children(&self) -> bool {
+        let mut children = self
+            .children
+            .lock()
+            .expect("UNWRAP: the lock is never poisoned: no panic while held");
+        let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        loop {
+            let pid = match waitid(Id::All, peek) {
+                Ok(status) => match status.pid() {
+                    Some(pid) => pid.as_raw(),
+                    None => return true,
+                },
+                // ECHILD: no child at all.
+                Err(_) => return true,
+            };
+            if !children.contains_key(&pid) || !reap(pid, &mut children) {
+                break;
+            }
+        }
+        let ours: Vec<i32> = children.keys().copied().collect();
+        for pid in ours {
+            reap(pid, &mut children);
+        }
+        false
+    }
+
     /// Reaps exited orphans that were reparented to guardian (it is a child subreaper), by
-    /// PID: never `waitpid(-1)`, which would steal the statuses tokio waits for.
+    /// PID: never `waitpid(-1)`, which would steal the statuses of our services and checks.
     pub fn reap_orphans(&self) {
-        let managed = self
-            .managed
+        let children = self
+            .children
             .lock()
             .expect("UNWRAP: the lock is never poisoned: no panic while held");
         let me = std::process::id() as i32;
         for pid in procinfo::children_of(me) {
-            if !managed.contains(&pid)
+            if !children.contains_key(&pid)
                 && !super::is_waited(pid)
                 && procinfo::facts(pid).is_some_and(|f| f.is_zombie())
             {
-                let _ = nix::sys::wait::waitpid(
-                    Pid::from_raw(pid),
-                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-                );
+                let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
             }
         }
+    }
+}
+
+/// Reaps `pid` if it has ended and sends its status to whoever waits for it; false when it
+/// is still running.
+fn reap(pid: i32, children: &mut Children) -> bool {
+    let info = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => ExitInfo {
+            code: Some(code),
+            signal: None,
+        },
+        Ok(WaitStatus::Signaled(_, sig, _)) => ExitInfo {
+            code: None,
+            signal: Some(sig as i32),
+        },
+        Ok(_) => return false,
+        // ECHILD: someone else reaped it; its status is lost.
+        Err(_) => ExitInfo {
+            code: None,
+            signal: None,
+        },
+    };
+    if let Some(tx) = children.remove(&pid) {
+        let _ = tx.send(info);
+    }
+    true
+}
+
+/// Whether two descriptors lead to the same file, terminal or pipe.
+fn same_stream(a: &impl std::os::fd::AsFd, b: &impl std::os::fd::AsFd) -> bool {
+    match (rustix::fs::fstat(a), rustix::fs::fstat(b)) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => false,
     }
 }
 
@@ -79,7 +157,8 @@ pub fn limit_malloc_arenas() {
 
 /// User, group, umask and limits. Only a service that sets one of them pays for a `pre_exec`
 /// hook (std then forks instead of using posix_spawn); ids alone use std's own support.
-fn apply_run_as(cmd: &mut tokio::process::Command, run: &super::RunAs) {
+fn apply_run_as(cmd: &mut std::process::Command, run: &super::RunAs) {
+    use std::os::unix::process::CommandExt;
     if let Some(gid) = run.gid {
         cmd.gid(gid);
     }
@@ -140,27 +219,43 @@ impl Spawner for UnixSpawner {
             program: program.clone(),
             reason,
         };
-        let mut cmd = tokio::process::Command::new(&program);
+        let mut cmd = std::process::Command::new(&program);
+        // One pipe for stdout and stderr unless stderr is echoed to a stream of its own: the
+        // log holds both streams in one file either way.
+        let pipe = |what: &str| {
+            std::io::pipe().map_err(|e| fail(format!("cannot make the {what} pipe: {e}")))
+        };
+        let (out_r, out_w) = pipe("output")?;
+        let err = if req.echo && self.split_stderr {
+            let (r, w) = pipe("stderr")?;
+            (Some(r), Stdio::from(w))
+        } else {
+            let w = out_w
+                .try_clone()
+                .map_err(|e| fail(format!("cannot share the output pipe: {e}")))?;
+            (None, Stdio::from(w))
+        };
+        let (err_r, err_w) = err;
         cmd.args(&req.command[1..])
             .envs(&req.env)
             .env(MARK, &req.service)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(false);
+            .stdout(out_w)
+            .stderr(err_w);
         if let Some(cwd) = &req.cwd {
             cmd.current_dir(cwd);
         }
         // Its own process group (pgid = its pid), set by posix_spawn itself: no pre_exec hook,
         // so std can use posix_spawn (vfork-fast) instead of fork. The terminal's Ctrl-C goes
         // to guardian's group only; guardian stops the services itself.
-        cmd.process_group(0);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         apply_run_as(&mut cmd, &req.run_as);
-        let mut managed = self
-            .managed
+        let mut children = self
+            .children
             .lock()
             .expect("UNWRAP: the lock is never poisoned: no panic while held");
-        let mut child = cmd.spawn().map_err(|e| {
+        // std's Child is only a PID and pipe ends here: dropping it neither waits nor kills.
+        let child = cmd.spawn().map_err(|e| {
             fail(match e.kind() {
                 std::io::ErrorKind::NotFound => format!(
                     "no such program (check `command` and `cwd`; PATH is {})",
@@ -172,12 +267,13 @@ impl Spawner for UnixSpawner {
                 _ => e.to_string(),
             })
         })?;
-        let pid = child
-            .id()
-            .map(|p| p as i32)
-            .ok_or_else(|| fail("it exited before its pid was read".into()))?;
-        managed.insert(pid);
-        drop(managed);
+        let pid = child.id() as i32;
+        let (tx, rx) = oneshot::channel();
+        children.insert(pid, tx);
+        drop(children);
+        // The write ends went to the child (and were closed here with `cmd`): each pipe ends
+        // when the service and everything that inherited its output are gone.
+        drop(cmd);
 
         let sink = Sink::new(
             RotatingLog::new(req.log_file.clone(), req.log_max_bytes, req.log_backups),
@@ -185,30 +281,25 @@ impl Spawner for UnixSpawner {
                 .then(|| super::output::prefix(&req.service, self.color)),
             self.dropped.counter(&req.service),
         );
-        if let Some(out) = child.stdout.take() {
-            let w = self.writer.clone();
-            let sink = sink.clone();
-            tokio::spawn(async move { w.pump(out, sink, false).await });
-        }
-        if let Some(err) = child.stderr.take() {
-            let w = self.writer.clone();
-            tokio::spawn(async move { w.pump(err, sink, true).await });
-        }
-        let managed = self.managed.clone();
-        let exited = async move {
-            let status = child.wait().await;
-            managed.lock().expect("UNWRAP: never poisoned").remove(&pid);
-            use std::os::unix::process::ExitStatusExt;
-            match status {
-                Ok(s) => ExitInfo {
-                    code: s.code(),
-                    signal: s.signal(),
-                },
-                Err(_) => ExitInfo {
-                    code: None,
-                    signal: None,
-                },
+        let streams = [(Some(out_r), false), (err_r, true)];
+        for (reader, stderr) in streams {
+            let Some(reader) = reader else { continue };
+            match tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()) {
+                Ok(pipe) => {
+                    let w = self.writer.clone();
+                    let sink = sink.clone();
+                    tokio::spawn(async move { w.pump(pipe, sink, stderr).await });
+                }
+                Err(e) => {
+                    tracing::error!(service = %req.service, error = %e, "cannot read the service's output; it is not logged")
+                }
             }
+        }
+        let exited = async move {
+            rx.await.unwrap_or(ExitInfo {
+                code: None,
+                signal: None,
+            })
         }
         .boxed();
         Ok(Spawned { pid, exited })
@@ -231,18 +322,21 @@ impl Spawner for UnixSpawner {
     }
 
     fn signal(&self, pid: i32, sig: Signal) -> std::io::Result<()> {
+        // Held across the kill: a child of ours cannot be reaped (and its PID reused) between.
+        let _children = self
+            .children
+            .lock()
+            .expect("UNWRAP: the lock is never poisoned: no panic while held");
         kill(Pid::from_raw(pid), sig).map_err(std::io::Error::from)
     }
 
     fn signal_group(&self, service: &str, pid: i32, sig: Signal) {
         // Found before the signal: once the leader dies its children move to guardian.
-        let members = {
-            let managed = self
-                .managed
-                .lock()
-                .expect("UNWRAP: the lock is never poisoned: no panic while held");
-            family(service, pid, &managed)
-        };
+        let children = self
+            .children
+            .lock()
+            .expect("UNWRAP: the lock is never poisoned: no panic while held");
+        let members = family(service, pid, |p| children.contains_key(&p));
         let _ = killpg(Pid::from_raw(pid), sig);
         // Descendants that left the group (daemonized with setsid) but carry the service mark.
         for member in members {
@@ -256,11 +350,11 @@ impl Spawner for UnixSpawner {
 /// The service's processes: its tree, plus orphans reparented to guardian that carry its mark.
 /// Reads only the service's tree and guardian's own children that no service owns: once a
 /// leader dies its descendants move to guardian (a subreaper), so they are found there.
-pub fn family(service: &str, pid: i32, managed: &HashSet<i32>) -> Vec<i32> {
+pub fn family(service: &str, pid: i32, managed: impl Fn(i32) -> bool) -> Vec<i32> {
     let mut out = procinfo::tree(pid);
     let me = std::process::id() as i32;
     for orphan in procinfo::children_of(me) {
-        if out.contains(&orphan) || managed.contains(&orphan) {
+        if out.contains(&orphan) || managed(orphan) {
             continue;
         }
         let env = std::fs::read(format!("/proc/{orphan}/environ")).unwrap_or_default();
@@ -360,6 +454,15 @@ impl RotatingLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Closes the file; the next write opens it again (appending).
+    pub fn close(&mut self) {
+        self.file = None;
     }
 }
 

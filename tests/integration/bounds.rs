@@ -222,3 +222,81 @@ fn api_bodies_of_any_content_are_refused_cleanly() {
     assert_eq!(sb.get_json("/status").0, 200);
     assert_eq!(sb.service(&cfg, "svc")["state"], "running");
 }
+
+/// Descriptors guardian holds for each running service: guardian with 120 services against
+/// guardian with 80, both settled, divided by the 40 more. Both run more services than
+/// guardian keeps log files open (64), so the open logs cancel out. `stdio`: where guardian's
+/// stdout and stderr go ("one" file for both, or "two" streams).
+fn fds_per_service(guardian_section: &str, stdio: &str) -> f64 {
+    let mut counts = Vec::new();
+    for n in [80, 120] {
+        let sb = Sandbox::new();
+        let services: String = (0..n)
+            .map(|i| {
+                format!(
+                    "[services.s{i}]\ncommand = [\"sh\", \"-c\", \"echo out{i}; echo err{i} >&2; exec sleep 300\"]\n"
+                )
+            })
+            .collect();
+        let cfg = sb.write("g.toml", &format!("{guardian_section}{services}"));
+        let out = std::fs::File::create(sb.path().join("guardian.out")).unwrap();
+        let err = match stdio {
+            "one" => out.try_clone().unwrap(),
+            _ => std::fs::File::create(sb.path().join("guardian.stderr")).unwrap(),
+        };
+        let mut c = sb.run_cmd(&cfg);
+        c.stdout(out).stderr(err);
+        let mut g = GuardianUnderTest {
+            child: c.spawn().unwrap(),
+            state_dir: sb.state_dir(),
+            config: cfg.clone(),
+        };
+        assert!(
+            wait_for(LONG, || {
+                let s = sb.status_json(&cfg);
+                s["services"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == n && a.iter().all(|s| s["state"] == "running"))
+            }),
+            "the services did not all start"
+        );
+        // Every service has written both lines (so the output path is in use), and the
+        // client connections above are closed.
+        let both = |i: usize| {
+            let text = std::fs::read_to_string(sb.state_dir().join(format!("logs/s{i}.log")))
+                .unwrap_or_default();
+            text.contains(&format!("out{i}")) && text.contains(&format!("err{i}"))
+        };
+        assert!(wait_for(LONG, || (0..n).all(both)));
+        std::thread::sleep(Duration::from_millis(300));
+        counts.push(
+            std::fs::read_dir(format!("/proc/{}/fd", g.pid()))
+                .unwrap()
+                .count() as f64,
+        );
+        if guardian_section.is_empty() && stdio == "one" {
+            // Both streams are still echoed, each line with its service's prefix.
+            let echoed = std::fs::read_to_string(sb.path().join("guardian.out")).unwrap();
+            assert!(
+                echoed.contains("s3 | out3") && echoed.contains("s3 | err3"),
+                "{echoed}"
+            );
+        }
+        assert_eq!(g.stop(), Some(0));
+    }
+    (counts[1] - counts[0]) / 40.0
+}
+
+#[test]
+fn a_running_service_costs_guardian_two_descriptors() {
+    // One stream for guardian's stdout and stderr (a terminal, journald, `>file 2>&1`): one
+    // pipe per service carries both, plus its PID file's lock.
+    let one = fds_per_service("", "one");
+    assert!(one <= 2.0, "{one} descriptors per service");
+    // Nothing echoed: the same.
+    let quiet = fds_per_service("[guardian]\necho = false\n", "two");
+    assert!(quiet <= 2.0, "{quiet} descriptors per service");
+    // stdout and stderr as two streams (docker): stderr keeps its own pipe.
+    let two = fds_per_service("", "two");
+    assert!(two <= 3.0, "{two} descriptors per service");
+}

@@ -414,7 +414,7 @@ fn the_fd_limit_is_raised_to_the_hard_limit_and_a_stack_too_big_for_it_is_refuse
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(
         out.stderr
-            .contains("100 services need about 564 open files")
+            .contains("100 services need about 528 open files")
             && out.stderr.contains("the hard limit is 300")
             && out.stderr.contains("LimitNOFILE="),
         "{}",
