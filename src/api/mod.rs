@@ -252,26 +252,33 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-pub fn status_document(state: &ApiState) -> Value {
-    let snap = state.handle.snapshot();
-    json!({
-        "guardian": {
-            "pid": std::process::id(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": uptime(state),
-            "config_files": state.config_files,
-            "config_generation": snap.config_generation,
-        },
-        "services": snap.services,
-    })
+/// `GET /status`, written straight from the snapshot (no intermediate JSON tree).
+#[derive(serde::Serialize)]
+struct StatusDoc<'a> {
+    guardian: GuardianFacts<'a>,
+    services: Vec<&'a crate::supervisor::ServiceSnapshot>,
 }
 
-/// `GET /status?service=NAME&state=STATE`: only the services asked for (a name matches the
-/// instance or every replica of a declared service).
+#[derive(serde::Serialize)]
+struct GuardianFacts<'a> {
+    pid: u32,
+    version: &'static str,
+    uptime_seconds: f64,
+    config_files: &'a [String],
+    config_generation: u64,
+    /// Bumped whenever what this document shows changes (`?since=`, `ETag`).
+    revision: u64,
+}
+
+/// `GET /status?service=NAME&state=STATE&since=REVISION`: only the services asked for (a
+/// name matches the instance or every replica of a declared service), and with `since` only
+/// those that changed after that revision. A service removed by a reload is not listed by
+/// `since`: a changed `config_generation` means "fetch everything again".
 #[derive(serde::Deserialize)]
 struct StatusFilter {
     service: Option<String>,
     state: Option<String>,
+    since: Option<u64>,
 }
 
 const STATES: &[&str] = &[
@@ -286,7 +293,27 @@ const STATES: &[&str] = &[
     "completed",
 ];
 
-async fn status(State(state): State<Arc<ApiState>>, Query(q): Query<StatusFilter>) -> Response {
+/// `ETag` of a revision: weak, since uptimes in the body move on while nothing changes.
+fn etag(revision: u64) -> String {
+    format!("W/\"{}-{revision}\"", std::process::id())
+}
+
+/// Whether `If-None-Match` names this tag (weak comparison, as RFC 9110 asks for GET).
+fn not_modified(headers: &HeaderMap, tag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    headers
+        .get_all(axum::http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || bare(t) == bare(tag))
+}
+
+async fn status(
+    State(state): State<Arc<ApiState>>,
+    Query(q): Query<StatusFilter>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(st) = q.state.as_deref()
         && !STATES.contains(&st)
     {
@@ -295,18 +322,41 @@ async fn status(State(state): State<Arc<ApiState>>, Query(q): Query<StatusFilter
             format!("unknown state `{st}`; the states are {}", STATES.join(", ")),
         );
     }
-    let mut doc = status_document(&state);
-    if (q.service.is_some() || q.state.is_some())
-        && let Some(list) = doc["services"].as_array_mut()
-    {
-        list.retain(|s| {
+    let snap = state.handle.snapshot();
+    let tag = etag(snap.revision);
+    let tag_header = [(axum::http::header::ETAG, tag.clone())];
+    if not_modified(&headers, &tag) {
+        return (StatusCode::NOT_MODIFIED, tag_header).into_response();
+    }
+    let services = snap
+        .services
+        .iter()
+        .filter(|s| {
             q.service
                 .as_deref()
-                .is_none_or(|n| s["name"] == n || s["replica_of"] == n)
-                && q.state.as_deref().is_none_or(|st| s["state"] == st)
-        });
-    }
-    Json(doc).into_response()
+                .is_none_or(|n| s.name == n || s.replica_of.as_deref() == Some(n))
+                && q.state.as_deref().is_none_or(|st| s.state.as_str() == st)
+                && q.since.is_none_or(|r| s.revision > r)
+        })
+        .collect();
+    let doc = StatusDoc {
+        guardian: GuardianFacts {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: uptime(&state),
+            config_files: &state.config_files,
+            config_generation: snap.config_generation,
+            revision: snap.revision,
+        },
+        services,
+    };
+    let body = serde_json::to_vec(&doc).expect("UNWRAP: the snapshot always serializes");
+    (
+        tag_header,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
@@ -382,9 +432,9 @@ fn uptime(state: &ApiState) -> f64 {
 
 async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
     let body = metrics::render(
-        &with_process_facts(&state.facts, state.handle.snapshot()).await,
+        with_process_facts(&state.facts, state.handle.snapshot()).await,
         uptime(&state),
-        &state.dropped.totals(),
+        state.dropped.totals(),
         state.lockout.failures_total(),
     );
     (

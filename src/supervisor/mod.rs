@@ -407,8 +407,9 @@ impl<S: Spawner> Supervisor<S> {
             state: s.state,
             pid: s.pid,
             port: s.port,
-            uptime_seconds: matches!(s.state, State::Running | State::Starting)
-                .then(|| s.started_at.map_or(0.0, |t| (now - t).as_secs_f64())),
+            // Both computed when read (`Snapshot::at`).
+            uptime_seconds: None,
+            next_restart_in: None,
             started_at: s
                 .started_at
                 .filter(|_| matches!(s.state, State::Running | State::Starting)),
@@ -424,15 +425,14 @@ impl<S: Spawner> Supervisor<S> {
             consecutive_failures: s.failures,
             last_exit: s.last_exit.clone(),
             last_error: s.last_error.clone(),
-            next_restart_in: s
-                .restart_at
-                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            restart_at: s.restart_at,
             waiting_for: s
                 .waiting_for
                 .clone()
                 .filter(|_| matches!(s.state, State::Waiting | State::Blocked)),
             exit_code: s.exit_code,
             replica_of: (s.spec.replicas > 1).then(|| s.spec.group.to_string()),
+            revision: 0,
             detail: s.detail(now),
         }
     }
@@ -442,27 +442,57 @@ impl<S: Spawner> Supervisor<S> {
         let Some(s) = self.services.get(name) else {
             return self.publish();
         };
-        let entry = Self::service_snapshot(name, s, Instant::now());
+        let mut entry = Self::service_snapshot(name, s, Instant::now());
         self.snapshot.send_modify(|snap| {
             match snap
                 .services
                 .binary_search_by(|x| x.name.as_str().cmp(name))
             {
-                Ok(i) => snap.services[i] = entry,
-                Err(i) => snap.services.insert(i, entry),
+                Ok(i) => {
+                    entry.revision = if snap.services[i].same_status(&entry) {
+                        snap.services[i].revision
+                    } else {
+                        snap.revision += 1;
+                        snap.revision
+                    };
+                    snap.services[i] = entry;
+                }
+                Err(i) => {
+                    snap.revision += 1;
+                    entry.revision = snap.revision;
+                    snap.services.insert(i, entry);
+                }
             }
         });
     }
 
     fn publish(&self) {
         let now = Instant::now();
-        let services = self
+        let mut services: Vec<ServiceSnapshot> = self
             .services
             .iter()
             .map(|(name, s)| Self::service_snapshot(name, s, now))
             .collect();
         let metrics_file = Some(self.config.guardian.metrics_file.clone());
         self.snapshot.send_modify(|snap| {
+            // Entries are sorted by name in both: an unchanged one keeps its revision.
+            let next = snap.revision + 1;
+            let mut changed = services.len() != snap.services.len();
+            for entry in &mut services {
+                entry.revision = match snap
+                    .services
+                    .binary_search_by(|x| x.name.as_str().cmp(&entry.name))
+                {
+                    Ok(i) if snap.services[i].same_status(entry) => snap.services[i].revision,
+                    _ => {
+                        changed = true;
+                        next
+                    }
+                };
+            }
+            if changed {
+                snap.revision = next;
+            }
             snap.services = services;
             snap.metrics_file = metrics_file;
             snap.config_generation = self.generation;

@@ -63,8 +63,10 @@ pub struct ServiceSnapshot {
     pub consecutive_failures: u32,
     pub last_exit: Option<String>,
     pub last_error: Option<String>,
-    /// When the next restart is due, in seconds from the snapshot.
+    /// When the next restart is due, in seconds from the read (`Snapshot::at`).
     pub next_restart_in: Option<f64>,
+    #[serde(skip)]
+    pub restart_at: Option<tokio::time::Instant>,
     /// `waiting for db (healthy)` or `blocked: its dependency db failed`.
     pub waiting_for: Option<String>,
     /// The exit code of the last run that ended on its own (a completed task's is 0).
@@ -72,9 +74,35 @@ pub struct ServiceSnapshot {
     /// The declared service of a replica (`api` for `api.2`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_of: Option<String>,
+    /// The snapshot revision at which this entry last changed (`GET /status?since=`).
+    pub revision: u64,
     /// The rest: for /health, /diagnostics, metrics and the metrics files.
     #[serde(skip)]
     pub detail: Detail,
+}
+
+impl ServiceSnapshot {
+    /// Whether what `/status` shows of the two differs only by the passing of time (uptime
+    /// and countdowns are computed when read, from instants that are compared here).
+    pub fn same_status(&self, o: &ServiceSnapshot) -> bool {
+        self.name == o.name
+            && self.state == o.state
+            && self.pid == o.pid
+            && self.port == o.port
+            && self.started_at == o.started_at
+            && self.restarts == o.restarts
+            && self.health == o.health
+            && self.circuit_breaker == o.circuit_breaker
+            && self.adopted == o.adopted
+            && self.autostart == o.autostart
+            && self.consecutive_failures == o.consecutive_failures
+            && self.last_exit == o.last_exit
+            && self.last_error == o.last_error
+            && self.restart_at == o.restart_at
+            && self.waiting_for == o.waiting_for
+            && self.exit_code == o.exit_code
+            && self.replica_of == o.replica_of
+    }
 }
 
 /// Health, recovery and process facts of one service.
@@ -114,6 +142,8 @@ pub struct RecoveryCount {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Snapshot {
     pub services: Vec<ServiceSnapshot>,
+    /// Bumped whenever what `/status` shows of any service changes, or services come and go.
+    pub revision: u64,
     pub config_generation: u64,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
@@ -131,6 +161,9 @@ impl Snapshot {
             s.uptime_seconds = s
                 .started_at
                 .map(|t| now.saturating_duration_since(t).as_secs_f64());
+            s.next_restart_in = s
+                .restart_at
+                .map(|t| t.saturating_duration_since(now).as_secs_f64());
         }
         self
     }

@@ -425,6 +425,93 @@ fn status_can_be_filtered_by_service_and_state() {
     );
 }
 
+/// Change-only polling: `ETag` + `If-None-Match` answer 304 while nothing changed, `since`
+/// lists only what changed after a revision, and uptimes read after a 304 are still right.
+#[test]
+fn status_answers_only_what_changed_since_a_revision() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.a]\ncommand = [\"sleep\", \"300\"]\n[services.b]\ncommand = [\"sleep\", \"301\"]\n",
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "a").is_some()
+        && sb.pid_of(&cfg, "b").is_some()));
+    let sock = sb.state_dir().join("guardian.sock");
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let (code, head, body) = http_with_head(Target::Unix(&sock), "GET", path, headers, b"");
+        let tag = head
+            .lines()
+            .find_map(|l| l.strip_prefix("etag: "))
+            .map(str::to_owned);
+        (
+            code,
+            tag,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
+        )
+    };
+    // Settled: two reads in a row carry the same revision and tag.
+    let mut first = get("/status", &[]);
+    assert!(wait_for(LONG, || {
+        let again = get("/status", &[]);
+        let same = again.1 == first.1;
+        first = again;
+        same
+    }));
+    let (code, tag, doc) = first;
+    assert_eq!(code, 200);
+    let tag = tag.expect("an ETag on /status");
+    let rev = doc["guardian"]["revision"].as_u64().unwrap();
+    let uptime_a = |doc: &serde_json::Value| {
+        doc["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "a")
+            .unwrap()["uptime_seconds"]
+            .as_f64()
+            .unwrap()
+    };
+    let before = uptime_a(&doc);
+
+    // Nothing changed: 304 with no body, and `since` lists nobody.
+    let (code, _, body) = get("/status", &[("If-None-Match", &tag)]);
+    assert_eq!((code, body), (304, serde_json::Value::Null));
+    let (code, _, doc) = get(&format!("/status?since={rev}"), &[]);
+    assert_eq!(code, 200);
+    assert_eq!(doc["services"], serde_json::json!([]));
+
+    // Time passes with no change: still 304, yet a full read shows the uptime moved on.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(get("/status", &[("If-None-Match", &tag)]).0, 304);
+    let (_, same_tag, doc) = get("/status", &[]);
+    assert_eq!(same_tag.as_deref(), Some(tag.as_str()));
+    assert!(
+        uptime_a(&doc) >= before + 1.4,
+        "{} then {}",
+        before,
+        uptime_a(&doc)
+    );
+
+    // b restarts: only b is listed since the revision, and the tag changed.
+    let b = sb.pid_of(&cfg, "b").unwrap();
+    kill(b, nix::sys::signal::Signal::SIGKILL);
+    assert!(wait_for(LONG, || sb
+        .pid_of(&cfg, "b")
+        .is_some_and(|p| p != b)));
+    let (code, new_tag, doc) = get(&format!("/status?since={rev}"), &[("If-None-Match", &tag)]);
+    assert_eq!(code, 200);
+    assert_ne!(new_tag.as_deref(), Some(tag.as_str()));
+    let names: Vec<&str> = doc["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["b"]);
+    assert!(doc["guardian"]["revision"].as_u64().unwrap() > rev);
+}
+
 /// Off loopback (SPEC §12): every request but the page needs the token, wrong tokens lock an
 /// address out, and the failures are counted.
 #[test]

@@ -111,6 +111,24 @@ fn the_status_page_shows_services_and_drives_them() {
             .await;
         }
 
+        // Nothing changes: the page's polls are answered 304 without a body, and uptimes
+        // still move on (the page adds the time elapsed since the last full answer).
+        eventually("a 304 poll", || async {
+            text(&c, "#poll").await.filter(|t| t == "304, unchanged")
+        })
+        .await;
+        let first = eventually("beta's uptime", || async {
+            text(&c, "tr[data-service=\"beta\"] td:nth-child(5)").await.filter(|t| t.ends_with('s'))
+        })
+        .await;
+        let secs = |t: &str| t.trim_end_matches('s').parse::<u64>().ok();
+        eventually("beta's uptime moving on while unchanged", || async {
+            let now = text(&c, "tr[data-service=\"beta\"] td:nth-child(5)").await?;
+            let poll = text(&c, "#poll").await?;
+            (secs(&now)? >= secs(&first)? + 3 && poll == "304, unchanged").then_some(())
+        })
+        .await;
+
         // SIGKILL alpha: its restart count goes up on the page.
         let alpha = sb.pid_of(&cfg, "alpha").unwrap();
         kill(alpha, Signal::SIGKILL);

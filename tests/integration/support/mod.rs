@@ -346,6 +346,18 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    let (code, _, body) = http_with_head(target, method, path, headers, body);
+    (code, body)
+}
+
+/// Like `http`, with the response's head (status line and headers) as well.
+pub fn http_with_head(
+    target: Target,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     let mut head = format!(
         "{method} {path} HTTP/1.0\r\nhost: guardian\r\ncontent-length: {}\r\n",
         body.len()
@@ -367,7 +379,7 @@ pub fn http(
         Target::Tcp(a) => std::net::TcpStream::connect(a).and_then(|mut s| exchange(&mut s)),
     };
     if r.is_err() && raw.is_empty() {
-        return (0, String::new());
+        return (0, String::new(), String::new());
     }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let code = text
@@ -375,11 +387,11 @@ pub fn http(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text
+    let (head, body) = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
         .unwrap_or_default();
-    (code, body)
+    (code, head, body)
 }
 
 pub trait ReadWrite: std::io::Read + std::io::Write {}
