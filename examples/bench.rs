@@ -722,11 +722,13 @@ fn growth(t: &mut Table, sizes: &[usize]) {
     let mut base: Option<(f64, usize)> = None;
     for &n in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
+        let launched = Instant::now();
         let g = Guardian::start(&many(n, dir.path(), |_| String::new()));
         g.wait_socket();
-        let all_up = wait(Duration::from_secs(300), || {
+        let all_up = wait(Duration::from_secs(600), || {
             (0..n).all(|i| dir.path().join(format!("s{i}.stamp")).exists())
         });
+        let up_s = launched.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_secs(1));
         let (pss, fd) = (pss_kb(g.pid()), fds(g.pid()));
         let (pss0, fd0) = *base.get_or_insert((pss, fd));
@@ -737,23 +739,47 @@ fn growth(t: &mut Table, sizes: &[usize]) {
                 0.0
             }
         };
-        let mut costs = Vec::new();
-        for path in ["/status", "/metrics", "/health", "/diagnostics"] {
+        let median = |f: &mut dyn FnMut()| -> f64 {
             let mut times: Vec<f64> = (0..10)
                 .map(|_| {
                     let t0 = Instant::now();
-                    let body = get(&g, path);
-                    assert!(!body.is_empty(), "{path} answered nothing");
+                    f();
                     t0.elapsed().as_secs_f64() * 1000.0
                 })
                 .collect();
             times.sort_by(f64::total_cmp);
-            costs.push(format!("{path} {:.1}", times[times.len() / 2]));
+            times[times.len() / 2]
+        };
+        let mut costs = Vec::new();
+        for path in ["/status", "/metrics", "/health", "/diagnostics"] {
+            let ms = median(&mut || {
+                assert!(!get(&g, path).is_empty(), "{path} answered nothing");
+            });
+            costs.push(format!("{path} {ms:.1}"));
         }
+        // The status page's poll when nothing changed: a 304 with no body.
+        let tag = etag(&g);
+        let ms = median(&mut || {
+            let _ = get_with(&g, "/status?since=0", &format!("If-None-Match: {tag}"));
+        });
+        costs.push(format!("unchanged poll {ms:.2}"));
+        // `guardian status` as a user types it: a process, a request, a table.
+        let ms = median(&mut || {
+            let out = Command::new(bin_dir().join("guardian"))
+                .args(["status", "-c"])
+                .arg(&g.cfg)
+                .arg("--state-dir")
+                .arg(g.path("state"))
+                .output()
+                .expect("guardian status");
+            assert!(!out.stdout.is_empty(), "guardian status printed nothing");
+        });
+        costs.push(format!("`guardian status` {ms:.0}"));
+        let (idle_ms, _) = cpu_over(g.pid(), Duration::from_secs(5));
         t.row(
             &format!("growth: {n} services"),
             format!(
-                "PSS {:.1} MB, {fd} fds; median ms: {}{}",
+                "up in {up_s:.1} s; PSS {:.1} MB, {fd} fds; idle CPU {idle_ms:.1} ms in 5 s; median ms: {}{}",
                 pss / 1024.0,
                 costs.join(", "),
                 if all_up { "" } else { " (not all up)" }
@@ -767,6 +793,32 @@ fn growth(t: &mut Table, sizes: &[usize]) {
             "linear",
         );
     }
+}
+
+/// The ETag `/status` answers with now.
+fn etag(g: &Guardian) -> String {
+    let head = get_with(g, "/status", "");
+    head.lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A GET with one extra header line; the whole response, head included.
+fn get_with(g: &Guardian, path: &str, header: &str) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(g.path("state/guardian.sock")) else {
+        return String::new();
+    };
+    let extra = if header.is_empty() {
+        String::new()
+    } else {
+        format!("{header}\r\n")
+    };
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nhost: g\r\n{extra}\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 fn status_kb(pid: i32, key: &str) -> f64 {

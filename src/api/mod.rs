@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::pidfile::unix_now;
 use crate::policy::health::Status;
@@ -322,12 +322,14 @@ async fn status(
             format!("unknown state `{st}`; the states are {}", STATES.join(", ")),
         );
     }
+    // Nothing changed: answered before the snapshot is copied.
+    let tag = etag(state.handle.revision());
+    if not_modified(&headers, &tag) {
+        return (StatusCode::NOT_MODIFIED, [(axum::http::header::ETAG, tag)]).into_response();
+    }
     let snap = state.handle.snapshot();
     let tag = etag(snap.revision);
-    let tag_header = [(axum::http::header::ETAG, tag.clone())];
-    if not_modified(&headers, &tag) {
-        return (StatusCode::NOT_MODIFIED, tag_header).into_response();
-    }
+    let tag_header = [(axum::http::header::ETAG, tag)];
     let services = snap
         .services
         .iter()
@@ -350,57 +352,101 @@ async fn status(
         },
         services,
     };
-    let body = serde_json::to_vec(&doc).expect("UNWRAP: the snapshot always serializes");
-    (
-        tag_header,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    (tag_header, json_body(&doc)).into_response()
+}
+
+/// `GET /health`, written straight from the snapshot.
+#[derive(serde::Serialize)]
+struct HealthDoc<'a> {
+    status: &'static str,
+    timestamp: f64,
+    uptime_seconds: f64,
+    version: &'static str,
+    pid: u32,
+    #[serde(serialize_with = "by_name")]
+    services: Vec<(&'a str, ServiceHealth<'a>)>,
+}
+
+#[derive(serde::Serialize)]
+struct ServiceHealth<'a> {
+    status: &'static str,
+    state: SvcState,
+    checks: &'a [crate::health::CheckResult],
+    metrics: HealthMetrics<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct HealthMetrics<'a> {
+    restarts: u64,
+    uptime_seconds: Option<f64>,
+    process: &'a Option<crate::health::resources::ProcessInfo>,
+    checks_performed: u64,
+    checks_failed: u64,
+    window: &'a crate::policy::health::Aggregate,
+}
+
+/// A JSON object keyed by service name, in the snapshot's order.
+fn by_name<S: serde::Serializer, T: serde::Serialize>(
+    entries: &[(&str, T)],
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    ser.collect_map(entries.iter().map(|(k, v)| (k, v)))
 }
 
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
     let snap = with_process_facts(&state.facts, state.handle.snapshot()).await;
-    let mut services = serde_json::Map::new();
     let mut all_ok = true;
-    for s in &snap.services {
-        let up = s.state == SvcState::Running;
-        // A task that ran to completion did its job.
-        if s.autostart && s.state != SvcState::Completed && !(up && s.health == Status::Healthy) {
-            all_ok = false;
-        }
-        let d = &s.detail;
-        services.insert(
-            s.name.clone(),
-            json!({
-                "status": if up { s.health.as_str() } else { "down" },
-                "state": s.state,
-                "checks": d.checks,
-                "metrics": {
-                    "restarts": s.restarts,
-                    "uptime_seconds": s.uptime_seconds,
-                    "process": d.process,
-                    "checks_performed": d.checks_performed,
-                    "checks_failed": d.checks_failed,
-                    "window": d.summary,
+    let services = snap
+        .services
+        .iter()
+        .map(|s| {
+            let up = s.state == SvcState::Running;
+            // A task that ran to completion did its job.
+            if s.autostart && s.state != SvcState::Completed && !(up && s.health == Status::Healthy)
+            {
+                all_ok = false;
+            }
+            let d = &s.detail;
+            let entry = ServiceHealth {
+                status: if up { s.health.as_str() } else { "down" },
+                state: s.state,
+                checks: &d.checks,
+                metrics: HealthMetrics {
+                    restarts: s.restarts,
+                    uptime_seconds: s.uptime_seconds,
+                    process: &d.process,
+                    checks_performed: d.checks_performed,
+                    checks_failed: d.checks_failed,
+                    window: &d.summary,
                 },
-            }),
-        );
-    }
-    let body = json!({
-        "status": if all_ok { "healthy" } else { "unhealthy" },
-        "timestamp": unix_now(),
-        "uptime_seconds": uptime(&state),
-        "version": env!("CARGO_PKG_VERSION"),
-        "pid": std::process::id(),
-        "services": services,
-    });
+            };
+            (s.name.as_str(), entry)
+        })
+        .collect();
+    let doc = HealthDoc {
+        status: if all_ok { "healthy" } else { "unhealthy" },
+        timestamp: unix_now(),
+        uptime_seconds: uptime(&state),
+        version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
+        services,
+    };
     let code = if all_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(body)).into_response()
+    (code, json_body(&doc)).into_response()
+}
+
+/// A JSON response written straight from `doc`.
+fn json_body(doc: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(doc).expect("UNWRAP: snapshots always serialize");
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// Services without checks are not polled; their process facts are read now, on request.
@@ -444,73 +490,146 @@ async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
         .into_response()
 }
 
-async fn diagnostics(State(state): State<Arc<ApiState>>) -> Json<Value> {
+/// `GET /diagnostics`, written straight from the snapshot.
+#[derive(serde::Serialize)]
+struct DiagnosticsDoc<'a> {
+    guardian: DiagGuardian<'a>,
+    #[serde(serialize_with = "by_name")]
+    services: Vec<(&'a str, ServiceDiag<'a>)>,
+}
+
+#[derive(serde::Serialize)]
+struct DiagGuardian<'a> {
+    pid: u32,
+    version: &'static str,
+    uptime_seconds: f64,
+    config_generation: u64,
+    reloads_ok: u64,
+    reloads_failed: u64,
+    last_reload_error: &'a Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct ServiceDiag<'a> {
+    server_info: ServerInfo<'a>,
+    health_monitor: HealthMonitor<'a>,
+    recovery_manager: RecoveryManager<'a>,
+    process_info: Option<ProcessFacts>,
+}
+
+#[derive(serde::Serialize)]
+struct ServerInfo<'a> {
+    state: SvcState,
+    pid: Option<i32>,
+    port: Option<u16>,
+    adopted: bool,
+    uptime_seconds: Option<f64>,
+    start_time: Option<f64>,
+    restarts: u64,
+    total_failures: u64,
+    last_failure: Option<f64>,
+    last_exit: &'a Option<String>,
+    last_error: &'a Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct HealthMonitor<'a> {
+    status: Status,
+    checks_performed: u64,
+    checks_failed: u64,
+    last_check: Option<f64>,
+    checks: &'a [crate::health::CheckResult],
+    window: &'a crate::policy::health::Aggregate,
+}
+
+#[derive(serde::Serialize)]
+struct RecoveryManager<'a> {
+    circuit_breaker: crate::policy::breaker::BreakerState,
+    breaker_reopens_in: Option<f64>,
+    pending_action: Option<crate::policy::recovery::Action>,
+    recoveries_total: u64,
+    recoveries_successful: u64,
+    recoveries_failed: u64,
+    by_action: &'a [crate::supervisor::RecoveryCount],
+}
+
+#[derive(serde::Serialize)]
+struct ProcessFacts {
+    cpu_percent: Option<f64>,
+    memory_mb: f64,
+    file_descriptors: u64,
+    thread_count: u64,
+    processes: u32,
+}
+
+async fn diagnostics(State(state): State<Arc<ApiState>>) -> Response {
     let snap = with_process_facts(&state.facts, state.handle.snapshot()).await;
-    let mut services = serde_json::Map::new();
-    for s in &snap.services {
-        let d = &s.detail;
-        let count = |ok: Option<bool>| -> u64 {
-            d.recoveries
-                .iter()
-                .filter(|r| ok.is_none_or(|ok| r.success == ok))
-                .map(|r| r.count)
-                .sum()
-        };
-        services.insert(
-            s.name.clone(),
-            json!({
-                "server_info": {
-                    "state": s.state,
-                    "pid": s.pid,
-                    "port": s.port,
-                    "adopted": s.adopted,
-                    "uptime_seconds": s.uptime_seconds,
-                    "start_time": d.start_time,
-                    "restarts": s.restarts,
-                    "total_failures": d.total_failures,
-                    "last_failure": d.last_failure,
-                    "last_exit": s.last_exit,
-                    "last_error": s.last_error,
+    let services = snap
+        .services
+        .iter()
+        .map(|s| {
+            let d = &s.detail;
+            let count = |ok: Option<bool>| -> u64 {
+                d.recoveries
+                    .iter()
+                    .filter(|r| ok.is_none_or(|ok| r.success == ok))
+                    .map(|r| r.count)
+                    .sum()
+            };
+            let entry = ServiceDiag {
+                server_info: ServerInfo {
+                    state: s.state,
+                    pid: s.pid,
+                    port: s.port,
+                    adopted: s.adopted,
+                    uptime_seconds: s.uptime_seconds,
+                    start_time: d.start_time,
+                    restarts: s.restarts,
+                    total_failures: d.total_failures,
+                    last_failure: d.last_failure,
+                    last_exit: &s.last_exit,
+                    last_error: &s.last_error,
                 },
-                "health_monitor": {
-                    "status": s.health,
-                    "checks_performed": d.checks_performed,
-                    "checks_failed": d.checks_failed,
-                    "last_check": d.last_check,
-                    "checks": d.checks,
-                    "window": d.summary,
+                health_monitor: HealthMonitor {
+                    status: s.health,
+                    checks_performed: d.checks_performed,
+                    checks_failed: d.checks_failed,
+                    last_check: d.last_check,
+                    checks: &d.checks,
+                    window: &d.summary,
                 },
-                "recovery_manager": {
-                    "circuit_breaker": s.circuit_breaker,
-                    "breaker_reopens_in": d.breaker_reopens_in,
-                    "pending_action": d.pending_recovery,
-                    "recoveries_total": count(None),
-                    "recoveries_successful": count(Some(true)),
-                    "recoveries_failed": count(Some(false)),
-                    "by_action": d.recoveries,
+                recovery_manager: RecoveryManager {
+                    circuit_breaker: s.circuit_breaker,
+                    breaker_reopens_in: d.breaker_reopens_in,
+                    pending_action: d.pending_recovery,
+                    recoveries_total: count(None),
+                    recoveries_successful: count(Some(true)),
+                    recoveries_failed: count(Some(false)),
+                    by_action: &d.recoveries,
                 },
-                "process_info": d.process.as_ref().map(|p| json!({
-                    "cpu_percent": p.cpu_percent,
-                    "memory_mb": p.memory_mb,
-                    "file_descriptors": p.file_descriptors,
-                    "thread_count": p.thread_count,
-                    "processes": p.processes,
-                })),
-            }),
-        );
-    }
-    Json(json!({
-        "guardian": {
-            "pid": std::process::id(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": uptime(&state),
-            "config_generation": snap.config_generation,
-            "reloads_ok": snap.reloads_ok,
-            "reloads_failed": snap.reloads_failed,
-            "last_reload_error": snap.last_reload_error,
+                process_info: d.process.as_ref().map(|p| ProcessFacts {
+                    cpu_percent: p.cpu_percent,
+                    memory_mb: p.memory_mb,
+                    file_descriptors: p.file_descriptors,
+                    thread_count: p.thread_count,
+                    processes: p.processes,
+                }),
+            };
+            (s.name.as_str(), entry)
+        })
+        .collect();
+    json_body(&DiagnosticsDoc {
+        guardian: DiagGuardian {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: uptime(&state),
+            config_generation: snap.config_generation,
+            reloads_ok: snap.reloads_ok,
+            reloads_failed: snap.reloads_failed,
+            last_reload_error: &snap.last_reload_error,
         },
-        "services": services,
-    }))
+        services,
+    })
 }
 
 #[derive(serde::Deserialize)]

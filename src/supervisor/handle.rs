@@ -45,6 +45,11 @@ impl SupervisorHandle {
             .at(tokio::time::Instant::now())
     }
 
+    /// The snapshot's revision, read without copying the snapshot.
+    pub fn revision(&self) -> u64 {
+        self.snapshot.borrow().revision
+    }
+
     pub fn watch(&self) -> watch::Receiver<Snapshot> {
         self.snapshot.clone()
     }
