@@ -721,6 +721,23 @@ fn status_of(g: &Guardian, name: &str) -> serde_json::Value {
 fn growth(t: &mut Table, sizes: &[usize]) {
     let mut base: Option<(f64, usize)> = None;
     for &n in sizes {
+        // guardian refuses a stack its hard RLIMIT_NOFILE cannot hold (3 per service here):
+        // as root, the harness raises the limit guardian inherits, as LimitNOFILE= would.
+        let needed = 3 * n as u64 + 1024;
+        if let Ok((_, hard)) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            && hard < needed
+            && nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                needed,
+                needed,
+            )
+            .is_err()
+        {
+            println!(
+                "  growth: {n} services need {needed} open files; the hard limit is {hard} (raise it as root)"
+            );
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let launched = Instant::now();
         let g = Guardian::start(&many(n, dir.path(), |_| String::new()));

@@ -30,6 +30,7 @@ pub fn socket_path(state_dir: &std::path::Path) -> std::path::PathBuf {
 /// `guardian run`: `opts` are the command line's files, flags and environment.
 pub fn run(opts: LoadOptions) -> Result<u8, FatalError> {
     crate::process::unix::limit_malloc_arenas();
+    crate::process::unix::keep_inherited_descriptors_from_services();
     let loaded = crate::config::load(&opts)?;
     raise_fd_limit(
         loaded.config.instances().count(),
@@ -64,11 +65,16 @@ pub fn run(opts: LoadOptions) -> Result<u8, FatalError> {
     result
 }
 
-/// Descriptors guardian holds per running service: its output pipe (a second one for stderr
-/// when echoing), its PID file's lock, and one more for an exec check or a client at a time.
-/// Open log files are capped (`output::MAX_OPEN_LOGS`) and counted in the base.
+/// Descriptors guardian holds per running service: its output pipe (a second one when echoed
+/// stderr goes to a stream of its own), its PID file's lock, and one more for an exec check
+/// or a client at a time. Open log files are capped (`output::MAX_OPEN_LOGS`) and counted
+/// in the base.
 fn fds_per_service(echo: bool) -> u64 {
-    if echo { 4 } else { 3 }
+    if echo && crate::process::unix::stderr_apart() {
+        4
+    } else {
+        3
+    }
 }
 const FDS_BASE: u64 = 64 + crate::process::output::MAX_OPEN_LOGS as u64;
 

@@ -1,6 +1,7 @@
-//! The real spawner: std's posix_spawn path with its own process group, output captured into
-//! a size-rotated log, exits reaped on SIGCHLD (our children) or watched through a pidfd
-//! (adopted ones). The only `unsafe` of the crate.
+//! The real spawner: std's posix_spawn path with its own process group, from a thread with a
+//! descriptor table of its own; output captured into a size-rotated log, exits reaped on
+//! SIGCHLD (our children) or watched through a pidfd (adopted ones). The only `unsafe` of
+//! the crate.
 //!
 //! A running service costs guardian two descriptors (one with `echo = false`): the read end
 //! of its output pipe(s) and its PID file's lock. Its exit needs none: guardian is the
@@ -45,6 +46,8 @@ pub struct UnixSpawner {
     children: Arc<Mutex<Children>>,
     /// The queue to the output thread: every log and echo write happens there.
     writer: Writer,
+    /// Spawns from a descriptor table of its own (see `Launcher`).
+    launcher: Launcher,
     dropped: Arc<DroppedBytes>,
 }
 
@@ -53,10 +56,12 @@ impl UnixSpawner {
     /// `color`: paint each service's prefix (guardian's stdout is a terminal and NO_COLOR is
     /// unset).
     pub fn new(dropped: Arc<DroppedBytes>, color: bool) -> std::io::Result<Self> {
+        let children: Arc<Mutex<Children>> = Arc::default();
         Ok(UnixSpawner {
             color,
-            split_stderr: !same_stream(&std::io::stdout(), &std::io::stderr()),
-            children: Arc::default(),
+            split_stderr: stderr_apart(),
+            launcher: Launcher::start(children.clone())?,
+            children,
             writer: Writer::start()?,
             dropped,
         })
@@ -137,11 +142,32 @@ fn reap(pid: i32, children: &mut Children) -> bool {
     true
 }
 
+/// Whether guardian's stderr is another stream than its stdout (then echoed stderr needs a
+/// pipe of its own per service).
+pub fn stderr_apart() -> bool {
+    !same_stream(&std::io::stdout(), &std::io::stderr())
+}
+
 /// Whether two descriptors lead to the same file, terminal or pipe.
 fn same_stream(a: &impl std::os::fd::AsFd, b: &impl std::os::fd::AsFd) -> bool {
     match (rustix::fs::fstat(a), rustix::fs::fstat(b)) {
         (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
         _ => false,
+    }
+}
+
+/// Marks every descriptor guardian inherited beyond stdio close-on-exec: guardian may keep
+/// them, its services get only their own stdio (as systemd gives its units).
+pub fn keep_inherited_descriptors_from_services() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC takes plain integers and only sets a flag
+    // on descriptors; it closes nothing.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
     }
 }
 
@@ -220,28 +246,10 @@ impl Spawner for UnixSpawner {
             reason,
         };
         let mut cmd = std::process::Command::new(&program);
-        // One pipe for stdout and stderr unless stderr is echoed to a stream of its own: the
-        // log holds both streams in one file either way.
-        let pipe = |what: &str| {
-            std::io::pipe().map_err(|e| fail(format!("cannot make the {what} pipe: {e}")))
-        };
-        let (out_r, out_w) = pipe("output")?;
-        let err = if req.echo && self.split_stderr {
-            let (r, w) = pipe("stderr")?;
-            (Some(r), Stdio::from(w))
-        } else {
-            let w = out_w
-                .try_clone()
-                .map_err(|e| fail(format!("cannot share the output pipe: {e}")))?;
-            (None, Stdio::from(w))
-        };
-        let (err_r, err_w) = err;
         cmd.args(&req.command[1..])
             .envs(&req.env)
             .env(MARK, &req.service)
-            .stdin(Stdio::null())
-            .stdout(out_w)
-            .stderr(err_w);
+            .stdin(Stdio::null());
         if let Some(cwd) = &req.cwd {
             cmd.current_dir(cwd);
         }
@@ -250,12 +258,11 @@ impl Spawner for UnixSpawner {
         // to guardian's group only; guardian stops the services itself.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         apply_run_as(&mut cmd, &req.run_as);
-        let mut children = self
-            .children
-            .lock()
-            .expect("UNWRAP: the lock is never poisoned: no panic while held");
-        // std's Child is only a PID and pipe ends here: dropping it neither waits nor kills.
-        let child = cmd.spawn().map_err(|e| {
+        // One pipe for stdout and stderr unless stderr is echoed to a stream of its own: the
+        // log holds both streams in one file either way.
+        let split = req.echo && self.split_stderr;
+        let (tx, rx) = oneshot::channel();
+        let (pid, mut readers) = self.launcher.spawn(cmd, split, tx).map_err(|e| {
             fail(match e.kind() {
                 std::io::ErrorKind::NotFound => format!(
                     "no such program (check `command` and `cwd`; PATH is {})",
@@ -267,13 +274,8 @@ impl Spawner for UnixSpawner {
                 _ => e.to_string(),
             })
         })?;
-        let pid = child.id() as i32;
-        let (tx, rx) = oneshot::channel();
-        children.insert(pid, tx);
-        drop(children);
-        // The write ends went to the child (and were closed here with `cmd`): each pipe ends
-        // when the service and everything that inherited its output are gone.
-        drop(cmd);
+        let err_r = if split { readers.pop() } else { None };
+        let out_r = readers.pop();
 
         let sink = Sink::new(
             RotatingLog::new(req.log_file.clone(), req.log_max_bytes, req.log_backups),
@@ -281,10 +283,10 @@ impl Spawner for UnixSpawner {
                 .then(|| super::output::prefix(&req.service, self.color)),
             self.dropped.counter(&req.service),
         );
-        let streams = [(Some(out_r), false), (err_r, true)];
+        let streams = [(out_r, false), (err_r, true)];
         for (reader, stderr) in streams {
             let Some(reader) = reader else { continue };
-            match tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()) {
+            match tokio::net::unix::pipe::Receiver::from_owned_fd(reader) {
                 Ok(pipe) => {
                     let w = self.writer.clone();
                     let sink = sink.clone();
@@ -343,6 +345,161 @@ impl Spawner for UnixSpawner {
             if member != pid {
                 let _ = kill(Pid::from_raw(member), sig);
             }
+        }
+    }
+}
+
+/// Spawns services from a thread whose descriptor table is its own (`unshare(CLONE_FILES)`)
+/// and holds almost nothing: a new process starts with a copy of its parent's table and the
+/// kernel closes every close-on-exec descriptor at exec, so spawning from guardian's shared
+/// table (two descriptors per running service) would cost each start time in proportion to
+/// the services already running. The thread makes the pipes in its table, spawns, and hands
+/// the read ends to guardian's table over a socket (SCM_RIGHTS).
+struct Launcher {
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// Guardian's end of the socket the read ends arrive on. std Mutex: held from a job's
+    /// sending to the receipt of its descriptors, so that each caller reads its own.
+    inbox: Mutex<std::os::unix::net::UnixDatagram>,
+}
+
+struct Job {
+    cmd: std::process::Command,
+    /// A second pipe for stderr.
+    split: bool,
+    exit: oneshot::Sender<ExitInfo>,
+    reply: std::sync::mpsc::SyncSender<std::io::Result<(i32, usize)>>,
+}
+
+impl Launcher {
+    fn start(children: Arc<Mutex<Children>>) -> std::io::Result<Launcher> {
+        let (inbox, outbox) = std::os::unix::net::UnixDatagram::pair()?;
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("guardian-spawn".into())
+            .spawn(move || launch_all(outbox, queue, &children))?;
+        Ok(Launcher {
+            jobs,
+            inbox: Mutex::new(inbox),
+        })
+    }
+
+    /// Spawns `cmd` with its output on new pipes; its PID and the read ends (stdout's, then
+    /// stderr's when `split`), owned by guardian's table.
+    fn spawn(
+        &self,
+        cmd: std::process::Command,
+        split: bool,
+        exit: oneshot::Sender<ExitInfo>,
+    ) -> std::io::Result<(i32, Vec<std::os::fd::OwnedFd>)> {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+        let inbox = self
+            .inbox
+            .lock()
+            .expect("UNWRAP: the lock is never poisoned: no panic while held");
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let gone = || std::io::Error::other("the spawning thread is gone");
+        self.jobs
+            .send(Job {
+                cmd,
+                split,
+                exit,
+                reply,
+            })
+            .map_err(|_| gone())?;
+        let (pid, sent) = answer.recv().map_err(|_| gone())??;
+        let mut fds = Vec::with_capacity(2);
+        if sent > 0 {
+            let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut byte = [0u8; 1];
+            rustix::net::recvmsg(
+                &*inbox,
+                &mut [std::io::IoSliceMut::new(&mut byte)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            )?;
+            for msg in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(got) = msg {
+                    fds.extend(got);
+                }
+            }
+        }
+        Ok((pid, fds))
+    }
+}
+
+/// The spawning thread: its own table first, then one job at a time until guardian ends.
+fn launch_all(
+    outbox: std::os::unix::net::UnixDatagram,
+    queue: std::sync::mpsc::Receiver<Job>,
+    children: &Mutex<Children>,
+) {
+    // SAFETY: from here on this thread has a copy of the table as it is now (guardian's
+    // start-up descriptors: the runtime's polls, its signal socket, the guardian lock, all
+    // open for guardian's whole life). It uses only what it opens itself, `outbox`, and,
+    // when a signal handler runs on it, tokio's signal socket, whose copy has the same
+    // number and leads to the same socket. No other thread sees this table. The copies are
+    // kept (not closed) for that reason: a few, a constant, not one per service.
+    if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) }.is_err() {
+        tracing::warn!(
+            "cannot give the spawning thread a table of its own; each start closes every descriptor guardian holds"
+        );
+    }
+    while let Ok(job) = queue.recv() {
+        let _ = job
+            .reply
+            .send(launch(job.cmd, job.split, job.exit, &outbox, children));
+    }
+}
+
+fn launch(
+    mut cmd: std::process::Command,
+    split: bool,
+    exit: oneshot::Sender<ExitInfo>,
+    outbox: &std::os::unix::net::UnixDatagram,
+    children: &Mutex<Children>,
+) -> std::io::Result<(i32, usize)> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::os::fd::AsFd;
+    let (out_r, out_w) = std::io::pipe()?;
+    let err_r = if split {
+        let (r, w) = std::io::pipe()?;
+        cmd.stderr(w);
+        Some(r)
+    } else {
+        cmd.stderr(out_w.try_clone()?);
+        None
+    };
+    cmd.stdout(out_w);
+    let mut table = children
+        .lock()
+        .expect("UNWRAP: the lock is never poisoned: no panic while held");
+    // std's Child is only a PID here: dropping it neither waits nor kills.
+    let pid = cmd.spawn()?.id() as i32;
+    table.insert(pid, exit);
+    drop(table);
+    // The write ends went to the child and close here: each pipe ends when the service and
+    // everything that inherited its output are gone.
+    drop(cmd);
+    let mut readers = vec![out_r.as_fd()];
+    readers.extend(err_r.as_ref().map(|r| r.as_fd()));
+    let rights = [SendAncillaryMessage::ScmRights(&readers)];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    for m in rights {
+        control.push(m);
+    }
+    match rustix::net::sendmsg(
+        outbox,
+        &[std::io::IoSlice::new(&[0])],
+        &mut control,
+        SendFlags::empty(),
+    ) {
+        Ok(_) => Ok((pid, readers.len())),
+        Err(e) => {
+            // The service runs (and is watched); only its output is lost.
+            tracing::error!(pid, error = %e, "cannot hand a service's output pipe over; its output is not logged");
+            Ok((pid, 0))
         }
     }
 }

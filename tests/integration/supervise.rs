@@ -444,3 +444,41 @@ fn a_sigterm_during_start_up_leaves_no_service_behind() {
         );
     }
 }
+
+/// A service starts with no signal blocked and nothing of guardian's open beyond its stdio
+/// (guardian spawns from a thread of its own; neither its mask nor its table leaks).
+#[test]
+fn a_service_starts_with_an_empty_signal_mask_and_only_its_stdio() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.s]\ncommand = [\"sleep\", \"300\"]\n");
+    let _g = sb.start(&cfg);
+    let mut pid = None;
+    assert!(wait_for(Duration::from_secs(20), || {
+        pid = sb.pid_of(&cfg, "s");
+        pid.is_some()
+    }));
+    let pid = pid.unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let blocked = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .unwrap()
+        .trim();
+    assert_eq!(blocked, "0000000000000000", "{status}");
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, [0, 1, 2]);
+    // And a stop is prompt: SIGTERM reaches it, and its exit reaches guardian.
+    let t0 = std::time::Instant::now();
+    let out = sb.client(&cfg, &["stop", "s"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(!alive(pid));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the stop took {:?}",
+        t0.elapsed()
+    );
+}
