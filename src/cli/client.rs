@@ -127,6 +127,10 @@ pub(crate) async fn call(
 }
 
 /// One HTTP/1 request to `at`.
+/// The largest answer the CLI takes from guardian: `/status` is about 300 bytes a service,
+/// so this holds some 200 000 of them (a health check's answer is capped far lower).
+const ANSWER_LIMIT: usize = 64 << 20;
+
 pub(crate) async fn call_at(
     at: &Endpoint,
     method: &str,
@@ -146,13 +150,14 @@ pub(crate) async fn call_at(
             let stream = tokio::net::UnixStream::connect(socket_path(d))
                 .await
                 .map_err(|_| not_running())?;
-            crate::health::http::request(stream, method, path, "guardian", None).await
+            crate::health::http::request(stream, method, path, "guardian", None, ANSWER_LIMIT).await
         }
         Endpoint::Tcp { addr, token } => {
             let stream = tokio::net::TcpStream::connect(addr.as_str())
                 .await
                 .map_err(|_| not_running())?;
-            crate::health::http::request(stream, method, path, addr, Some(token)).await
+            crate::health::http::request(stream, method, path, addr, Some(token), ANSWER_LIMIT)
+                .await
         }
     };
     let (status, bytes) = result.map_err(|e| match e {

@@ -26,6 +26,7 @@ pub async fn request<S>(
     path: &str,
     host: &str,
     bearer: Option<&str>,
+    body_limit: usize,
 ) -> Result<(u16, Bytes), HttpError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -53,7 +54,7 @@ where
         .await
         .map_err(|e| HttpError::Request(e.to_string()))?;
     let status = resp.status().as_u16();
-    let body = Limited::new(resp.into_body(), BODY_LIMIT)
+    let body = Limited::new(resp.into_body(), body_limit)
         .collect()
         .await
         .map_err(|e| HttpError::Body(e.to_string()))?
@@ -71,5 +72,13 @@ pub async fn request_tcp(
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| HttpError::Connect(format!("{host}:{port}: {e}")))?;
-    request(stream, method, path, &format!("{host}:{port}"), None).await
+    request(
+        stream,
+        method,
+        path,
+        &format!("{host}:{port}"),
+        None,
+        BODY_LIMIT,
+    )
+    .await
 }

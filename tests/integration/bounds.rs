@@ -300,3 +300,41 @@ fn a_running_service_costs_guardian_two_descriptors() {
     let two = fds_per_service("", "two");
     assert!(two <= 3.0, "{two} descriptors per service");
 }
+
+/// `guardian status` reads a `/status` of several MiB: thousands of services are an ordinary
+/// stack, and the client's cap on answers is for health checks, not for guardian itself.
+#[test]
+fn guardian_status_answers_for_thousands_of_services() {
+    let sb = Sandbox::new();
+    let name = "a_service_with_a_long_name_to_make_each_entry_bigger";
+    let cfg = sb.write(
+        "g.toml",
+        &(1..=3)
+            .map(|i| {
+                format!("[services.{name}_{i}]\ncommand = [\"sleep\", \"300\"]\nreplicas = 1000\n")
+            })
+            .collect::<String>(),
+    );
+    let _g = sb.start(&cfg);
+    assert!(
+        wait_for(Duration::from_secs(120), || sb
+            .get_json("/status?state=running")
+            .1["services"]
+            .as_array()
+            .is_some_and(|a| a.len() == 3000)),
+        "3000 replicas did not all start"
+    );
+    let (_, whole) = sb.get_json("/status");
+    assert!(
+        whole.to_string().len() > 1 << 20,
+        "the answer is under 1 MiB"
+    );
+    let out = sb.client(&cfg, &["status"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        out.stdout.lines().filter(|l| l.contains(name)).count(),
+        3000,
+        "{}",
+        &out.stdout[..out.stdout.len().min(2000)]
+    );
+}
