@@ -430,13 +430,7 @@ fn status_can_be_filtered_by_service_and_state() {
 #[test]
 fn status_answers_only_what_changed_since_a_revision() {
     let sb = Sandbox::new();
-    let cfg = sb.write(
-        "g.toml",
-        "[services.a]\ncommand = [\"sleep\", \"300\"]\n[services.b]\ncommand = [\"sleep\", \"301\"]\n",
-    );
-    let _g = sb.start(&cfg);
-    assert!(wait_for(LONG, || sb.pid_of(&cfg, "a").is_some()
-        && sb.pid_of(&cfg, "b").is_some()));
+    let (cfg, _g) = sb.start_sleeping(&["a", "b"]);
     let sock = sb.state_dir().join("guardian.sock");
     let get = |path: &str, headers: &[(&str, &str)]| {
         let (code, head, body) = http_with_head(Target::Unix(&sock), "GET", path, headers, b"");

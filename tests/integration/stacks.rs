@@ -469,13 +469,7 @@ fn stack_mistakes_are_config_errors_and_a_cyclic_reload_is_refused() {
         assert!(out.all().contains("bad.toml"), "{}", out.all());
     }
     // A reload into a cycle keeps the running config.
-    let cfg = sb.write(
-        "g.toml",
-        "[services.a]\ncommand = [\"sleep\", \"300\"]\n[services.b]\ncommand = [\"sleep\", \"301\"]\n",
-    );
-    let _g = sb.start(&cfg);
-    assert!(wait_for(LONG, || sb.pid_of(&cfg, "a").is_some()
-        && sb.pid_of(&cfg, "b").is_some()));
+    let (cfg, _g) = sb.start_sleeping(&["a", "b"]);
     let (a, b) = (sb.pid_of(&cfg, "a").unwrap(), sb.pid_of(&cfg, "b").unwrap());
     sb.write(
         "g.toml",

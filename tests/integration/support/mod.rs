@@ -164,6 +164,24 @@ impl Sandbox {
         g
     }
 
+    /// Guardian on a config of `sleep` services with these names, every one running.
+    pub fn start_sleeping(&self, names: &[&str]) -> (PathBuf, GuardianUnderTest) {
+        let text: String = names
+            .iter()
+            .map(|n| format!("[services.{n}]\ncommand = [\"sleep\", \"300\"]\n"))
+            .collect();
+        let cfg = self.write("g.toml", &text);
+        let g = self.start(&cfg);
+        assert!(
+            wait_for(Duration::from_secs(30), || names
+                .iter()
+                .all(|n| self.pid_of(&cfg, n).is_some())),
+            "{names:?} did not all start: {}",
+            self.stderr()
+        );
+        (cfg, g)
+    }
+
     /// `guardian run` with extra environment variables, not waiting for its socket (it may
     /// never come up, or the test wants to see what happens first).
     pub fn spawn_with_env(
