@@ -46,6 +46,7 @@ pub fn run(opts: LoadOptions) -> Result<u8, FatalError> {
     if let Some(old) = &lock.replaced {
         tracing::warn!(pid = old.pid, started = %old.start_time, "replaced the record of a guardian that ended without cleaning up");
     }
+    crate::process::unix::release_free_memory();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -203,6 +204,17 @@ async fn serve(
         }
     });
     let sup_done = tracker.spawn(sup.run(sup_token));
+    // Once the first start has settled, what starting thousands of services allocated and
+    // freed goes back to the system.
+    let mut settling = handle.watch();
+    tokio::spawn(async move {
+        while !crate::systemd::settled(&settling.borrow_and_update()) {
+            if settling.changed().await.is_err() {
+                return;
+            }
+        }
+        let _ = tokio::task::spawn_blocking(crate::process::unix::release_free_memory).await;
+    });
 
     // The Unix socket: always. We hold the guardian lock, so any file there is stale.
     let sock = socket_path(&state_dir);
@@ -323,6 +335,8 @@ async fn reload_once(
         .and_then(|r| r);
     let guardian = loaded.as_ref().ok().map(|c| c.guardian.clone());
     let reply = handle.reload(loaded).await;
+    // Loading and diffing a big config leaves freed memory resident.
+    let _ = tokio::task::spawn_blocking(crate::process::unix::release_free_memory).await;
     match &reply {
         Reply::Done(text) => {
             tracing::info!(trigger, changes = %text.trim_end(), "config reloaded");

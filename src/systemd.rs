@@ -55,7 +55,7 @@ pub fn status_line(snap: &Snapshot) -> String {
 }
 
 /// Settled: every autostart service is running, or will not move by itself.
-fn settled(snap: &Snapshot) -> bool {
+pub fn settled(snap: &Snapshot) -> bool {
     // Until the supervisor's first publish the snapshot is empty (a config always has a
     // service).
     !snap.services.is_empty()

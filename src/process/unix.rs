@@ -171,6 +171,15 @@ pub fn keep_inherited_descriptors_from_services() {
     }
 }
 
+/// Gives the heap's free pages back to the system: loading a config of thousands of
+/// services leaves megabytes freed but still resident.
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim takes an integer and only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// At most two malloc arenas: guardian's few threads do not need one each, and every arena
 /// keeps its own free pages resident.
 pub fn limit_malloc_arenas() {
