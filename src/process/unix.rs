@@ -383,9 +383,14 @@ impl Launcher {
     fn start(children: Arc<Mutex<Children>>) -> std::io::Result<Launcher> {
         let (inbox, outbox) = std::os::unix::net::UnixDatagram::pair()?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (ready, table_made) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("guardian-spawn".into())
-            .spawn(move || launch_all(outbox, queue, &children))?;
+            .spawn(move || launch_all(outbox, queue, &children, ready))?;
+        // The thread's table is copied before this returns, so it holds only what is open now
+        // (the runtime's descriptors and the guardian lock), never a listener opened later,
+        // which its copy would keep accepting after guardian closed it.
+        let _ = table_made.recv();
         Ok(Launcher {
             jobs,
             inbox: Mutex::new(inbox),
@@ -442,6 +447,7 @@ fn launch_all(
     outbox: std::os::unix::net::UnixDatagram,
     queue: std::sync::mpsc::Receiver<Job>,
     children: &Mutex<Children>,
+    ready: std::sync::mpsc::SyncSender<()>,
 ) {
     // SAFETY: from here on this thread has a copy of the table as it is now (guardian's
     // start-up descriptors: the runtime's polls, its signal socket, the guardian lock, all
@@ -454,6 +460,7 @@ fn launch_all(
             "cannot give the spawning thread a table of its own; each start closes every descriptor guardian holds"
         );
     }
+    let _ = ready.send(());
     while let Ok(job) = queue.recv() {
         let _ = job
             .reply
