@@ -693,14 +693,8 @@ fn reload(t: &mut Table, n: usize) {
 
 /// One GET over guardian's Unix socket; the body.
 fn get(g: &Guardian, path: &str) -> String {
-    use std::io::Read;
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(g.path("state/guardian.sock")) else {
-        return String::new();
-    };
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nhost: g\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_once("\r\n\r\n")
+    get_with(g, path, "")
+        .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default()
 }
