@@ -41,6 +41,14 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if quick { ", --quick" } else { "" }
     );
+    let root = runtime_root();
+    println!(
+        "guardian state dirs (PID files, socket, events) and the scale rows' stamps in {} ({}); other stamps in {} ({})",
+        root.display(),
+        fs_type(&root),
+        std::env::temp_dir().display(),
+        fs_type(&std::env::temp_dir())
+    );
     if all || what == "restart" {
         restart(
             &mut table,
@@ -159,10 +167,48 @@ fn bin_dir() -> PathBuf {
         .to_owned()
 }
 
-/// A guardian under test in its own temporary folder; ended (by PID) when dropped.
+/// Where guardian keeps its state by default: `$XDG_RUNTIME_DIR` (tmpfs on a systemd machine,
+/// as `/run` is for `RuntimeDirectory=`). Without one, `/dev/shm`, the same kind of file
+/// system; else the temporary folder. PID files are created there, one inode per start, so
+/// the file system under it is part of every launch figure: the header says which it is.
+fn runtime_root() -> PathBuf {
+    let usable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_dir())
+            && nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok()
+    };
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("/dev/shm")])
+        .find(|p| usable(p))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// A temporary folder under `runtime_root()`.
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir_in(runtime_root()).expect("tempdir")
+}
+
+/// The file system type of `path`, from /proc/self/mounts (the longest mount point above it).
+fn fs_type(path: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, at, kind) = (f.next()?, f.next()?, f.next()?);
+            path.starts_with(at).then(|| (at.len(), kind.to_owned()))
+        })
+        .max()
+        .map_or_else(|| "unknown".into(), |(_, kind)| kind)
+}
+
+/// A guardian under test: its config in a temporary folder, its state in a temporary folder
+/// under `runtime_root()`; ended (by PID) when dropped.
 struct Guardian {
     child: Child,
-    dir: tempfile::TempDir,
+    _config_dir: tempfile::TempDir,
+    state: tempfile::TempDir,
     cfg: PathBuf,
     launched_ns: u128,
 }
@@ -173,6 +219,10 @@ impl Guardian {
             .prefix("guardian-bench-")
             .tempdir()
             .expect("tempdir");
+        let state = tempfile::Builder::new()
+            .prefix("guardian-bench-state-")
+            .tempdir_in(runtime_root())
+            .expect("state dir");
         let cfg = dir.path().join("g.toml");
         std::fs::write(&cfg, services).expect("config");
         let launched_ns = now_ns();
@@ -180,7 +230,7 @@ impl Guardian {
             .args(["run", "-c"])
             .arg(&cfg)
             .arg("--state-dir")
-            .arg(dir.path().join("state"))
+            .arg(state.path())
             .env("GUARDIAN_LOG", "warn")
             // One stream for stdout and stderr, as under systemd (one journald stream) or on
             // a terminal; the null device, so that echoed output costs no disk.
@@ -190,7 +240,8 @@ impl Guardian {
             .expect("run target/release/guardian (build it: cargo build --release --bins)");
         Guardian {
             child,
-            dir,
+            _config_dir: dir,
+            state,
             cfg,
             launched_ns,
         }
@@ -200,12 +251,13 @@ impl Guardian {
         self.child.id() as i32
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+    /// A file in guardian's state dir.
+    fn state_file(&self, name: &str) -> PathBuf {
+        self.state.path().join(name)
     }
 
     fn wait_socket(&self) {
-        let sock = self.path("state/guardian.sock");
+        let sock = self.state_file("guardian.sock");
         wait(Duration::from_secs(30), || sock.exists());
     }
 }
@@ -310,7 +362,7 @@ fn restart(t: &mut Table, kills: usize, run_ms: u64) {
         if !wait(Duration::from_secs(10), || stamps(&file).len() > i) {
             println!(
                 "  the service did not start; stopping. Its log:\n{}",
-                std::fs::read_to_string(g.path("state/logs/svc.log")).unwrap_or_default()
+                std::fs::read_to_string(g.state_file("logs/svc.log")).unwrap_or_default()
             );
             break;
         }
@@ -346,7 +398,7 @@ fn restart(t: &mut Table, kills: usize, run_ms: u64) {
 
 /// The service's PID from its PID file (guardian writes it before the service is ready).
 fn service_pid(g: &Guardian, name: &str) -> Option<i32> {
-    let p = g.path(&format!("state/{name}.pid"));
+    let p = g.state_file(&format!("{name}.pid"));
     let mut pid = None;
     wait(Duration::from_secs(10), || {
         pid = std::fs::read_to_string(&p)
@@ -406,7 +458,9 @@ fn startup(t: &mut Table) {
 /// `levels > 1`: the services form that many levels, each depending on every service of the
 /// level before (condition `ready`), so that guardian's start gate is on the path.
 fn scale(t: &mut Table, n: usize, goal_s: f64, levels: usize) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    // Stamps on the same file system as the state: what is measured is spawning, not the
+    // creation of a thousand stamp files on a disk (on this ext4 that grew with every run).
+    let dir = scratch();
     let width = n / levels;
     let g = Guardian::start(&many(n, dir.path(), |i| {
         if i < width || levels < 2 {
@@ -431,7 +485,7 @@ fn scale(t: &mut Table, n: usize, goal_s: f64, levels: usize) {
     let took = (last as f64 - g.launched_ns as f64) / 1e6;
     drop(g);
     // The floor: the harness spawns the same n processes itself.
-    let fdir = tempfile::tempdir().expect("tempdir");
+    let fdir = scratch();
     let t0 = now_ns();
     let mut kids: Vec<Child> = (0..n)
         .map(|i| {
@@ -572,7 +626,7 @@ fn top(t: &mut Table, secs: u64) {
     let inner = format!(
         "stty rows 40 cols 160; exec {} top --state-dir {}",
         bin_dir().join("guardian").display(),
-        g.dir.path().join("state").display()
+        g.state.path().display()
     );
     let mut script = Command::new("script")
         .args(["-qefc", &inner, "/dev/null"])
@@ -654,7 +708,7 @@ fn reload(t: &mut Table, n: usize) {
     ));
     g.wait_socket();
     wait(Duration::from_secs(10), || file.exists());
-    let events = g.path("state/events.jsonl");
+    let events = g.state_file("events.jsonl");
     let reloads = || -> Vec<f64> {
         std::fs::read_to_string(&events)
             .unwrap_or_default()
@@ -779,7 +833,7 @@ fn growth(t: &mut Table, sizes: &[usize]) {
                 .args(["status", "-c"])
                 .arg(&g.cfg)
                 .arg("--state-dir")
-                .arg(g.path("state"))
+                .arg(g.state.path())
                 .output()
                 .expect("guardian status");
             assert!(!out.stdout.is_empty(), "guardian status printed nothing");
@@ -817,7 +871,7 @@ fn etag(g: &Guardian) -> String {
 /// A GET with one extra header line; the whole response, head included.
 fn get_with(g: &Guardian, path: &str, header: &str) -> String {
     use std::io::Read;
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(g.path("state/guardian.sock")) else {
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(g.state_file("guardian.sock")) else {
         return String::new();
     };
     let extra = if header.is_empty() {

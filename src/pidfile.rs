@@ -156,10 +156,15 @@ pub struct PidRecord {
 }
 
 impl PidRecord {
-    /// The record of a live process, read from /proc now.
-    pub fn of(pid: i32, service: &str, host: &str, port: Option<u16>, command: &[String]) -> Self {
-        let facts = procinfo::facts(pid);
-        let ticks = facts.as_ref().map(|f| f.start_ticks);
+    /// The record of a live process that started `ticks` clock ticks after boot.
+    pub fn of(
+        pid: i32,
+        ticks: Option<u64>,
+        service: &str,
+        host: &str,
+        port: Option<u16>,
+        command: &[String],
+    ) -> Self {
         let started = ticks.map(procinfo::start_time_secs);
         let now = unix_now();
         PidRecord {

@@ -50,6 +50,14 @@ pub fn facts(pid: i32) -> Option<Facts> {
     })
 }
 
+/// Only the start ticks of `pid`: one read of /proc/PID/stat.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    use procfs::FromRead;
+    procfs::process::Stat::from_file(format!("/proc/{pid}/stat"))
+        .ok()
+        .map(|s| s.starttime)
+}
+
 /// Seconds since the epoch at which a process with these start ticks started.
 pub fn start_time_secs(ticks: u64) -> f64 {
     let boot = procfs::boot_time_secs().unwrap_or(0) as f64;

@@ -96,7 +96,11 @@ impl Spawner for FakeSpawner {
             }
         }
         .boxed();
-        Ok(Spawned { pid, exited })
+        Ok(Spawned {
+            pid,
+            start_ticks: None,
+            exited,
+        })
     }
 
     fn adopt(&self, _pid: i32, _start_ticks: u64) -> std::io::Result<Spawned> {

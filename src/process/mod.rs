@@ -67,6 +67,8 @@ impl fmt::Display for ExitInfo {
 /// A started or adopted process: its PID and a future that resolves when it ends.
 pub struct Spawned {
     pub pid: i32,
+    /// Its start time in clock ticks after boot, read once when it was started or adopted.
+    pub start_ticks: Option<u64>,
     pub exited: BoxFuture<'static, ExitInfo>,
 }
 
@@ -79,6 +81,15 @@ pub struct SpawnError {
 
 pub trait Spawner: Send + Sync + 'static {
     fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError>;
+    /// Starts every request, in order; the results come in the same order. A spawner may
+    /// start the next ones while the caller handles the first results (a whole stack at
+    /// start-up, the services a dependency released).
+    fn spawn_many<'a>(
+        &'a self,
+        reqs: &'a [SpawnRequest],
+    ) -> Box<dyn Iterator<Item = Result<Spawned, SpawnError>> + 'a> {
+        Box::new(reqs.iter().map(|r| self.spawn(r)))
+    }
     /// Watches a verified PID that is not our child (adoption).
     fn adopt(&self, pid: i32, start_ticks: u64) -> std::io::Result<Spawned>;
     /// Signals the group led by `pid`, its tree, and the service's orphans that left both.

@@ -247,15 +247,11 @@ pub fn become_subreaper() {
     }
 }
 
-impl Spawner for UnixSpawner {
-    fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError> {
-        let program = req.command.first().cloned().unwrap_or_default();
-        let fail = |reason: String| SpawnError {
-            program: program.clone(),
-            reason,
-        };
-        let mut cmd = std::process::Command::new(&program);
-        cmd.args(&req.command[1..])
+impl UnixSpawner {
+    /// The command for `req`, and whether its stderr gets a pipe of its own.
+    fn command(&self, req: &SpawnRequest) -> (std::process::Command, bool) {
+        let mut cmd = std::process::Command::new(req.command.first().map_or("", String::as_str));
+        cmd.args(req.command.iter().skip(1))
             .envs(&req.env)
             .env(MARK, &req.service)
             .stdin(Stdio::null());
@@ -269,10 +265,21 @@ impl Spawner for UnixSpawner {
         apply_run_as(&mut cmd, &req.run_as);
         // One pipe for stdout and stderr unless stderr is echoed to a stream of its own: the
         // log holds both streams in one file either way.
-        let split = req.echo && self.split_stderr;
-        let (tx, rx) = oneshot::channel();
-        let (pid, mut readers) = self.launcher.spawn(cmd, split, tx).map_err(|e| {
-            fail(match e.kind() {
+        (cmd, req.echo && self.split_stderr)
+    }
+
+    /// A started child becomes a service instance: its output pumped to its log, its exit
+    /// awaited.
+    fn take_over(
+        &self,
+        req: &SpawnRequest,
+        split: bool,
+        exit: oneshot::Receiver<ExitInfo>,
+        launched: std::io::Result<(i32, Option<u64>, Vec<std::os::fd::OwnedFd>)>,
+    ) -> Result<Spawned, SpawnError> {
+        let program = req.command.first().cloned().unwrap_or_default();
+        let (pid, start_ticks, mut readers) = launched.map_err(|e| SpawnError {
+            reason: match e.kind() {
                 std::io::ErrorKind::NotFound => format!(
                     "no such program (check `command` and `cwd`; PATH is {})",
                     std::env::var("PATH").unwrap_or_default()
@@ -281,7 +288,8 @@ impl Spawner for UnixSpawner {
                     format!("permission denied (is it executable? chmod +x {program})")
                 }
                 _ => e.to_string(),
-            })
+            },
+            program,
         })?;
         let err_r = if split { readers.pop() } else { None };
         let out_r = readers.pop();
@@ -307,13 +315,53 @@ impl Spawner for UnixSpawner {
             }
         }
         let exited = async move {
-            rx.await.unwrap_or(ExitInfo {
+            exit.await.unwrap_or(ExitInfo {
                 code: None,
                 signal: None,
             })
         }
         .boxed();
-        Ok(Spawned { pid, exited })
+        Ok(Spawned {
+            pid,
+            start_ticks,
+            exited,
+        })
+    }
+}
+
+impl Spawner for UnixSpawner {
+    fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError> {
+        self.spawn_many(std::slice::from_ref(req))
+            .next()
+            .unwrap_or_else(|| {
+                Err(SpawnError {
+                    program: req.command.first().cloned().unwrap_or_default(),
+                    reason: "the spawning thread is gone".into(),
+                })
+            })
+    }
+
+    fn spawn_many<'a>(
+        &'a self,
+        reqs: &'a [SpawnRequest],
+    ) -> Box<dyn Iterator<Item = Result<Spawned, SpawnError>> + 'a> {
+        let mut jobs = Vec::with_capacity(reqs.len());
+        let mut exits = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let (tx, rx) = oneshot::channel();
+            let (cmd, split) = self.command(req);
+            jobs.push((cmd, split, tx));
+            exits.push((split, rx));
+        }
+        // Every job is queued before the first result is read: the spawning thread goes on
+        // with the next ones while the caller writes PID files for the first.
+        let launches = self.launcher.launch_all(jobs);
+        Box::new(
+            reqs.iter()
+                .zip(exits)
+                .zip(launches)
+                .map(|((req, (split, exit)), launched)| self.take_over(req, split, exit, launched)),
+        )
     }
 
     fn adopt(&self, pid: i32, start_ticks: u64) -> std::io::Result<Spawned> {
@@ -329,7 +377,11 @@ impl Spawner for UnixSpawner {
             }
         }
         .boxed();
-        Ok(Spawned { pid, exited })
+        Ok(Spawned {
+            pid,
+            start_ticks: Some(start_ticks),
+            exited,
+        })
     }
 
     fn signal(&self, pid: i32, sig: Signal) -> std::io::Result<()> {
@@ -371,12 +423,15 @@ struct Launcher {
     inbox: Mutex<std::os::unix::net::UnixDatagram>,
 }
 
+/// A started child as the spawning thread reports it: PID, start ticks, pipes sent.
+type Launched = (i32, Option<u64>, usize);
+
 struct Job {
     cmd: std::process::Command,
     /// A second pipe for stderr.
     split: bool,
     exit: oneshot::Sender<ExitInfo>,
-    reply: std::sync::mpsc::SyncSender<std::io::Result<(i32, usize)>>,
+    reply: std::sync::mpsc::SyncSender<std::io::Result<Launched>>,
 }
 
 impl Launcher {
@@ -397,48 +452,80 @@ impl Launcher {
         })
     }
 
-    /// Spawns `cmd` with its output on new pipes; its PID and the read ends (stdout's, then
-    /// stderr's when `split`), owned by guardian's table.
-    fn spawn(
+    /// Queues every job (a command, whether stderr gets a pipe of its own, where its exit
+    /// goes) and returns their results in order as the spawning thread gets to them: each a
+    /// PID, start ticks and the read ends (stdout's, then stderr's), owned by guardian's table.
+    fn launch_all(
         &self,
-        cmd: std::process::Command,
-        split: bool,
-        exit: oneshot::Sender<ExitInfo>,
-    ) -> std::io::Result<(i32, Vec<std::os::fd::OwnedFd>)> {
-        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+        jobs: Vec<(std::process::Command, bool, oneshot::Sender<ExitInfo>)>,
+    ) -> Launches<'_> {
+        // Held until the last result is read: the read ends arrive in the order of the jobs.
         let inbox = self
             .inbox
             .lock()
             .expect("UNWRAP: the lock is never poisoned: no panic while held");
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        let gone = || std::io::Error::other("the spawning thread is gone");
-        self.jobs
-            .send(Job {
-                cmd,
-                split,
-                exit,
-                reply,
+        let answers = jobs
+            .into_iter()
+            .map(|(cmd, split, exit)| {
+                let (reply, answer) = std::sync::mpsc::sync_channel(1);
+                // When the thread is gone, `reply` is dropped with the job: the answer says so.
+                let _ = self.jobs.send(Job {
+                    cmd,
+                    split,
+                    exit,
+                    reply,
+                });
+                answer
             })
-            .map_err(|_| gone())?;
-        let (pid, sent) = answer.recv().map_err(|_| gone())??;
+            .collect();
+        Launches { inbox, answers }
+    }
+}
+
+/// Results of queued jobs, in order. Dropped early, it still reads the rest, so that the next
+/// caller gets its own read ends.
+struct Launches<'a> {
+    inbox: std::sync::MutexGuard<'a, std::os::unix::net::UnixDatagram>,
+    answers: std::collections::VecDeque<std::sync::mpsc::Receiver<std::io::Result<Launched>>>,
+}
+
+impl Iterator for Launches<'_> {
+    type Item = std::io::Result<(i32, Option<u64>, Vec<std::os::fd::OwnedFd>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+        let answer = self.answers.pop_front()?;
+        let gone = || std::io::Error::other("the spawning thread is gone");
+        let (pid, ticks, sent) = match answer.recv().map_err(|_| gone()) {
+            Ok(Ok(launched)) => launched,
+            Ok(Err(e)) | Err(e) => return Some(Err(e)),
+        };
         let mut fds = Vec::with_capacity(2);
         if sent > 0 {
             let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let mut byte = [0u8; 1];
-            rustix::net::recvmsg(
-                &*inbox,
+            if let Err(e) = rustix::net::recvmsg(
+                &*self.inbox,
                 &mut [std::io::IoSliceMut::new(&mut byte)],
                 &mut control,
                 RecvFlags::CMSG_CLOEXEC,
-            )?;
+            ) {
+                return Some(Err(e.into()));
+            }
             for msg in control.drain() {
                 if let RecvAncillaryMessage::ScmRights(got) = msg {
                     fds.extend(got);
                 }
             }
         }
-        Ok((pid, fds))
+        Some(Ok((pid, ticks, fds)))
+    }
+}
+
+impl Drop for Launches<'_> {
+    fn drop(&mut self) {
+        for _ in self.by_ref() {}
     }
 }
 
@@ -474,7 +561,7 @@ fn launch(
     exit: oneshot::Sender<ExitInfo>,
     outbox: &std::os::unix::net::UnixDatagram,
     children: &Mutex<Children>,
-) -> std::io::Result<(i32, usize)> {
+) -> std::io::Result<Launched> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     use std::os::fd::AsFd;
     let (out_r, out_w) = std::io::pipe()?;
@@ -494,6 +581,8 @@ fn launch(
     let pid = cmd.spawn()?.id() as i32;
     table.insert(pid, exit);
     drop(table);
+    // Read here, off the supervisor's thread: the PID file and the status need it.
+    let ticks = procinfo::start_ticks(pid);
     // The write ends went to the child and close here: each pipe ends when the service and
     // everything that inherited its output are gone.
     drop(cmd);
@@ -511,11 +600,11 @@ fn launch(
         &mut control,
         SendFlags::empty(),
     ) {
-        Ok(_) => Ok((pid, readers.len())),
+        Ok(_) => Ok((pid, ticks, readers.len())),
         Err(e) => {
             // The service runs (and is watched); only its output is lost.
             tracing::error!(pid, error = %e, "cannot hand a service's output pipe over; its output is not logged");
-            Ok((pid, 0))
+            Ok((pid, ticks, 0))
         }
     }
 }

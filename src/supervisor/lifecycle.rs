@@ -4,6 +4,16 @@
 use super::*;
 use crate::policy::deps::{self, AfterExit};
 
+/// A start whose spawn is queued (see `batched`): what handling its result needs.
+pub(super) struct PendingStart {
+    name: String,
+    trigger: String,
+    port: Option<u16>,
+    command: Vec<String>,
+    /// The command line as the start event shows it, secrets redacted.
+    shown: String,
+}
+
 impl<S: Spawner> Supervisor<S> {
     /// At guardian start: adopt a live verified instance, or start a fresh one.
     pub(super) fn adopt_or_start(&mut self, name: &str) {
@@ -183,18 +193,63 @@ impl<S: Spawner> Supervisor<S> {
                 limits: spec.limits.iter().map(|(l, v)| (*l, *v)).collect(),
             },
         };
-        match self.spawner.spawn(&req) {
+        let pending = PendingStart {
+            name: name.to_owned(),
+            trigger: trigger.to_owned(),
+            port,
+            shown: redact(&command.join(" "), &req.env),
+            command,
+        };
+        if let Some(batch) = &mut self.batch {
+            batch.push((pending, req));
+            return;
+        }
+        let result = self.spawner.clone().spawn(&req);
+        self.started(pending, result);
+    }
+
+    /// Runs `f`, whose starts are queued, then spawns them all at once and handles each
+    /// result as it arrives, while the spawning thread goes on with the next: a thousand
+    /// services start at the pace of the spawns, not of spawns plus PID files. Services that
+    /// those starts release (dependencies) start in the next round, until none is left.
+    /// Nested, it runs `f` in the outer batch.
+    pub(super) fn batched(&mut self, f: impl FnOnce(&mut Self)) {
+        if self.batch.is_some() {
+            return f(self);
+        }
+        self.batch = Some(Vec::new());
+        f(self);
+        loop {
+            self.release_gated();
+            let queued = self.batch.replace(Vec::new()).unwrap_or_default();
+            if queued.is_empty() {
+                break;
+            }
+            let (pending, reqs): (Vec<PendingStart>, Vec<SpawnRequest>) =
+                queued.into_iter().unzip();
+            let spawner = self.spawner.clone();
+            for (p, result) in pending.into_iter().zip(spawner.spawn_many(&reqs)) {
+                self.started(p, result);
+            }
+        }
+        self.batch = None;
+    }
+
+    /// What follows a spawn: watching the process, its PID file, the start event.
+    fn started(&mut self, p: PendingStart, result: Result<Spawned, crate::process::SpawnError>) {
+        let (name, trigger, port) = (p.name.as_str(), p.trigger.as_str(), p.port);
+        match result {
             Err(e) => {
                 let msg = e.to_string();
                 self.record(Event::new(name, "start", trigger, false).error(msg.clone()));
                 self.failed_start(name, msg)
             }
             Ok(spawned) => {
-                let pid = spawned.pid;
+                let (pid, ticks) = (spawned.pid, spawned.start_ticks);
                 self.watch(name, spawned, port, false);
-                let record = PidRecord::of(pid, name, &spec.host, port, &command);
                 let svc = self.services.get_mut(name).expect("UNWRAP: known name");
-                match ServicePidFile::write(&spec.pidfile, &record) {
+                let record = PidRecord::of(pid, ticks, name, &svc.spec.host, port, &p.command);
+                match ServicePidFile::write(&svc.spec.pidfile, &record) {
                     Ok(f) => svc.pidfile = Some(f),
                     Err(e) => {
                         let msg = e.to_string();
@@ -209,7 +264,7 @@ impl<S: Spawner> Supervisor<S> {
                 self.record(
                     Event::new(name, "start", trigger, true)
                         .pid(pid)
-                        .detail(redact(&command.join(" "), &req.env)),
+                        .detail(p.shown),
                 );
                 self.probe_readiness(name, port);
             }
@@ -223,7 +278,14 @@ impl<S: Spawner> Supervisor<S> {
             svc.instance += 1;
             if let Ok(f) = ServicePidFile::write(
                 &svc.spec.pidfile,
-                &PidRecord::of(spawned.pid, name, &svc.spec.host, port, &svc.spec.command),
+                &PidRecord::of(
+                    spawned.pid,
+                    spawned.start_ticks,
+                    name,
+                    &svc.spec.host,
+                    port,
+                    &svc.spec.command,
+                ),
             ) {
                 svc.pidfile = Some(f);
             }
@@ -235,8 +297,9 @@ impl<S: Spawner> Supervisor<S> {
         svc.state = State::Starting;
         svc.started_at = Some(Instant::now());
         svc.start_time = Some(
-            procinfo::facts(spawned.pid)
-                .map_or_else(unix_now, |f| procinfo::start_time_secs(f.start_ticks)),
+            spawned
+                .start_ticks
+                .map_or_else(unix_now, procinfo::start_time_secs),
         );
         svc.monitor.restart();
         svc.last_tick = None;

@@ -115,6 +115,8 @@ pub struct Supervisor<S: Spawner> {
     gated: BTreeSet<String>,
     /// Services changed by a step besides the one its fact was about: republished.
     touched: BTreeSet<String>,
+    /// Starts queued by `batched`, spawned together when it ends.
+    batch: Option<Vec<(lifecycle::PendingStart, SpawnRequest)>>,
     ordered: stack::OrderedStop,
     /// Rolling restarts in progress, by declared service.
     rolling: BTreeMap<String, stack::Rolling>,
@@ -151,6 +153,7 @@ impl<S: Spawner> Supervisor<S> {
             last_reload_error: None,
             gated: BTreeSet::new(),
             touched: BTreeSet::new(),
+            batch: None,
             ordered: stack::OrderedStop::default(),
             rolling: BTreeMap::new(),
         };
@@ -171,10 +174,11 @@ impl<S: Spawner> Supervisor<S> {
             .filter(|(_, s)| s.spec.autostart)
             .map(|(n, _)| n.clone())
             .collect();
-        for name in names {
-            self.adopt_or_start(&name);
-        }
-        self.settle();
+        self.batched(|sup| {
+            for name in names {
+                sup.adopt_or_start(&name);
+            }
+        });
         self.touched.clear();
         self.publish();
         loop {

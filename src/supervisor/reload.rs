@@ -64,14 +64,17 @@ impl<S: Spawner> Supervisor<S> {
             .configure(&g.events_file, g.events_max_bytes(), g.events_backup_count);
         self.config = new;
         fresh.retain(|n, _| !self.services.contains_key(n));
-        for (name, spec) in fresh {
-            let autostart = spec.autostart;
-            self.services.insert(name.clone(), Service::new(spec));
-            self.record(Event::new(&name, "reload", "reload", true).detail("added"));
-            if autostart {
-                self.adopt_or_start(&name);
+        // Added services (replicas scaled up) start in one batch.
+        self.batched(|sup| {
+            for (name, spec) in fresh {
+                let autostart = spec.autostart;
+                sup.services.insert(name.clone(), Service::new(spec));
+                sup.record(Event::new(&name, "reload", "reload", true).detail("added"));
+                if autostart {
+                    sup.adopt_or_start(&name);
+                }
             }
-        }
+        });
         self.generation += 1;
         self.reloads_ok += 1;
         self.last_reload_error = None;

@@ -130,8 +130,15 @@ impl<S: Spawner> Supervisor<S> {
     }
 
     /// Re-decides every waiting or blocked service until nothing changes: one service
-    /// starting, completing or failing can let (or stop) a chain of others.
+    /// starting, completing or failing can let (or stop) a chain of others. What it starts
+    /// is spawned in one batch.
     pub(super) fn settle(&mut self) {
+        self.batched(|_| {});
+    }
+
+    /// `settle` without the spawns: every gated service is asked again, until the answers
+    /// stop changing; the starts are queued in the batch.
+    pub(super) fn release_gated(&mut self) {
         loop {
             self.gated.retain(|n| {
                 self.services
