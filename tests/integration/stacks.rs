@@ -207,7 +207,8 @@ health = {{ interval = "100ms", checks = [{{ kind = "exec", command = ["test", "
         "{}",
         sb.stderr()
     );
-    assert!(stamp(&sb, "api.start").is_some());
+    // Running from its spawn on (no port, no checks); the stamp is its first write.
+    assert!(wait_for(LONG, || stamp(&sb, "api.start").is_some()));
 }
 
 #[test]
