@@ -253,8 +253,7 @@ impl UnixSpawner {
         let mut cmd = std::process::Command::new(req.command.first().map_or("", String::as_str));
         cmd.args(req.command.iter().skip(1))
             .envs(&req.env)
-            .env(MARK, &req.service)
-            .stdin(Stdio::null());
+            .env(MARK, &req.service);
         if let Some(cwd) = &req.cwd {
             cmd.current_dir(cwd);
         }
@@ -275,10 +274,10 @@ impl UnixSpawner {
         req: &SpawnRequest,
         split: bool,
         exit: oneshot::Receiver<ExitInfo>,
-        launched: std::io::Result<(i32, Option<u64>, Vec<std::os::fd::OwnedFd>)>,
+        launched: std::io::Result<(i32, Vec<std::os::fd::OwnedFd>)>,
     ) -> Result<Spawned, SpawnError> {
         let program = req.command.first().cloned().unwrap_or_default();
-        let (pid, start_ticks, mut readers) = launched.map_err(|e| SpawnError {
+        let (pid, mut readers) = launched.map_err(|e| SpawnError {
             reason: match e.kind() {
                 std::io::ErrorKind::NotFound => format!(
                     "no such program (check `command` and `cwd`; PATH is {})",
@@ -323,7 +322,8 @@ impl UnixSpawner {
         .boxed();
         Ok(Spawned {
             pid,
-            start_ticks,
+            // Read here, beside the spawning thread: it goes on with the next start.
+            start_ticks: procinfo::start_ticks(pid),
             exited,
         })
     }
@@ -423,8 +423,8 @@ struct Launcher {
     inbox: Mutex<std::os::unix::net::UnixDatagram>,
 }
 
-/// A started child as the spawning thread reports it: PID, start ticks, pipes sent.
-type Launched = (i32, Option<u64>, usize);
+/// A started child as the spawning thread reports it: PID, pipes sent.
+type Launched = (i32, usize);
 
 struct Job {
     cmd: std::process::Command,
@@ -454,7 +454,7 @@ impl Launcher {
 
     /// Queues every job (a command, whether stderr gets a pipe of its own, where its exit
     /// goes) and returns their results in order as the spawning thread gets to them: each a
-    /// PID, start ticks and the read ends (stdout's, then stderr's), owned by guardian's table.
+    /// PID and the read ends (stdout's, then stderr's), owned by guardian's table.
     fn launch_all(
         &self,
         jobs: Vec<(std::process::Command, bool, oneshot::Sender<ExitInfo>)>,
@@ -490,13 +490,13 @@ struct Launches<'a> {
 }
 
 impl Iterator for Launches<'_> {
-    type Item = std::io::Result<(i32, Option<u64>, Vec<std::os::fd::OwnedFd>)>;
+    type Item = std::io::Result<(i32, Vec<std::os::fd::OwnedFd>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
         let answer = self.answers.pop_front()?;
         let gone = || std::io::Error::other("the spawning thread is gone");
-        let (pid, ticks, sent) = match answer.recv().map_err(|_| gone()) {
+        let (pid, sent) = match answer.recv().map_err(|_| gone()) {
             Ok(Ok(launched)) => launched,
             Ok(Err(e)) | Err(e) => return Some(Err(e)),
         };
@@ -519,7 +519,7 @@ impl Iterator for Launches<'_> {
                 }
             }
         }
-        Some(Ok((pid, ticks, fds)))
+        Some(Ok((pid, fds)))
     }
 }
 
@@ -548,10 +548,20 @@ fn launch_all(
         );
     }
     let _ = ready.send(());
-    while let Ok(job) = queue.recv() {
-        let _ = job
-            .reply
-            .send(launch(job.cmd, job.split, job.exit, &outbox, children));
+    // Every service's stdin: one open of the null device, a dup per start (no path walk).
+    let null = std::fs::File::open("/dev/null");
+    while let Ok(mut job) = queue.recv() {
+        let stdin = match &null {
+            Ok(f) => f.try_clone().map(Stdio::from),
+            Err(e) => Err(std::io::Error::other(format!(
+                "cannot open /dev/null for its stdin: {e}"
+            ))),
+        };
+        let launched = stdin.and_then(|stdin| {
+            job.cmd.stdin(stdin);
+            launch(job.cmd, job.split, job.exit, &outbox, children)
+        });
+        let _ = job.reply.send(launched);
     }
 }
 
@@ -581,8 +591,6 @@ fn launch(
     let pid = cmd.spawn()?.id() as i32;
     table.insert(pid, exit);
     drop(table);
-    // Read here, off the supervisor's thread: the PID file and the status need it.
-    let ticks = procinfo::start_ticks(pid);
     // The write ends went to the child and close here: each pipe ends when the service and
     // everything that inherited its output are gone.
     drop(cmd);
@@ -600,11 +608,11 @@ fn launch(
         &mut control,
         SendFlags::empty(),
     ) {
-        Ok(_) => Ok((pid, ticks, readers.len())),
+        Ok(_) => Ok((pid, readers.len())),
         Err(e) => {
             // The service runs (and is watched); only its output is lost.
             tracing::error!(pid, error = %e, "cannot hand a service's output pipe over; its output is not logged");
-            Ok((pid, ticks, 0))
+            Ok((pid, 0))
         }
     }
 }
