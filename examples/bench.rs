@@ -262,18 +262,31 @@ impl Guardian {
     }
 }
 
-impl Drop for Guardian {
-    fn drop(&mut self) {
+impl Guardian {
+    /// SIGTERM, then the time until guardian has stopped every service and exited (killed
+    /// after 60 s). Once it has been reaped its PID is never signalled again.
+    fn stop(&mut self) -> Duration {
+        let t0 = Instant::now();
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return Duration::ZERO;
+        }
         let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
-        let end = Instant::now() + Duration::from_secs(60);
+        let end = t0 + Duration::from_secs(60);
         while Instant::now() < end {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                return t0.elapsed();
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(1));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        t0.elapsed()
+    }
+}
+
+impl Drop for Guardian {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -787,7 +800,7 @@ fn growth(t: &mut Table, sizes: &[usize]) {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let launched = Instant::now();
-        let g = Guardian::start(&many(n, dir.path(), |_| String::new()));
+        let mut g = Guardian::start(&many(n, dir.path(), |_| String::new()));
         g.wait_socket();
         let all_up = wait(Duration::from_secs(600), || {
             (0..n).all(|i| dir.path().join(format!("s{i}.stamp")).exists())
@@ -840,10 +853,12 @@ fn growth(t: &mut Table, sizes: &[usize]) {
         });
         costs.push(format!("`guardian status` {ms:.0}"));
         let (idle_ms, _) = cpu_over(g.pid(), Duration::from_secs(5));
+        // SIGTERM to exit: every service stopped, its PID file removed.
+        let stop_s = g.stop().as_secs_f64();
         t.row(
             &format!("growth: {n} services"),
             format!(
-                "up in {up_s:.1} s; PSS {:.1} MB, {fd} fds; idle CPU {idle_ms:.1} ms in 5 s; median ms: {}{}",
+                "up in {up_s:.1} s; PSS {:.1} MB, {fd} fds; idle CPU {idle_ms:.1} ms in 5 s; median ms: {}; stopped in {stop_s:.2} s{}",
                 pss / 1024.0,
                 costs.join(", "),
                 if all_up { "" } else { " (not all up)" }

@@ -136,11 +136,17 @@ fn holders_of(inodes: &HashSet<u64>) -> Vec<i32> {
 
 /// The direct children of `pid`, from its `task/*/children` files: reads that process only.
 pub fn children_of(pid: i32) -> Vec<i32> {
+    children_of_threads(pid, |_| true)
+}
+
+/// The children of those threads of `pid` whose TID `read` accepts.
+pub fn children_of_threads(pid: i32, read: impl Fn(i32) -> bool) -> Vec<i32> {
     let Ok(tasks) = Process::new(pid).and_then(|p| p.tasks()) else {
         return Vec::new();
     };
     tasks
         .flatten()
+        .filter(|t| read(t.tid))
         .flat_map(|t| t.children().unwrap_or_default())
         .map(|c| c as i32)
         .collect()

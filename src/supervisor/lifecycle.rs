@@ -4,6 +4,11 @@
 use super::*;
 use crate::policy::deps::{self, AfterExit};
 
+/// At most this many starts are queued before they are spawned: enough to keep the spawning
+/// thread busy, and a bound on what a batch holds at once (each start's command and
+/// environment, a few KB), whatever the size of the stack.
+const BATCH: usize = 128;
+
 /// A start whose spawn is queued (see `batched`): what handling its result needs.
 pub(super) struct PendingStart {
     name: String,
@@ -202,6 +207,9 @@ impl<S: Spawner> Supervisor<S> {
         };
         if let Some(batch) = &mut self.batch {
             batch.push((pending, req));
+            if batch.len() >= BATCH {
+                self.spawn_batch();
+            }
             return;
         }
         let result = self.spawner.clone().spawn(&req);
@@ -221,18 +229,22 @@ impl<S: Spawner> Supervisor<S> {
         f(self);
         loop {
             self.release_gated();
-            let queued = self.batch.replace(Vec::new()).unwrap_or_default();
-            if queued.is_empty() {
+            if self.batch.as_ref().is_none_or(Vec::is_empty) {
                 break;
             }
-            let (pending, reqs): (Vec<PendingStart>, Vec<SpawnRequest>) =
-                queued.into_iter().unzip();
-            let spawner = self.spawner.clone();
-            for (p, result) in pending.into_iter().zip(spawner.spawn_many(&reqs)) {
-                self.started(p, result);
-            }
+            self.spawn_batch();
         }
         self.batch = None;
+    }
+
+    /// Spawns what the batch holds (it stays open for more) and handles each result.
+    fn spawn_batch(&mut self) {
+        let queued = self.batch.replace(Vec::new()).unwrap_or_default();
+        let (pending, reqs): (Vec<PendingStart>, Vec<SpawnRequest>) = queued.into_iter().unzip();
+        let spawner = self.spawner.clone();
+        for (p, result) in pending.into_iter().zip(spawner.spawn_many(&reqs)) {
+            self.started(p, result);
+        }
     }
 
     /// What follows a spawn: watching the process, its PID file, the start event.
