@@ -209,6 +209,38 @@ pub async fn run_command(
     let Some(program) = command.first() else {
         return (Status::Unknown, "no command".into());
     };
+    let timed_out = || {
+        (
+            Status::Critical,
+            format!(
+                "`{program}` did not finish within the timeout of {}; its process group was killed",
+                crate::config::duration::Secs(timeout)
+            ),
+        )
+    };
+    // Under a running guardian: from its spawning thread (see `spawn_check`).
+    let mut cmd = std::process::Command::new(program);
+    std::os::unix::process::CommandExt::process_group(cmd.args(&command[1..]), 0);
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    if let Some(started) = crate::process::unix::spawn_check(cmd).await {
+        let mut child = match started {
+            Ok(c) => c,
+            Err(e) => return (Status::Unknown, format!("cannot run `{program}`: {e}")),
+        };
+        return tokio::select! {
+            exit = child.wait() => match exit.code {
+                Some(0) => (Status::Healthy, "exit 0".into()),
+                _ => (Status::Critical, format!("`{program}` failed: {exit}")),
+            },
+            _ = tokio::time::sleep(timeout) => {
+                child.kill_group();
+                let _ = child.wait().await;
+                timed_out()
+            }
+        };
+    }
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&command[1..])
         .stdin(std::process::Stdio::null())
@@ -235,13 +267,7 @@ pub async fn run_command(
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             }
             let _ = child.wait().await;
-            (
-                Status::Critical,
-                format!(
-                    "`{program}` did not finish within the timeout of {}; its process group was killed",
-                    crate::config::duration::Secs(timeout)
-                ),
-            )
+            timed_out()
         }
     }
 }

@@ -47,9 +47,14 @@ pub struct UnixSpawner {
     /// The queue to the output thread: every log and echo write happens there.
     writer: Writer,
     /// Spawns from a descriptor table of its own (see `Launcher`).
-    launcher: Launcher,
+    launcher: Arc<Launcher>,
     dropped: Arc<DroppedBytes>,
 }
+
+/// The spawning thread and the children table of this process's spawner, for exec checks
+/// and clear_connections commands (`spawn_check`). One spawner per guardian; set by the first.
+static CHECKS: std::sync::OnceLock<(Arc<Launcher>, Arc<Mutex<Children>>)> =
+    std::sync::OnceLock::new();
 
 impl UnixSpawner {
     /// Starts the output thread; bytes it cannot write are counted in `dropped`.
@@ -57,10 +62,12 @@ impl UnixSpawner {
     /// unset).
     pub fn new(dropped: Arc<DroppedBytes>, color: bool) -> std::io::Result<Self> {
         let children: Arc<Mutex<Children>> = Arc::default();
+        let launcher = Arc::new(Launcher::start(children.clone())?);
+        let _ = CHECKS.set((launcher.clone(), children.clone()));
         Ok(UnixSpawner {
             color,
             split_stderr: stderr_apart(),
-            launcher: Launcher::start(children.clone())?,
+            launcher,
             children,
             writer: Writer::start()?,
             dropped,
@@ -432,10 +439,25 @@ type Launched = (i32, usize);
 
 struct Job {
     cmd: std::process::Command,
-    /// A second pipe for stderr.
-    split: bool,
+    output: Output,
     exit: oneshot::Sender<ExitInfo>,
-    reply: std::sync::mpsc::SyncSender<std::io::Result<Launched>>,
+    reply: Reply,
+}
+
+/// Where a started command's stdout and stderr go.
+#[derive(Clone, Copy)]
+enum Output {
+    /// New pipes whose read ends come back over the socket; `split`: a second one for stderr.
+    Pipes { split: bool },
+    /// The null device (exec checks): nothing comes back but the PID.
+    Null,
+}
+
+/// Where the spawning thread answers: a caller that blocks (the supervisor, which then reads
+/// the read ends in order) or one that awaits (a check's task).
+enum Reply {
+    Wait(std::sync::mpsc::SyncSender<std::io::Result<Launched>>),
+    Await(oneshot::Sender<std::io::Result<Launched>>),
 }
 
 impl Launcher {
@@ -478,15 +500,85 @@ impl Launcher {
                 // When the thread is gone, `reply` is dropped with the job: the answer says so.
                 let _ = self.jobs.send(Job {
                     cmd,
-                    split,
+                    output: Output::Pipes { split },
                     exit,
-                    reply,
+                    reply: Reply::Wait(reply),
                 });
                 answer
             })
             .collect();
         Launches { inbox, answers }
     }
+}
+
+/// A command started by `spawn_check`. Dropped before it ended (its check was cancelled), its
+/// process group is killed, as tokio's `kill_on_drop` did.
+pub struct CheckChild {
+    pid: i32,
+    exit: oneshot::Receiver<ExitInfo>,
+    children: Arc<Mutex<Children>>,
+    ended: bool,
+}
+
+impl CheckChild {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Its end, reaped like the services' on SIGCHLD.
+    pub async fn wait(&mut self) -> ExitInfo {
+        let exit = (&mut self.exit).await.unwrap_or(ExitInfo {
+            code: None,
+            signal: None,
+        });
+        self.ended = true;
+        exit
+    }
+
+    /// SIGKILL to its process group, while it is still our unreaped child (so its PID cannot
+    /// have been reused).
+    pub fn kill_group(&self) {
+        let children = self
+            .children
+            .lock()
+            .expect("UNWRAP: the lock is never poisoned: no panic while held");
+        if children.contains_key(&self.pid) {
+            let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for CheckChild {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.kill_group();
+        }
+    }
+}
+
+/// Starts `cmd` with stdin, stdout and stderr on the null device from the spawning thread, so
+/// that the exec does not copy and close every descriptor guardian holds (two a service).
+/// None when this process runs no spawner (a command of the CLI): then the caller spawns.
+pub async fn spawn_check(cmd: std::process::Command) -> Option<std::io::Result<CheckChild>> {
+    let (launcher, children) = CHECKS.get()?;
+    let (exit, exited) = oneshot::channel();
+    let (reply, answer) = oneshot::channel();
+    launcher
+        .jobs
+        .send(Job {
+            cmd,
+            output: Output::Null,
+            exit,
+            reply: Reply::Await(reply),
+        })
+        .ok()?;
+    let launched = answer.await.ok()?;
+    Some(launched.map(|(pid, _)| CheckChild {
+        pid,
+        exit: exited,
+        children: children.clone(),
+        ended: false,
+    }))
 }
 
 /// Results of queued jobs, in order. Dropped early, it still reads the rest, so that the next
@@ -557,30 +649,45 @@ fn launch_all(
     let _ = ready.send(rustix::thread::gettid().as_raw_nonzero().get());
     // Every service's stdin: one open of the null device, a dup per start (no path walk).
     let null = std::fs::File::open("/dev/null");
+    let null = || match &null {
+        Ok(f) => f.try_clone().map(Stdio::from),
+        Err(e) => Err(std::io::Error::other(format!("cannot open /dev/null: {e}"))),
+    };
     while let Ok(mut job) = queue.recv() {
-        let stdin = match &null {
-            Ok(f) => f.try_clone().map(Stdio::from),
-            Err(e) => Err(std::io::Error::other(format!(
-                "cannot open /dev/null for its stdin: {e}"
-            ))),
-        };
-        let launched = stdin.and_then(|stdin| {
+        let launched = null().and_then(|stdin| {
             job.cmd.stdin(stdin);
-            launch(job.cmd, job.split, job.exit, &outbox, children)
+            if let Output::Null = job.output {
+                job.cmd.stdout(null()?).stderr(null()?);
+            }
+            launch(job.cmd, job.output, job.exit, &outbox, children)
         });
-        let _ = job.reply.send(launched);
+        match job.reply {
+            Reply::Wait(r) => drop(r.send(launched)),
+            Reply::Await(r) => drop(r.send(launched)),
+        }
     }
 }
 
 fn launch(
     mut cmd: std::process::Command,
-    split: bool,
+    output: Output,
     exit: oneshot::Sender<ExitInfo>,
     outbox: &std::os::unix::net::UnixDatagram,
     children: &Mutex<Children>,
 ) -> std::io::Result<Launched> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     use std::os::fd::AsFd;
+    let split = match output {
+        Output::Pipes { split } => split,
+        Output::Null => {
+            let mut table = children
+                .lock()
+                .expect("UNWRAP: the lock is never poisoned: no panic while held");
+            let pid = cmd.spawn()?.id() as i32;
+            table.insert(pid, exit);
+            return Ok((pid, 0));
+        }
+    };
     let (out_r, out_w) = std::io::pipe()?;
     let err_r = if split {
         let (r, w) = std::io::pipe()?;
