@@ -218,39 +218,39 @@ pub async fn run_command(
             ),
         )
     };
-    // Under a running guardian: from its spawning thread (see `spawn_check`).
+    let ended = |ok: bool, how: &dyn std::fmt::Display| {
+        if ok {
+            (Status::Healthy, "exit 0".to_owned())
+        } else {
+            (Status::Critical, format!("`{program}` failed: {how}"))
+        }
+    };
     let mut cmd = std::process::Command::new(program);
     std::os::unix::process::CommandExt::process_group(cmd.args(&command[1..]), 0);
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    if let Some(started) = crate::process::unix::spawn_check(cmd).await {
-        let mut child = match started {
-            Ok(c) => c,
-            Err(e) => return (Status::Unknown, format!("cannot run `{program}`: {e}")),
-        };
-        return tokio::select! {
-            exit = child.wait() => match exit.code {
-                Some(0) => (Status::Healthy, "exit 0".into()),
-                _ => (Status::Critical, format!("`{program}` failed: {exit}")),
-            },
-            _ = tokio::time::sleep(timeout) => {
-                child.kill_group();
-                let _ = child.wait().await;
-                timed_out()
-            }
-        };
-    }
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(&command[1..])
-        .stdin(std::process::Stdio::null())
+    // Under a running guardian: from its spawning thread (see `spawn_check`).
+    let cmd = match crate::process::unix::spawn_check(cmd).await {
+        Err(cmd) => cmd,
+        Ok(Err(e)) => return (Status::Unknown, format!("cannot run `{program}`: {e}")),
+        Ok(Ok(mut child)) => {
+            return tokio::select! {
+                exit = child.wait() => ended(exit.code == Some(0), &exit),
+                _ = tokio::time::sleep(timeout) => {
+                    child.kill_group();
+                    let _ = child.wait().await;
+                    timed_out()
+                }
+            };
+        }
+    };
+    // Without one (the supervisor's tests, a fake spawner): tokio spawns it here.
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .process_group(0)
         .kill_on_drop(true);
-    if let Some(d) = cwd {
-        cmd.current_dir(d);
-    }
     let (mut child, _waited) = match crate::process::spawn_waited(&mut cmd) {
         Ok(c) => c,
         Err(e) => return (Status::Unknown, format!("cannot run `{program}`: {e}")),
@@ -258,8 +258,7 @@ pub async fn run_command(
     let pid = child.id().map(|p| p as i32);
     tokio::select! {
         r = child.wait() => match r {
-            Ok(s) if s.success() => (Status::Healthy, "exit 0".into()),
-            Ok(s) => (Status::Critical, format!("`{program}` failed: {s}")),
+            Ok(s) => ended(s.success(), &s),
             Err(e) => (Status::Unknown, format!("cannot wait for `{program}`: {e}")),
         },
         _ = tokio::time::sleep(timeout) => {

@@ -521,10 +521,6 @@ pub struct CheckChild {
 }
 
 impl CheckChild {
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
     /// Its end, reaped like the services' on SIGCHLD.
     pub async fn wait(&mut self) -> ExitInfo {
         let exit = (&mut self.exit).await.unwrap_or(ExitInfo {
@@ -558,22 +554,27 @@ impl Drop for CheckChild {
 
 /// Starts `cmd` with stdin, stdout and stderr on the null device from the spawning thread, so
 /// that the exec does not copy and close every descriptor guardian holds (two a service).
-/// None when this process runs no spawner (a command of the CLI): then the caller spawns.
-pub async fn spawn_check(cmd: std::process::Command) -> Option<std::io::Result<CheckChild>> {
-    let (launcher, children) = CHECKS.get()?;
+/// `cmd` back when this process runs no spawner (the supervisor's tests): then the caller
+/// spawns it.
+pub async fn spawn_check(
+    cmd: std::process::Command,
+) -> Result<std::io::Result<CheckChild>, std::process::Command> {
+    let Some((launcher, children)) = CHECKS.get() else {
+        return Err(cmd);
+    };
     let (exit, exited) = oneshot::channel();
     let (reply, answer) = oneshot::channel();
-    launcher
-        .jobs
-        .send(Job {
-            cmd,
-            output: Output::Null,
-            exit,
-            reply: Reply::Await(reply),
-        })
-        .ok()?;
-    let launched = answer.await.ok()?;
-    Some(launched.map(|(pid, _)| CheckChild {
+    // The thread is gone only when guardian ends: the job (and `reply`) is dropped with it.
+    let _ = launcher.jobs.send(Job {
+        cmd,
+        output: Output::Null,
+        exit,
+        reply: Reply::Await(reply),
+    });
+    let launched = answer
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread is gone")));
+    Ok(launched.map(|(pid, _)| CheckChild {
         pid,
         exit: exited,
         children: children.clone(),

@@ -212,7 +212,7 @@ impl<S: Spawner> Supervisor<S> {
             }
             return;
         }
-        let result = self.spawner.clone().spawn(&req);
+        let result = self.spawner.spawn(&req);
         self.started(pending, result);
     }
 
