@@ -455,6 +455,7 @@ mod tests {
                 log_level: None,
                 log_format: None,
                 env: Default::default(),
+                not_utf8: Vec::new(),
             };
             let first = load_again(&opts).expect("valid");
             jail.set_env("WEB_MAX_RETRIES", "7");

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::cli::{Command, Global};
 use crate::config::Loaded;
+use crate::config::load::LoadError;
 use crate::daemon::socket_path;
 use crate::error::{FatalError, exit};
 
@@ -21,8 +22,31 @@ fn state_dir(g: &Global, loaded: Option<&Loaded>) -> PathBuf {
     crate::config::load::default_state_dir(&super::load_options(g).env)
 }
 
+/// The config, as far as a client needs it. With `--state-dir` it is not read at all (the
+/// state dir is all a client needs). When no file is found, there is none (the default state
+/// dir). A config that is there and does not load is the error (exit 2): guessing another
+/// state dir would only say that no guardian runs there.
+pub(super) fn client_config(g: &Global) -> Result<Option<Loaded>, FatalError> {
+    if g.state_dir.is_some() {
+        return Ok(None);
+    }
+    match super::load(g) {
+        Ok(l) => Ok(Some(l)),
+        Err(FatalError::Config(LoadError::NotFound { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
-    let loaded = super::load(g).ok();
+    // Over TCP, top needs neither the config nor the state dir.
+    let over_tcp = matches!(
+        &command,
+        Command::Top {
+            api: Some(_),
+            token_file: Some(_)
+        }
+    );
+    let loaded = if over_tcp { None } else { client_config(g)? };
     let dir = state_dir(g, loaded.as_ref());
     if let Command::Top { api, token_file } = command {
         let at = match (api, token_file) {
@@ -435,16 +459,13 @@ async fn logs(
     follow: bool,
     n: usize,
 ) -> Result<u8, FatalError> {
-    let loaded = match loaded {
-        Some(l) => l,
-        None => {
-            return Err(super::load(g)
-                .err()
-                .unwrap_or_else(|| FatalError::Message("cannot load the config".into())));
-        }
+    // Without a config (`--state-dir`), the log is where every service's log is.
+    let path = match loaded {
+        Some(l) => super::find_service(&l.config, service)?.log.file,
+        None => state_dir(g, None)
+            .join("logs")
+            .join(format!("{service}.log")),
     };
-    let spec = super::find_service(&loaded.config, service)?;
-    let path = spec.log.file.clone();
     let text = std::fs::read(&path).map_err(|source| FatalError::Io {
         action: "read the log of the service at",
         path: path.clone(),

@@ -5,9 +5,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{Cli, Command, Global, PrintFormat, find_services, load, load_options, names};
-use crate::config;
+use crate::config::{self, CheckSpec, Config};
 use crate::error::{FatalError, exit};
 use crate::pidfile;
+use crate::policy::redact::Secrets;
 
 /// The commented starter config, also `examples/guardian.toml`.
 pub const EXAMPLE_TOML: &str = include_str!("../../examples/guardian.toml");
@@ -220,17 +221,55 @@ fn validate_json(g: &Global) -> Result<u8, FatalError> {
     }
 }
 
+/// The config as `validate --print` shows it (SPEC §12: secrets never leave guardian): each
+/// `env` value that is not public is `***`, and so is any value of `env` or `env_file` in
+/// the command and the exec checks.
+fn shown(c: &Config) -> Config {
+    let mut c = c.clone();
+    for s in c.services.values_mut() {
+        let secrets = Secrets::new(
+            s.env_from_files
+                .iter()
+                .chain(&s.env)
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            |k| s.is_public_env(k),
+            &[],
+        );
+        for arg in s.command.iter_mut() {
+            *arg = secrets.argument(arg);
+        }
+        for check in &mut s.health.checks {
+            if let CheckSpec::Exec { command } = check {
+                for arg in command.iter_mut() {
+                    *arg = secrets.argument(arg);
+                }
+            }
+        }
+        let hidden: Vec<String> = s
+            .env
+            .keys()
+            .filter(|k| !s.is_public_env(k))
+            .cloned()
+            .collect();
+        for k in hidden {
+            s.env.insert(k, "***".to_owned());
+        }
+    }
+    c
+}
+
 fn validate(g: &Global, print: Option<PrintFormat>, explain: bool) -> Result<u8, FatalError> {
     let loaded = load(g)?;
     let c = &loaded.config;
+    let shown = print.map(|_| shown(c));
     match print {
         Some(PrintFormat::Json) => println!(
             "{}",
-            serde_json::to_string_pretty(c).expect("UNWRAP: Config serializes")
+            serde_json::to_string_pretty(&shown).expect("UNWRAP: Config serializes")
         ),
         Some(PrintFormat::Toml) => print!(
             "{}",
-            toml::to_string(c).map_err(|e| FatalError::Message(format!(
+            toml::to_string(&shown).map_err(|e| FatalError::Message(format!(
                 "cannot print the config as TOML: {e}"
             )))?
         ),

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::cli::Global;
+use crate::config::load::LoadError;
 use crate::config::{Config, ServiceSpec};
 use crate::error::{FatalError, exit};
 use crate::events;
@@ -34,7 +35,11 @@ impl Report {
 pub fn run(g: &Global) -> Result<u8, FatalError> {
     let mut r = Report::default();
     r.line("config");
+    // With `--state-dir` the config is not needed to look at the guardian; without it, a
+    // config that does not load leaves no state dir to look at.
+    let mut broken = false;
     let loaded = match super::load(g) {
+        Err(FatalError::Config(LoadError::NotFound { .. })) => None,
         Ok(l) => {
             let files: Vec<String> = l.files.iter().map(|f| f.display().to_string()).collect();
             r.line(format!("  ✓ valid: {}", files.join(", ")));
@@ -45,9 +50,17 @@ pub fn run(g: &Global) -> Result<u8, FatalError> {
                 format!("invalid: {e:#}"),
                 "fix the config, then check it with: guardian validate",
             );
+            broken = true;
             None
         }
     };
+    if broken && g.state_dir.is_none() {
+        print!("{}", r.text);
+        println!(
+            "\nthe config does not load: fix it first, or pass --state-dir DIR to look at a guardian"
+        );
+        return Ok(exit::CONFIG);
+    }
     let state_dir = g.state_dir.clone().unwrap_or_else(|| match &loaded {
         Some(l) => l.config.guardian.state_dir.clone(),
         None => crate::config::load::default_state_dir(&super::load_options(g).env),
@@ -83,7 +96,7 @@ pub fn run(g: &Global) -> Result<u8, FatalError> {
         for (i, s) in r.steps.iter().enumerate() {
             println!("  {}. {s}", i + 1);
         }
-        Ok(exit::FAILURE)
+        Ok(if broken { exit::CONFIG } else { exit::FAILURE })
     }
 }
 

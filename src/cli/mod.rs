@@ -22,6 +22,7 @@ pub fn load_options(g: &Global) -> LoadOptions {
         log_level: g.log_level.clone(),
         log_format: g.log_format.clone(),
         env: Default::default(),
+        not_utf8: Vec::new(),
     }
     .with_process_env()
 }

@@ -64,6 +64,7 @@ fn policy_changes(a: &ServiceSpec, b: &ServiceSpec) -> Vec<&'static str> {
         ("restart", a.restart != b.restart),
         ("depends_on", a.depends_on != b.depends_on),
         ("replicas", a.replicas != b.replicas),
+        ("public_env", a.public_env != b.public_env),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))

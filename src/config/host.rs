@@ -177,9 +177,16 @@ pub fn read_token_file(path: &Path) -> Result<String, String> {
 /// environment. A bad line is named by its number.
 pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         format!(
             "cannot read env file {shown}: {e}\n  1. check the path (relative paths start at the service's cwd, else guardian's)\n  2. look: ls -l {shown}"
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        format!(
+            "{shown}:{line}: this line is not UTF-8 text\n  1. look: sed -n {line}p {shown} | od -c\n  2. write it again as UTF-8 (iconv -f latin1 -t utf-8)"
         )
     })?;
     let mut out = Vec::new();

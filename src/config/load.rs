@@ -23,14 +23,38 @@ pub struct LoadOptions {
     pub log_format: Option<String>,
     /// A snapshot of the environment: read again on every reload.
     pub env: BTreeMap<String, String>,
+    /// The variables whose value is not UTF-8 text: an error if guardian would read one.
+    pub not_utf8: Vec<String>,
 }
 
 impl LoadOptions {
     pub fn with_process_env(mut self) -> Self {
-        self.env = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
+        self.env.clear();
+        self.not_utf8.clear();
+        for (k, v) in std::env::vars_os() {
+            // A name that is not UTF-8 cannot be one of guardian's.
+            let Ok(k) = k.into_string() else { continue };
+            match v.into_string() {
+                Ok(v) => {
+                    self.env.insert(k, v);
+                }
+                Err(_) => self.not_utf8.push(k),
+            }
+        }
         self
+    }
+
+    /// Fails naming `var` when the environment holds it with a value that is not UTF-8.
+    fn check_utf8(&self, var: &str) -> Result<(), LoadError> {
+        if self.not_utf8.iter().any(|v| v == var) {
+            return Err(LoadError::Env {
+                var: var.to_owned(),
+                message: format!(
+                    "its value is not UTF-8 text\n  1. look: printenv {var} | od -c | head\n  2. set it again as UTF-8 text, or unset it: unset {var}"
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -211,6 +235,9 @@ fn keyed(name: String, key: &str, value: Value) -> Layer {
 
 /// Loads, merges and validates every layer.
 pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    for var in opts.not_utf8.iter().filter(|v| v.starts_with("GUARDIAN_")) {
+        opts.check_utf8(var)?;
+    }
     let files = discover(opts)?;
     let mut base = Figment::new();
     for path in &files {
@@ -228,7 +255,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     }
     let prelim: RawConfig = probe.extract().map_err(|e| figment_error(e, &probe))?;
     let mut figment = base;
-    for l in flat_env_layers(&prelim, &opts.env)? {
+    for l in flat_env_layers(&prelim, opts)? {
         figment = figment.merge(l);
     }
     for l in guardian_env {
@@ -328,14 +355,7 @@ fn file_layer(path: &Path) -> Result<Layer, LoadError> {
 }
 
 fn parse_toml(path: &Path, text: &str) -> Result<Dict, LoadError> {
-    let located = |e: &toml::de::Error| {
-        e.span().map(|s| {
-            let before = &text[..s.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            (line, column)
-        })
-    };
+    let located = |e: &toml::de::Error| e.span().map(|s| line_and_column(path, text, s.start));
     // Syntax first, then shape: serde_path_to_error gives the key path of a shape error.
     let data: Dict = toml::from_str(text).map_err(|e| {
         let (line, column) = located(&e).unzip();
@@ -361,7 +381,16 @@ fn parse_json(path: &Path, text: &str) -> Result<Dict, LoadError> {
             .rsplit_once(" at line ")
             .map_or(msg.as_str(), |(m, _)| m)
             .to_owned();
-        (msg, (e.line() > 0).then(|| (e.line(), e.column())))
+        // serde_json counts the column in bytes: where it points is turned into characters.
+        let at = (e.line() > 0).then(|| {
+            let line_start: usize = text
+                .split_inclusive('\n')
+                .take(e.line() - 1)
+                .map(str::len)
+                .sum();
+            line_and_column(path, text, line_start + e.column().saturating_sub(1))
+        });
+        (msg, at)
     };
     let data: Dict = serde_json::from_str(text).map_err(|e| {
         let (message, at) = located(&e);
@@ -377,6 +406,12 @@ fn parse_json(path: &Path, text: &str) -> Result<Dict, LoadError> {
     })?;
     check_shape::<RawConfig, _>(path, &mut serde_json::Deserializer::from_str(text), located)?;
     Ok(data)
+}
+
+/// The 1-based line and column (in characters) of a byte offset that a parser reported.
+fn line_and_column(path: &Path, text: &str, offset: usize) -> (usize, usize) {
+    let at = super::report::Located::at(path, text, offset, 1);
+    (at.line, at.column)
 }
 
 fn check_shape<'de, T: DeserializeOwned, D>(
@@ -553,10 +588,8 @@ pub fn flat_variables() -> impl Iterator<Item = (&'static str, &'static str)> {
     FLAT.iter().map(|(suffix, key, _)| (*suffix, *key))
 }
 
-fn flat_env_layers(
-    prelim: &RawConfig,
-    env: &BTreeMap<String, String>,
-) -> Result<Vec<Layer>, LoadError> {
+fn flat_env_layers(prelim: &RawConfig, opts: &LoadOptions) -> Result<Vec<Layer>, LoadError> {
+    let env = &opts.env;
     let mut layers = Vec::new();
     let services = prelim.services.iter().flatten();
     for (name, svc) in services {
@@ -565,6 +598,7 @@ fn flat_env_layers(
         };
         for (suffix, key, kind) in FLAT {
             let var = format!("{prefix}_{suffix}");
+            opts.check_utf8(&var)?;
             let Some(text) = env.get(&var) else { continue };
             let value = typed(&var, text.trim(), *kind)?;
             layers.push(keyed(
@@ -572,6 +606,9 @@ fn flat_env_layers(
                 &format!("services.{name}.{key}"),
                 value,
             ));
+        }
+        for bound in ["START", "END"] {
+            opts.check_utf8(&format!("{prefix}_PORT_{bound}"))?;
         }
         let start = env.get(&format!("{prefix}_PORT_START"));
         let end = env.get(&format!("{prefix}_PORT_END"));
@@ -812,6 +849,100 @@ mod props {
         })
     }
 
+    fn load_text_at(path: &Path, text: &[u8]) -> Result<Loaded, LoadError> {
+        std::fs::write(path, text).unwrap();
+        let dir = path.parent().unwrap();
+        load(&LoadOptions {
+            files: vec![path.to_owned()],
+            state_dir: Some(dir.join("state")),
+            ..LoadOptions::default()
+        })
+    }
+
+    #[test]
+    fn a_typo_next_to_a_multibyte_character_is_rendered_at_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text, at) in [
+            (
+                "a.toml",
+                "[services.a]\ncommand = [\"true\"]\nport = é\n",
+                ":3:8: error:",
+            ),
+            (
+                "b.toml",
+                "[services.a]\ncommand = [\"true\"]\néstartup_timeout = \"15s\"\n",
+                ":3:1: error:",
+            ),
+            (
+                "c.json",
+                "{\"services\": {\"a\": {\"command\": [\"true\"], \"port\": é}}}",
+                ":1:50: error:",
+            ),
+        ] {
+            let file = dir.path().join(name);
+            let e = load_text_at(&file, text.as_bytes())
+                .unwrap_err()
+                .to_string();
+            let want = format!("{}{at}", file.display());
+            assert!(e.starts_with(&want), "{name}: want {want}, got:\n{e}");
+            assert!(e.contains('^'), "{name}: no caret:\n{e}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_named_with_its_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, EXAMPLE_TOML).unwrap();
+        for var in [
+            "GUARDIAN_GUARDIAN__LOG_LEVEL",
+            "SOCKETIO_MAX_RETRIES",
+            "SOCKETIO_PORT_END",
+            "GUARDIAN_CONFIG",
+        ] {
+            let e = load(&LoadOptions {
+                files: vec![file.clone()],
+                state_dir: Some(dir.path().join("state")),
+                not_utf8: vec![var.to_owned()],
+                ..LoadOptions::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "environment variable {var}: its value is not UTF-8"
+                )),
+                "{e}"
+            );
+        }
+        // Someone else's variable is none of guardian's business.
+        load(&LoadOptions {
+            files: vec![file.clone()],
+            state_dir: Some(dir.path().join("state")),
+            not_utf8: vec!["LANG".to_owned(), "OTHER_MAX_RETRIES".to_owned()],
+            ..LoadOptions::default()
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn an_env_file_line_that_is_not_utf8_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("app.env");
+        std::fs::write(&env, b"A=1\nB=caf\xe9\n").unwrap();
+        let cfg = format!(
+            "[services.a]\ncommand = [\"true\"]\nenv_file = [\"{}\"]\n",
+            env.display()
+        );
+        let e = load_text_at(&dir.path().join("g.toml"), cfg.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("{}:2: this line is not UTF-8 text", env.display())),
+            "{e}"
+        );
+    }
+
     /// The example with a few bytes changed: mostly near-valid text, which reaches deeper.
     fn mutated(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..6)
@@ -830,6 +961,53 @@ mod props {
                 }
                 b
             })
+    }
+
+    /// Text a person may paste or type by accident: multi-byte letters, combining marks,
+    /// zero-width characters, a byte-order mark, emoji, right-to-left text, or any printable
+    /// Unicode.
+    fn odd_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("é".to_owned()),
+            Just("e\u{301}".to_owned()),
+            Just("\u{200b}".to_owned()),
+            Just("\u{feff}".to_owned()),
+            Just("🦀".to_owned()),
+            Just("👩\u{200d}💻".to_owned()),
+            Just("\u{202e}שלום".to_owned()),
+            Just("日本".to_owned()),
+            Just("\t".to_owned()),
+            "\\PC{1,4}",
+        ]
+    }
+
+    /// `base` with 1 to 4 pieces of odd text inserted at character boundaries: valid UTF-8
+    /// that a parser rejects right at (or next to) a multi-byte character.
+    fn with_odd_text(base: &'static str) -> impl Strategy<Value = String> {
+        proptest::collection::vec((any::<prop::sample::Index>(), odd_text()), 1..5).prop_map(
+            move |edits| {
+                let mut s = base.to_owned();
+                for (at, piece) in edits {
+                    let i = s.floor_char_boundary(at.index(s.len() + 1));
+                    s.insert_str(i, &piece);
+                }
+                s
+            },
+        )
+    }
+
+    /// A rejection of `file` is rendered as `FILE:LINE:COL: error:` (or names a key).
+    fn rendered_at_a_position(e: &LoadError, file: &str) -> bool {
+        let text = e.to_string();
+        let positioned = text.lines().any(|l| {
+            l.strip_prefix(file).is_some_and(|rest| {
+                let mut parts = rest.splitn(4, ':');
+                parts.next() == Some("")
+                    && parts.next().is_some_and(|n| n.parse::<usize>().is_ok())
+                    && parts.next().is_some_and(|n| n.parse::<usize>().is_ok())
+            })
+        });
+        positioned || matches!(e, LoadError::Invalid(_)) && text.contains('`')
     }
 
     fn names_the_file(e: &LoadError, file: &str) -> bool {
@@ -859,6 +1037,65 @@ mod props {
             let name = if json { "fuzz.json" } else { "fuzz.toml" };
             if let Err(e) = load_text(name, &text, &[]) {
                 prop_assert!(names_the_file(&e, name), "{e}");
+            }
+        }
+
+        /// 200 cases: odd Unicode anywhere in the example TOML; every error is rendered
+        /// (snippet and caret included) at FILE:LINE:COL.
+        #[test]
+        fn unicode_anywhere_in_toml_is_rendered_at_its_position_200_cases(text in with_odd_text(EXAMPLE_TOML)) {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("fuzz.toml");
+            if let Err(e) = load_text_at(&file, text.as_bytes()) {
+                prop_assert!(rendered_at_a_position(&e, &file.display().to_string()), "{e}");
+            }
+        }
+
+        /// 200 cases: the same for JSON.
+        #[test]
+        fn unicode_anywhere_in_json_is_rendered_at_its_position_200_cases(text in with_odd_text(EXAMPLE_JSON)) {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("fuzz.json");
+            if let Err(e) = load_text_at(&file, text.as_bytes()) {
+                prop_assert!(rendered_at_a_position(&e, &file.display().to_string()), "{e}");
+            }
+        }
+
+        /// 200 cases: odd Unicode anywhere in an env file: loaded, or an error naming the
+        /// file and its line.
+        #[test]
+        fn unicode_anywhere_in_an_env_file_is_loaded_or_named_with_its_line_200_cases(
+            text in with_odd_text("# comment\nDB_URL=postgres://u:p@h/db\nexport MODE=\"fast\"\nEMPTY=\n"),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let env = dir.path().join("app.env");
+            std::fs::write(&env, &text).unwrap();
+            let cfg = format!(
+                "[services.a]\ncommand = [\"true\"]\nenv_file = [\"{}\"]\n",
+                env.display()
+            );
+            if let Err(e) = load_text_at(&dir.path().join("g.toml"), cfg.as_bytes()) {
+                let shown = e.to_string();
+                let named = format!("{}:", env.display());
+                prop_assert!(shown.contains(&named), "{shown}");
+            }
+        }
+
+        /// 200 cases: any Unicode value of any overriding variable is taken or named.
+        #[test]
+        fn any_unicode_environment_value_is_accepted_or_names_its_variable_200_cases(
+            which in 0..5usize,
+            value in with_odd_text("12"),
+        ) {
+            let var = [
+                "SOCKETIO_MAX_RETRIES",
+                "SOCKETIO_HEALTH_CHECK_INTERVAL",
+                "SOCKETIO_PORT",
+                "GUARDIAN_SERVICES__SOCKETIO__BACKOFF__FACTOR",
+                "GUARDIAN_SERVICES__SOCKETIO__STARTUP_TIMEOUT",
+            ][which];
+            if let Err(e) = load_text("g.toml", EXAMPLE_TOML.as_bytes(), &[(var, &value)]) {
+                prop_assert!(e.to_string().contains(var), "{var}={value:?}: {e}");
             }
         }
 

@@ -175,6 +175,9 @@ pub struct ServiceSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
+    /// Keys whose values are not secret (SPEC §12): shown in events, `/status` and prints.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub public_env: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env_prefix: Option<String>,
     pub host: String,
@@ -406,6 +409,13 @@ impl ServiceSpec {
         }
     }
 
+    /// Whether the value of `key` may show: listed in `public_env`, or an `env` value made of
+    /// placeholders only (`"{port}"`, `"{host}:{port}"`): a fact guardian put there.
+    pub fn is_public_env(&self, key: &str) -> bool {
+        self.public_env.iter().any(|k| k == key)
+            || self.env.get(key).is_some_and(|t| only_placeholders(t))
+    }
+
     /// The fixed port, or the first of the range: what `{port}` means before a spawn.
     pub fn nominal_port(&self) -> Option<u16> {
         self.port.or(self.port_range.map(|r| r[0]))
@@ -424,6 +434,27 @@ pub struct Vars {
 }
 
 pub const PLACEHOLDERS: &[&str] = &["name", "host", "port", "state_dir", "pidfile", "replica"];
+
+/// Whether `template` says nothing but placeholders and punctuation (`"{host}:{port}"`).
+pub fn only_placeholders(template: &str) -> bool {
+    let mut rest = template;
+    let mut any = false;
+    while let Some(i) = rest.find('{') {
+        if rest[..i].chars().any(char::is_alphanumeric) {
+            return false;
+        }
+        let tail = &rest[i + 1..];
+        let Some(end) = tail.find('}') else {
+            return false;
+        };
+        if !PLACEHOLDERS.contains(&&tail[..end]) {
+            return false;
+        }
+        any = true;
+        rest = &tail[end + 1..];
+    }
+    any && !rest.chars().any(char::is_alphanumeric)
+}
 
 /// Expands `{…}` placeholders; `{{` and `}}` stand for literal braces.
 pub fn expand(template: &str, vars: &Vars) -> Result<String, String> {

@@ -80,6 +80,9 @@ pub struct RawService {
     pub cwd: Option<String>,
     /// Variables for the service, on top of guardian's environment and `env_file`; values take placeholders.
     pub env: Option<BTreeMap<String, Text>>,
+    /// Keys of `env` or `env_file` whose values are not secret: they show in events,
+    /// `/status` and `validate --print`. Every other value is masked as `***`.
+    pub public_env: Option<Vec<String>>,
     /// Turns on the flat PREFIX_* environment overrides for this service.
     pub env_prefix: Option<String>,
     /// The address the service listens on, for `{host}`, readiness and checks. Default: 127.0.0.1.

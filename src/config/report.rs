@@ -18,19 +18,24 @@ pub struct Located {
 }
 
 impl Located {
-    /// From a byte offset into the file's text.
+    /// From a byte offset into the file's text. The offset and the caret's range are moved
+    /// onto char boundaries (a parser may point inside a multi-byte character) and kept
+    /// within the line, so any offset and length from any parser is safe here.
     pub fn at(file: &Path, text: &str, offset: usize, len: usize) -> Self {
-        let offset = offset.min(text.len());
+        let offset = text.floor_char_boundary(offset);
         let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
         let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        let line_text = &text[start..end];
         let line = text[..offset].matches('\n').count() + 1;
         let col = offset - start;
-        let under = col..(col + len.max(1)).min(end - start).max(col + 1);
+        // At least one character under the caret, unless the line ends here.
+        let first = line_text[col..].chars().next().map_or(0, char::len_utf8);
+        let to = line_text.ceil_char_boundary((col + len).max(col + first).min(line_text.len()));
         Located {
             file: file.to_owned(),
             line,
-            column: text[start..offset].chars().count() + 1,
-            source: Some((text[start..end].to_owned(), under)),
+            column: line_text[..col].chars().count() + 1,
+            source: Some((line_text.to_owned(), col..to)),
         }
     }
 
@@ -61,7 +66,8 @@ pub fn render(loc: &Located, message: &str) -> String {
         loc.column
     );
     if let Some((text, range)) = &loc.source {
-        let range = range.start.min(text.len())..range.end.min(text.len());
+        let start = text.floor_char_boundary(range.start);
+        let range = start..text.ceil_char_boundary(range.end.max(start));
         let report = &[Group::with_level(Level::ERROR).element(
             Snippet::source(text.as_str())
                 .line_start(loc.line)

@@ -415,6 +415,21 @@ fn service(
         }
         c.template(format!("{}.{k}", p("env")), v, &vars);
     }
+    let public_env = rs.public_env.unwrap_or_default();
+    let has_env_file = rs.env_file.as_ref().is_some_and(|f| !f.is_empty());
+    for (i, k) in public_env.iter().enumerate() {
+        // An env_file's keys are known only once it is read (config::host).
+        if !env.contains_key(k) && !has_env_file {
+            let known: Vec<&str> = env.keys().map(String::as_str).collect();
+            c.fail(
+                format!("{}[{i}]", p("public_env")),
+                format!(
+                    "`{k}` is not a key of `env` (it has: {}); public_env names variables whose values may show",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+            );
+        }
+    }
     if let Some(prefix) = &rs.env_prefix {
         let ok = prefix
             .chars()
@@ -675,6 +690,7 @@ fn service(
         unix_group: rs.group,
         umask,
         env_file,
+        public_env,
         limits,
         image: rs.image.filter(|i| !i.trim().is_empty()),
         env_from_files: BTreeMap::new(),

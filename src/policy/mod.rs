@@ -5,4 +5,5 @@ pub mod breaker;
 pub mod deps;
 pub mod health;
 pub mod recovery;
+pub mod redact;
 pub mod stale_pid;

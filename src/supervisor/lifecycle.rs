@@ -2,7 +2,9 @@
 //! shutdown.
 
 use super::*;
+use crate::config::{ServiceSpec, Vars};
 use crate::policy::deps::{self, AfterExit};
+use crate::policy::redact::Secrets;
 
 /// At most this many starts are queued before they are spawned: enough to keep the spawning
 /// thread busy, and a bound on what a batch holds at once (each start's command and
@@ -182,6 +184,15 @@ impl<S: Spawner> Supervisor<S> {
             Ok(c) => c,
             Err(e) => return self.failed_start(name, e),
         };
+        let public: BTreeMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| spec.is_public_env(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        if svc.public_env.as_deref() != Some(&public) {
+            svc.public_env = (!public.is_empty()).then(|| Arc::new(public));
+        }
         let req = SpawnRequest {
             service: name.to_owned(),
             command: command.clone(),
@@ -202,7 +213,7 @@ impl<S: Spawner> Supervisor<S> {
             name: name.to_owned(),
             trigger: trigger.to_owned(),
             port,
-            shown: redact(&command.join(" "), &req.env),
+            shown: shown_command(&spec, &vars, &command, &req.env),
             command,
         };
         if let Some(batch) = &mut self.batch {
@@ -674,20 +685,27 @@ impl<S: Spawner> Supervisor<S> {
     }
 }
 
-/// The command line as events show it: any value of the service's environment (passwords,
-/// tokens: anything `env` or `env_file` holds) that appears in it is replaced by `***`. Short
-/// values (under 4 bytes) are left alone: they would blank out ordinary words.
-pub(super) fn redact(text: &str, env: &BTreeMap<String, String>) -> String {
-    let mut values: Vec<&str> = env
-        .values()
-        .map(String::as_str)
-        .filter(|v| v.len() >= 4)
-        .collect();
-    // Longest first, so a value that contains another is replaced whole.
-    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    let mut out = text.to_owned();
-    for v in values {
-        out = out.replace(v, "***");
-    }
-    out
+/// The command line as events show it: the values of the service's environment are masked
+/// (`policy::redact`), but for `public_env` keys and the placeholders' expansions.
+fn shown_command(
+    spec: &ServiceSpec,
+    vars: &Vars,
+    command: &[String],
+    env: &BTreeMap<String, String>,
+) -> String {
+    let (port, replica) = (vars.port.map(|p| p.to_string()), vars.replica.to_string());
+    let mut facts = vec![
+        vars.name.as_str(),
+        vars.host.as_str(),
+        vars.state_dir.as_str(),
+        replica.as_str(),
+    ];
+    facts.extend(port.as_deref());
+    facts.extend(vars.pidfile.as_deref());
+    Secrets::new(
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        |k| spec.is_public_env(k),
+        &facts,
+    )
+    .command(command)
 }

@@ -436,6 +436,7 @@ impl<S: Spawner> Supervisor<S> {
                 .filter(|_| matches!(s.state, State::Waiting | State::Blocked)),
             exit_code: s.exit_code,
             replica_of: (s.spec.replicas > 1).then(|| s.spec.group.to_string()),
+            env: s.public_env.clone(),
             revision: 0,
             detail: s.detail(now),
         }

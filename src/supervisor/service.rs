@@ -43,6 +43,9 @@ pub(super) struct Service {
     pub(super) waiting_for: Option<String>,
     /// The exit code of the last run that ended on its own.
     pub(super) exit_code: Option<i32>,
+    /// The environment values of the last start that may show (`public_env`, placeholders'
+    /// expansions) for `/status`; `None` when there is none.
+    pub(super) public_env: Option<Arc<BTreeMap<String, String>>>,
 }
 
 impl Service {
@@ -60,6 +63,7 @@ impl Service {
             pidfile: None,
             last_exit: None,
             last_error: None,
+            public_env: None,
             restart_at: None,
             start_after_stop: false,
             stop_waiters: Vec::new(),

@@ -74,6 +74,9 @@ pub struct ServiceSnapshot {
     /// The declared service of a replica (`api` for `api.2`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_of: Option<String>,
+    /// The environment values of the last start that are not secret (SPEC §12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<std::sync::Arc<std::collections::BTreeMap<String, String>>>,
     /// The snapshot revision at which this entry last changed (`GET /status?since=`).
     pub revision: u64,
     /// The rest: for /health, /diagnostics, metrics and the metrics files.
@@ -102,6 +105,7 @@ impl ServiceSnapshot {
             && self.waiting_for == o.waiting_for
             && self.exit_code == o.exit_code
             && self.replica_of == o.replica_of
+            && self.env == o.env
     }
 }
 

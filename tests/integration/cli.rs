@@ -67,7 +67,9 @@ fn print_json_shows_overrides_from_both_env_forms_and_flags() {
     assert_eq!(s["backoff"]["initial_delay"], "1s 500ms");
     assert_eq!(s["backoff"]["factor"], 3.0);
     assert_eq!(s["port"], 9001);
-    assert_eq!(s["env"]["TOKEN"], "12345");
+    // The override reached `env`; its value is a secret, so the print masks it (SPEC §12).
+    assert_eq!(s["env"]["TOKEN"], "***");
+    assert!(!out.stdout.contains("12345"), "{}", out.stdout);
     assert_eq!(v["guardian"]["log_level"], "warn");
 }
 

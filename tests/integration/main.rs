@@ -20,3 +20,4 @@ mod socketio;
 mod stacks;
 mod supervise;
 mod top;
+mod trust;
