@@ -204,6 +204,15 @@ async fn serve(
         }
     });
     let sup_done = tracker.spawn(sup.run(sup_token));
+    // Test builds: the rest of start-up (sockets, API, watches) made slow, so a test can
+    // send a signal while the first services start and the rest is not ready yet.
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("_GUARDIAN_TEST_STARTUP_STALL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     // Once the first start has settled, what starting thousands of services allocated and
     // freed goes back to the system.
     let mut settling = handle.watch();

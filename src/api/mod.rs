@@ -45,8 +45,11 @@ pub struct ApiState {
 pub struct Peer(pub std::net::SocketAddr);
 
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/", get(page))
+    let app = Router::new();
+    // Test builds only: `POST /debug/stall?ms=N` wedges the engine for N ms.
+    #[cfg(debug_assertions)]
+    let app = app.route("/debug/stall", post(stall));
+    app.route("/", get(page))
         .route("/events", get(all_events))
         .route("/status", get(status))
         .route("/health", get(health))
@@ -717,6 +720,19 @@ async fn reload(State(state): State<Arc<ApiState>>) -> Response {
         Ok(other) => reply_response(other),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "guardian is stopping"),
     }
+}
+
+#[cfg(debug_assertions)]
+async fn stall(
+    State(state): State<Arc<ApiState>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, u64>>,
+) -> Response {
+    let ms = q.get("ms").copied().unwrap_or(1000).min(60_000);
+    state
+        .handle
+        .stall(std::time::Duration::from_millis(ms))
+        .await;
+    Json(json!({"ok": true, "message": format!("the engine stalls for {ms} ms")})).into_response()
 }
 
 async fn shutdown(State(state): State<Arc<ApiState>>) -> Response {

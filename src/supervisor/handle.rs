@@ -28,6 +28,10 @@ pub enum Command {
     },
     /// Answered at once: proves the actor's loop turns (the systemd watchdog).
     Ping(oneshot::Sender<Reply>),
+    /// Test builds only: the actor's loop stops turning this long, as a wedged engine's
+    /// would (proves that the systemd watchdog stops pinging).
+    #[cfg(debug_assertions)]
+    Stall(std::time::Duration),
 }
 
 #[derive(Clone)]
@@ -80,6 +84,12 @@ impl SupervisorHandle {
     }
 
     /// True when the actor answered.
+    /// Test builds only: wedges the actor for `d` (see `Command::Stall`).
+    #[cfg(debug_assertions)]
+    pub async fn stall(&self, d: std::time::Duration) {
+        let _ = self.tx.send(Command::Stall(d)).await;
+    }
+
     pub async fn ping(&self) -> bool {
         matches!(self.ask(Command::Ping).await, Reply::Done(_))
     }

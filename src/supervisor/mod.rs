@@ -185,7 +185,16 @@ impl<S: Spawner> Supervisor<S> {
             // A fact touches one service: only its part of the snapshot is rebuilt.
             let mut only = None;
             tokio::select! {
-                Some(cmd) = self.commands.recv() => self.command(cmd),
+                Some(cmd) = self.commands.recv() => {
+                    // Test builds: the loop stops turning for a while, as a wedged engine's
+                    // would (only this task waits; the runtime's threads go on).
+                    #[cfg(debug_assertions)]
+                    if let Command::Stall(d) = cmd {
+                        tokio::time::sleep(d).await;
+                        continue;
+                    }
+                    self.command(cmd)
+                }
                 Some(fact) = self.facts.recv() => {
                     only = Some(fact.service().to_owned());
                     self.fact(fact);
@@ -281,6 +290,9 @@ impl<S: Spawner> Supervisor<S> {
                 reply,
             } => self.begin_shutdown(keep_services, Some(reply)),
             Command::Ping(reply) => drop(reply.send(Reply::Done("pong".into()))),
+            // Handled in the loop itself, which it holds up.
+            #[cfg(debug_assertions)]
+            Command::Stall(_) => {}
         }
     }
 

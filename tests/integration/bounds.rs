@@ -5,20 +5,11 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use guardian::api::HEAD_DEADLINE;
+
 use crate::support::*;
 
 const LONG: Duration = Duration::from_secs(60);
-
-/// The peak resident memory of a process (VmHWM), in KiB.
-fn peak_rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 #[test]
 fn a_service_that_never_writes_a_newline_is_drained_and_guardian_stays_small() {
@@ -37,7 +28,7 @@ fn a_service_that_never_writes_a_newline_is_drained_and_guardian_stays_small() {
         wait_for(Duration::from_secs(240), || done.exists()),
         "the service's writes never finished: guardian did not drain its pipe"
     );
-    let peak_mib = peak_rss_kib(g.pid()) / 1024;
+    let peak_mib = proc_status_kib(g.pid(), "VmHWM") / 1024;
     assert!(
         peak_mib < 64,
         "guardian's peak RSS was {peak_mib} MiB while a service wrote 400 MiB without a newline"
@@ -124,35 +115,49 @@ fn three_hundred_half_open_connections_leave_the_api_answering() {
             s
         })
         .collect();
+    let opened = Instant::now();
     // The Unix socket answers at once, whatever happens on TCP.
     let (code, body) = sb.get_json("/status");
     assert_eq!(code, 200);
     assert_eq!(body["services"][0]["name"], "svc");
-    // TCP answers too: at once while fewer than 256 are held, else once the head deadline
-    // (10 s) has closed the stalled ones.
+    // TCP holds 256 connections at once: the 301st is served only once the head deadline
+    // (10 s) has closed the stalled ones ahead of it. Without the cap it would be answered
+    // at once; without the deadline, never.
     let (code, body) = http(Target::Tcp(&addr), "GET", "/status", &[], b"");
+    let waited = opened.elapsed();
     assert_eq!(code, 200, "{body}");
-    // Every stalled connection was closed by guardian, not left open.
-    let started = Instant::now();
-    for s in &mut half_open {
+    assert!(
+        waited >= HEAD_DEADLINE - Duration::from_secs(1),
+        "answered after {waited:?}: more than 256 connections were served at once"
+    );
+    // Every stalled connection was closed by guardian (end of stream, not our timeout).
+    for (i, s) in half_open.iter_mut().enumerate() {
         s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
         let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
+        let end = s.read_to_end(&mut buf);
+        assert!(
+            end.is_ok(),
+            "stalled connection {i} was not closed: {end:?}"
+        );
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "stalled connections were not closed"
-    );
-    // An idle keep-alive connection is closed as well, after its answer.
+    assert!(opened.elapsed() >= HEAD_DEADLINE - Duration::from_secs(1));
+    // An idle keep-alive connection is closed as well, after its answer, by the same deadline.
     let mut idle = std::net::TcpStream::connect(&addr).unwrap();
     idle.write_all(b"GET /status HTTP/1.1\r\nhost: x\r\n\r\n")
         .unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(40)))
         .unwrap();
+    let asked = Instant::now();
     let mut all = Vec::new();
-    let _ = idle.read_to_end(&mut all);
+    let end = idle.read_to_end(&mut all);
+    let idled = asked.elapsed();
     let text = String::from_utf8_lossy(&all);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(end.is_ok(), "the idle connection was not closed: {end:?}");
+    assert!(
+        idled >= HEAD_DEADLINE - Duration::from_secs(1),
+        "the idle connection was closed after {idled:?}, before the deadline"
+    );
 }
 
 #[test]
@@ -268,7 +273,18 @@ fn fds_per_service(guardian_section: &str, stdio: &str) -> f64 {
             text.contains(&format!("out{i}")) && text.contains(&format!("err{i}"))
         };
         assert!(wait_for(LONG, || (0..n).all(both)));
-        std::thread::sleep(Duration::from_millis(300));
+        // The count settles once the clients' connections above are closed.
+        let fds = || {
+            std::fs::read_dir(format!("/proc/{}/fd", g.pid()))
+                .unwrap()
+                .count()
+        };
+        let mut last = fds();
+        assert!(wait_for(LONG, || {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = fds();
+            std::mem::replace(&mut last, now) == now
+        }));
         counts.push(
             std::fs::read_dir(format!("/proc/{}/fd", g.pid()))
                 .unwrap()

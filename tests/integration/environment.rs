@@ -104,6 +104,68 @@ fn under_systemd_status_lines_watchdog_pings_and_reloading_are_sent() {
     assert_eq!(g.stop(), Some(0));
 }
 
+/// The pings come at about half of WATCHDOG_USEC (never faster, never at the whole period),
+/// and stop while the engine is wedged (a test build's `POST /debug/stall`), then resume.
+#[test]
+fn the_watchdog_pings_at_half_its_period_and_not_while_the_engine_is_wedged() {
+    use std::time::Instant;
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.a]\ncommand = [\"sleep\", \"300\"]\n");
+    let sock_path = sb.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(LONG)).unwrap();
+    let period = Duration::from_millis(600);
+    let usec = period.as_micros().to_string();
+    let mut g = sb.spawn_with_env(
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", sock_path.as_os_str()),
+            ("WATCHDOG_USEC", usec.as_ref()),
+        ],
+    );
+    recv_until(&sock, "READY=1");
+    let pings = |n: usize| -> Vec<Instant> {
+        (0..n)
+            .map(|_| {
+                recv_until(&sock, "WATCHDOG=1");
+                Instant::now()
+            })
+            .collect()
+    };
+    let at = pings(8);
+    let mut gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    assert!(
+        gaps[0] >= period * 4 / 10,
+        "a ping came {:?} after the one before: faster than half of {period:?}",
+        gaps[0]
+    );
+    assert!(
+        gaps[gaps.len() / 2] <= period * 8 / 10,
+        "the median gap is {:?}: not half of {period:?}",
+        gaps[gaps.len() / 2]
+    );
+    // Wedge the engine for 2.5 s: no ping while it is wedged, then they resume.
+    let before = *at.last().unwrap();
+    let (code, body) = http(
+        Target::Unix(&sb.state_dir().join("guardian.sock")),
+        "POST",
+        "/debug/stall?ms=2500",
+        &[],
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+    let after = pings(4);
+    let mut all = vec![before];
+    all.extend(after);
+    let longest = all.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        longest >= Duration::from_millis(2000),
+        "the pings went on while the engine was wedged (longest gap {longest:?})"
+    );
+    assert_eq!(g.stop(), Some(0));
+}
+
 #[test]
 fn runtime_directory_is_the_default_state_dir() {
     let sb = Sandbox::new();

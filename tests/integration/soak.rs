@@ -150,10 +150,16 @@ fn soak_kills_reloads_api_and_floods_at_once_then_holds_every_invariant() {
         .collect();
 
     let end = Instant::now() + Duration::from_secs(secs);
+    // Memory is sampled halfway, once every ring and cache has filled, and after the soak.
+    let half = Instant::now() + Duration::from_secs(secs / 2);
+    let mut rss_half = None;
     let mut round = 0u32;
     let mut kills = 0;
     while Instant::now() < end {
         std::thread::sleep(Duration::from_millis(300));
+        if rss_half.is_none() && Instant::now() >= half {
+            rss_half = Some(proc_status_kib(guardian, "VmRSS"));
+        }
         let name = SERVICES[kills % SERVICES.len()];
         if let Some(pid) = sb.pid_of(&cfg, name) {
             kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -187,4 +193,14 @@ fn soak_kills_reloads_api_and_floods_at_once_then_holds_every_invariant() {
         }),
         "guardian holds {now} descriptors, {baseline} before the soak"
     );
+    // Flat: the second half of the soak did not grow guardian's memory beyond a small bound.
+    let (half_kib, end_kib) = (
+        rss_half.expect("sampled halfway"),
+        proc_status_kib(guardian, "VmRSS"),
+    );
+    assert!(
+        end_kib <= half_kib + 4096,
+        "guardian's RSS grew from {half_kib} KiB halfway to {end_kib} KiB after the soak"
+    );
+    eprintln!("soak: RSS {half_kib} KiB halfway, {end_kib} KiB after");
 }

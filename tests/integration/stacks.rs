@@ -13,10 +13,10 @@ use crate::support::*;
 const LONG: Duration = Duration::from_secs(30);
 
 /// A shell service that writes its start time (ns) to `NAME.start`, and its SIGTERM time to
-/// `NAME.term` before it exits.
+/// `NAME.term` before it exits; the trap is set before the start is stamped.
 fn stamped(name: &str) -> String {
     format!(
-        "command = [\"sh\", \"-c\", \"date +%s%N > {name}.start; trap 'date +%s%N > {name}.term; exit 0' TERM; while true; do sleep 0.05; done\"]\ncwd = \".\"\nshutdown_timeout = \"5s\"\n"
+        "command = [\"sh\", \"-c\", \"trap 'date +%s%N > {name}.term; exit 0' TERM; date +%s%N > {name}.start; while true; do sleep 0.05; done\"]\ncwd = \".\"\nshutdown_timeout = \"5s\"\n"
     )
 }
 
@@ -266,7 +266,7 @@ fn services_stop_in_reverse_dependency_order() {
     assert!(wait_for(LONG, || ["db", "api", "worker", "other"]
         .iter()
         .all(|n| stamp(&sb, &format!("{n}.start")).is_some())));
-    std::thread::sleep(Duration::from_millis(200)); // every trap is set
+    // Each trap is set before its start stamp is written.
     assert_eq!(g.stop(), Some(0));
     let t =
         |n: &str| stamp(&sb, &format!("{n}.term")).unwrap_or_else(|| panic!("{n} got no SIGTERM"));

@@ -445,6 +445,44 @@ fn a_sigterm_during_start_up_leaves_no_service_behind() {
     }
 }
 
+/// The same, with the SIGTERM sent by the first services themselves as they start, while
+/// the rest of start-up is held up. Before signals were watched ahead of the first start,
+/// guardian died of it (killed by the signal) and left the services running.
+#[test]
+fn a_sigterm_sent_by_a_starting_service_is_a_graceful_stop() {
+    let sb = Sandbox::new();
+    let marker = format!("{}.{}", 3000 + std::process::id() % 1000, 7);
+    let text: String = (0..8)
+        .map(|i| {
+            format!(
+                "[services.s{i}]\ncommand = [\"sh\", \"-c\", \"kill -TERM $PPID; exec sleep {marker}\"]\n"
+            )
+        })
+        .collect();
+    let cfg = sb.write("g.toml", &text);
+    // The rest of start-up is held up (a test build's stall) while the services start.
+    let mut g = sb.spawn_with_env(&cfg, &[("_GUARDIAN_TEST_STARTUP_STALL_MS", "500".as_ref())]);
+    assert_eq!(g.wait_exit(LONG), Some(0), "a graceful stop");
+    let left = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut seen = Vec::new();
+    assert!(
+        wait_for(LONG, || {
+            seen = left();
+            seen.is_empty()
+        }),
+        "services {seen:?} outlived guardian"
+    );
+}
+
 /// A service starts with no signal blocked and nothing of guardian's open beyond its stdio
 /// (guardian spawns from a thread of its own; neither its mask nor its table leaks).
 #[test]

@@ -85,6 +85,31 @@ pub fn output(c: &mut Command) -> Output {
     }
 }
 
+/// A memory figure of a live process from /proc/PID/status (`VmRSS`, `VmHWM`), in KiB. A
+/// process or field that cannot be read fails the test: a bound on 0 would prove nothing.
+pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{text}"))
+}
+
+/// The path of an outside program a test needs. A missing one fails the test naming the
+/// Debian package to install (scripts/test installs them all); a test never passes without it.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("{program} is missing: install it (apt-get install {package}); scripts/test does")
+    })
+}
+
 /// Polls `cond` until it holds or `deadline` passes; true when it held.
 pub fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
@@ -299,6 +324,23 @@ impl GuardianUnderTest {
     }
 
     /// SIGTERM and wait; the exit code.
+    /// Waits for guardian to exit on its own: its exit code (`None` if a signal killed it,
+    /// or if it still ran after `deadline`, when it is stopped).
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let mut code = None;
+        if wait_for(deadline, || match self.child.try_wait() {
+            Ok(Some(status)) => {
+                code = status.code();
+                true
+            }
+            _ => false,
+        }) {
+            return code;
+        }
+        self.stop();
+        None
+    }
+
     pub fn stop(&mut self) -> Option<i32> {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.pid()),
