@@ -141,7 +141,8 @@ pub fn lost(s: &ServiceSpec) -> Vec<String> {
 }
 
 /// Writes every file into `dir`, or none: they go to a fresh folder beside it first, and are
-/// renamed into place only once all are written.
+/// renamed into place only once all are written. A rename that fails midway (a folder where
+/// a file goes, say) undoes the ones before it: the files they replaced come back.
 pub fn write_all(dir: &Path, units: &[Unit]) -> Result<(), ExportError> {
     let err = |path: &Path| {
         let path = path.to_owned();
@@ -155,11 +156,32 @@ pub fn write_all(dir: &Path, units: &[Unit]) -> Result<(), ExportError> {
             let p = staging.join(&u.file);
             std::fs::write(&p, &u.text).map_err(err(&p))?;
         }
-        for u in units {
+        let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+        let mut place = |u: &Unit| -> Result<(), ExportError> {
             let to = dir.join(&u.file);
+            // What it replaces is kept (a hard link in the staging folder) until all are in.
+            let kept = staging.join(format!("{}.replaced", u.file));
+            let old = match std::fs::symlink_metadata(&to) {
+                Ok(_) => {
+                    std::fs::hard_link(&to, &kept).map_err(err(&to))?;
+                    Some(kept)
+                }
+                Err(_) => None,
+            };
             std::fs::rename(staging.join(&u.file), &to).map_err(err(&to))?;
+            done.push((to, old));
+            Ok(())
+        };
+        let placed = units.iter().try_for_each(&mut place);
+        if placed.is_err() {
+            for (to, old) in done.into_iter().rev() {
+                let _ = match old {
+                    Some(kept) => std::fs::rename(kept, &to),
+                    None => std::fs::remove_file(&to),
+                };
+            }
         }
-        Ok(())
+        placed
     })();
     let _ = std::fs::remove_dir_all(&staging);
     result

@@ -214,22 +214,39 @@ health = {{ interval = "100ms", checks = [{{ kind = "exec", command = ["test", "
 #[test]
 fn restart_true_restarts_a_dependent_after_its_dependency_and_others_keep_running() {
     let sb = Sandbox::new();
+    // db is ready a second after each spawn (its port accepts only then); each start of
+    // db and of follower appends its time to a file.
+    let server = example_bin("socketio_server");
     let cfg = sb.write(
         "g.toml",
-        r#"
+        &format!(
+            r#"
 [services.db]
-command = ["sleep", "300"]
-backoff = { initial_delay = "100ms", jitter = 0 }
+command = ["sh", "-c", "date +%s%N >> db.spawns; sleep 1; exec {} --port {{port}}"]
+cwd = "."
+port = {}
+backoff = {{ initial_delay = "100ms", jitter = 0 }}
 
 [services.follower]
-command = ["sleep", "301"]
-depends_on = { db = { condition = "ready", restart = true } }
+command = ["sh", "-c", "date +%s%N >> follower.starts; exec sleep 301"]
+cwd = "."
+depends_on = {{ db = {{ condition = "ready", restart = true }} }}
 
 [services.loner]
 command = ["sleep", "302"]
-depends_on = { db = "ready" }
+depends_on = {{ db = "ready" }}
 "#,
+            server.display(),
+            free_port()
+        ),
     );
+    let times = |file: &str| -> Vec<u128> {
+        std::fs::read_to_string(sb.path().join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
     let _g = sb.start(&cfg);
     assert!(wait_for(LONG, || sb.pid_of(&cfg, "follower").is_some()
         && sb.pid_of(&cfg, "loner").is_some()));
@@ -247,6 +264,16 @@ depends_on = { db = "ready" }
     );
     assert_eq!(sb.pid_of(&cfg, "loner"), Some(loner));
     assert!(!alive(follower));
+    // The dependent started again only once db was ready again: at least its second of
+    // start-up after db's new spawn, not at the spawn.
+    assert!(wait_for(LONG, || times("follower.starts").len() == 2));
+    let (db_spawns, starts) = (times("db.spawns"), times("follower.starts"));
+    assert_eq!(db_spawns.len(), 2, "{db_spawns:?}");
+    assert!(
+        starts[1] >= db_spawns[1] + 900_000_000,
+        "follower started again {} ms after db's new spawn, before db was ready",
+        (starts[1] as i128 - db_spawns[1] as i128) / 1_000_000
+    );
 }
 
 #[test]
