@@ -542,6 +542,11 @@ pub fn run(at: Endpoint) -> Result<u8, FatalError> {
             terminal
                 .draw(|f| draw(f, &app))
                 .map_err(|e| FatalError::Message(format!("cannot draw: {e}")))?;
+            // Test builds: a panic after the first screen proves the terminal is given back.
+            #[cfg(debug_assertions)]
+            if std::env::var_os("_GUARDIAN_TEST_TOP_PANIC").is_some() {
+                panic!("a test build's injected panic");
+            }
             let wait = REFRESH.saturating_sub(last.elapsed());
             if event::poll(wait).unwrap_or(false) {
                 match event::read() {

@@ -20,13 +20,18 @@ struct Pty {
 
 impl Pty {
     fn start(sb: &Sandbox, args: &str) -> Pty {
+        Pty::start_with(sb, args, &[])
+    }
+
+    fn start_with(sb: &Sandbox, args: &str, env: &[(&str, &str)]) -> Pty {
         let inner = format!("stty rows 30 cols 140; exec {GUARDIAN} top {args}");
-        let mut child = Command::new("script")
+        let mut child = Command::new(require("script", "util-linux"))
             .args(["-qefc", &inner, "/dev/null"])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("TERM", "xterm-256color")
             .env("HOME", sb.path())
+            .envs(env.iter().copied())
             .current_dir(sb.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -130,7 +135,75 @@ fn top_shows_the_services_restarts_on_r_and_restores_the_terminal_on_q() {
         pty.text()
     );
     restart_with_r(&sb, &cfg, &mut pty);
+    // On a terminal, states are coloured (the NO_COLOR test below checks the opposite).
+    assert!(pty.seen(COLOUR), "no colour on a terminal");
     pty.quit();
+}
+
+/// A foreground colour as crossterm writes it.
+const COLOUR: &str = "\x1b[38;5;";
+
+#[test]
+fn top_starts_on_s_shows_events_on_e_and_has_no_colour_under_no_color() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.web]\ncommand = [\"sleep\", \"300\"]\n");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
+    assert_eq!(sb.client(&cfg, &["stop", "web"]).code, 0);
+    let args = format!(
+        "-c {} --state-dir {}",
+        cfg.display(),
+        sb.state_dir().display()
+    );
+    let mut pty = Pty::start_with(&sb, &args, &[("NO_COLOR", "1")]);
+    assert!(
+        wait_for(LONG, || pty.seen("web") && pty.seen("stopped")),
+        "{}",
+        pty.text()
+    );
+    pty.press(b"e");
+    // The events pane: the stop above, as an event (the log pane has no such line).
+    assert!(wait_for(LONG, || pty.seen("SIGTERM")), "{}", pty.text());
+    pty.press(b"s");
+    assert!(
+        wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()),
+        "s did not start web: {}",
+        pty.text()
+    );
+    assert!(wait_for(LONG, || pty.seen("start web")), "no result line");
+    assert!(!pty.seen(COLOUR), "colour despite NO_COLOR");
+    pty.quit();
+}
+
+#[test]
+fn top_gives_the_terminal_back_after_a_panic() {
+    let sb = Sandbox::new();
+    let cfg = sb.write("g.toml", "[services.web]\ncommand = [\"sleep\", \"300\"]\n");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
+    let args = format!(
+        "-c {} --state-dir {}",
+        cfg.display(),
+        sb.state_dir().display()
+    );
+    // A test build panics after its first screen when told to.
+    let mut pty = Pty::start_with(&sb, &args, &[("_GUARDIAN_TEST_TOP_PANIC", "1")]);
+    let mut code = None;
+    assert!(wait_for(LONG, || {
+        code = pty.child.try_wait().unwrap().map(|s| s.code());
+        code.is_some()
+    }));
+    assert_eq!(code.unwrap(), Some(101), "{}", pty.text());
+    let text = pty.text();
+    let entered = text
+        .find("\x1b[?1049h")
+        .expect("the alternate screen was entered");
+    let left = text
+        .rfind("\x1b[?1049l")
+        .expect("the alternate screen was not left");
+    assert!(left > entered, "{text}");
+    assert!(text[left..].contains("\x1b[?25h") || text[entered..].contains("\x1b[?25h"));
+    assert!(text.contains("injected panic"), "{text}");
 }
 
 #[test]
