@@ -114,7 +114,10 @@ fn fmt_layer(format: LogFormat) -> FmtLayer {
     match format {
         LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
         LogFormat::Text => fmt::layer()
-            .with_ansi(std::io::stderr().is_terminal())
+            // On a terminal, unless NO_COLOR (or forced by CLICOLOR_FORCE), like the echo.
+            .with_ansi(
+                anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never,
+            )
             .with_writer(std::io::stderr)
             .boxed(),
     }

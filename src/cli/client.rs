@@ -459,12 +459,35 @@ async fn logs(
     follow: bool,
     n: usize,
 ) -> Result<u8, FatalError> {
-    // Without a config (`--state-dir`), the log is where every service's log is.
+    // Without a config (`--state-dir`), the log is where every service's log is; a
+    // replicated service has one per instance (`NAME.K.log`).
     let path = match loaded {
         Some(l) => super::find_service(&l.config, service)?.log.file,
-        None => state_dir(g, None)
-            .join("logs")
-            .join(format!("{service}.log")),
+        None => {
+            let logs = state_dir(g, None).join("logs");
+            let path = logs.join(format!("{service}.log"));
+            let mut instances: Vec<String> = std::fs::read_dir(&logs)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.ok()?.file_name().into_string().ok()?;
+                    let k = name.strip_prefix(service)?.strip_prefix('.')?;
+                    let k = k.strip_suffix(".log")?;
+                    k.parse::<u32>().ok().map(|k| (k, format!("{service}.{k}")))
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into_values()
+                .collect();
+            if !path.exists() && !instances.is_empty() {
+                let n = instances.len();
+                instances.dedup();
+                return Err(FatalError::Message(format!(
+                    "{service} has {n} replicas; name one of them: {}",
+                    instances.join(", ")
+                )));
+            }
+            path
+        }
     };
     let text = std::fs::read(&path).map_err(|source| FatalError::Io {
         action: "read the log of the service at",

@@ -543,6 +543,24 @@ fn off_loopback_reads_need_the_token_and_wrong_tokens_lock_out() {
     }
     assert_eq!(get("/status", Some("wrong")), 403);
     assert_eq!(get("/status", Some("s3cret-token")), 429);
+    // More tries while locked out: still 429, and still one log line for the lockout.
+    for _ in 0..3 {
+        assert_eq!(get("/status", Some("wrong")), 429);
+    }
+    let log = sb.stderr();
+    assert_eq!(
+        log.matches("this address is locked out for a minute")
+            .count(),
+        1,
+        "{log}"
+    );
+    // Plain HTTP off loopback was allowed explicitly, and guardian says what that means.
+    assert_eq!(
+        log.matches("the API listens off loopback without TLS")
+            .count(),
+        1,
+        "{log}"
+    );
     // The Unix socket is not affected, and it counts the failures.
     let (code, _) = sb.get_json("/status");
     assert_eq!(code, 200);
@@ -769,6 +787,10 @@ fn bad_tls_and_plaintext_settings_are_config_errors() {
         let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
         assert_eq!(out.code, 2, "{extra}\n{}", out.all());
         assert!(out.all().contains(want), "{want}\n{}", out.all());
+        // `run` refuses the same, before anything starts.
+        let out = output(&mut sb.run_cmd(&cfg));
+        assert_eq!(out.code, 2, "run: {extra}\n{}", out.all());
+        assert!(out.all().contains(want), "run: {want}\n{}", out.all());
     }
     // Off loopback without TLS: refused unless plaintext is allowed explicitly.
     let off = section.replace("127.0.0.1:", "0.0.0.0:");
@@ -781,6 +803,42 @@ fn bad_tls_and_plaintext_settings_are_config_errors() {
         &format!("{off}allow_plaintext = true\n[services.a]\ncommand = [\"x\"]\n"),
     );
     assert_eq!(sb.run(&["validate", "-c", cfg.to_str().unwrap()]).code, 0);
+}
+
+#[test]
+fn a_missing_or_empty_token_file_is_refused_by_validate_and_run() {
+    let sb = Sandbox::new();
+    let (section, _) = sb.api_section("tok-tok-tok-3");
+    let token = sb.path().join("token");
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "{section}[services.a]\ncommand = [\"sh\", \"-c\", \"touch started; exec sleep 300\"]\ncwd = \".\"\n"
+        ),
+    );
+    std::fs::write(&token, "").unwrap();
+    let empty = [
+        sb.run(&["validate", "-c", cfg.to_str().unwrap()]),
+        output(&mut sb.run_cmd(&cfg)),
+    ];
+    std::fs::remove_file(&token).unwrap();
+    let missing = [
+        sb.run(&["validate", "-c", cfg.to_str().unwrap()]),
+        output(&mut sb.run_cmd(&cfg)),
+    ];
+    for out in &empty {
+        assert_eq!(out.code, 2, "{}", out.all());
+        assert!(out.all().contains("is empty"), "{}", out.all());
+    }
+    for out in &missing {
+        assert_eq!(out.code, 2, "{}", out.all());
+        assert!(
+            out.all().contains("cannot read token file"),
+            "{}",
+            out.all()
+        );
+    }
+    assert!(!sb.path().join("started").exists(), "a service started");
 }
 
 #[test]

@@ -190,6 +190,26 @@ fn config_discovery_uses_guardian_config_then_the_current_folder() {
     let sb = Sandbox::new();
     let out = sb.run(&["validate"]);
     assert_fails(&out, 2, &["no config file found", "guardian init"]);
+    // Without ./guardian.toml: $XDG_CONFIG_HOME/guardian/guardian.toml, else
+    // ~/.config/guardian/guardian.toml.
+    let home_cfg = sb.path().join(".config/guardian");
+    std::fs::create_dir_all(&home_cfg).unwrap();
+    std::fs::write(
+        home_cfg.join("guardian.toml"),
+        "[services.home]\ncommand=[\"x\"]\n",
+    )
+    .unwrap();
+    let out = sb.run(&["validate"]);
+    assert!(out.stdout.contains("(home)"), "{}", out.all());
+    let xdg = sb.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("guardian")).unwrap();
+    std::fs::write(
+        xdg.join("guardian/guardian.toml"),
+        "[services.xdg]\ncommand=[\"x\"]\n",
+    )
+    .unwrap();
+    let out = sb.run_with(&["validate"], &[("XDG_CONFIG_HOME", xdg.to_str().unwrap())]);
+    assert!(out.stdout.contains("(xdg)"), "{}", out.all());
     sb.write("guardian.toml", MIN);
     assert_eq!(sb.run(&["validate"]).code, 0);
     let other = sb.write("other.toml", "[services.other]\ncommand=[\"x\"]\n");

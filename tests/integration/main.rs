@@ -8,6 +8,7 @@ mod support;
 mod api;
 mod bounds;
 mod browser;
+mod claims;
 mod cli;
 mod doctor;
 mod environment;
