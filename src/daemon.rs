@@ -1,7 +1,6 @@
 //! `guardian run`: takes the guardian lock, wires the supervisor, the API and the signal
 //! handlers, and owns the ordered shutdown: API → children → PID files → guardian lock.
 
-use std::io::IsTerminal;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
