@@ -22,13 +22,14 @@ fn state_dir(g: &Global, loaded: Option<&Loaded>) -> PathBuf {
     crate::config::load::default_state_dir(&super::load_options(g).env)
 }
 
-/// The config, as far as a client needs it. With `--state-dir` it is not read at all (the
-/// state dir is all a client needs). When no file is found, there is none (the default state
-/// dir). A config that is there and does not load is the error (exit 2): guessing another
-/// state dir would only say that no guardian runs there.
+/// The config, as far as a client needs it. With `--state-dir` it is not needed (the state
+/// dir is all a client needs): it is used when it loads (PID-file verdicts, log paths,
+/// service names) and left out when it does not. When no file is found, there is none (the
+/// default state dir). Otherwise a config that is there and does not load is the error
+/// (exit 2): guessing another state dir would only say that no guardian runs there.
 pub(super) fn client_config(g: &Global) -> Result<Option<Loaded>, FatalError> {
     if g.state_dir.is_some() {
-        return Ok(None);
+        return Ok(super::load(g).ok());
     }
     match super::load(g) {
         Ok(l) => Ok(Some(l)),

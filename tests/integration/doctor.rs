@@ -60,7 +60,8 @@ fn doctor_is_quiet_when_all_is_well() {
     assert!(out.stdout.contains("state running"), "{}", out.stdout);
     let bad = sb.write("bad.toml", "[services.web]\ncomand = 1\n");
     let out = sb.client(&bad, &["doctor"]);
-    assert_eq!(out.code, 1);
+    // A config that does not load is a config error (exit 2), shown with the rest.
+    assert_eq!(out.code, 2);
     assert!(
         out.stdout.contains("invalid") && out.stdout.contains("command"),
         "{}",

@@ -138,7 +138,7 @@ fn client_commands_with_a_config_that_does_not_load_name_the_config_error() {
 }
 
 #[test]
-fn client_commands_with_state_dir_do_not_read_the_config() {
+fn client_commands_with_state_dir_do_not_need_the_config() {
     let sb = Sandbox::new();
     let (cfg, _g) = discovered(&sb);
     let pid = sb.pid_of(&cfg, "a").unwrap();
