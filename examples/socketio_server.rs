@@ -86,6 +86,17 @@ fn after(d: Option<Duration>, f: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// The first socket passed with the systemd protocol, when LISTEN_PID names this process.
+fn inherited_listener() -> Option<tokio::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    let fd = sd_notify::listen_fds().ok()?.next()?;
+    // SAFETY: LISTEN_PID is this process, so fd 3 was passed to it for this use and nothing
+    // else in this process owns it.
+    let std = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    std.set_nonblocking(true).ok()?;
+    tokio::net::TcpListener::from_std(std).ok()
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -134,17 +145,30 @@ async fn main() {
         .layer(layer)
         .with_state(app.clone());
 
-    let listener = match tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "socketio_server: cannot listen on {}:{}: {e}\n  look: ss -ltnp 'sport = :{}'",
-                args.host, args.port, args.port
-            );
-            std::process::exit(2);
+    // A listener held by guardian (or systemd) comes as fd 3 with LISTEN_FDS/LISTEN_PID:
+    // taken as is, so a restart refuses no connection. Else the server binds its own.
+    let listener = match inherited_listener() {
+        Some(l) => {
+            let at = l
+                .local_addr()
+                .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+            eprintln!("socketio_server: listening on {at} (socket passed by LISTEN_FDS)");
+            l
         }
+        None => match tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await {
+            Ok(l) => {
+                eprintln!("socketio_server: listening on {}:{}", args.host, args.port);
+                l
+            }
+            Err(e) => {
+                eprintln!(
+                    "socketio_server: cannot listen on {}:{}: {e}\n  look: ss -ltnp 'sport = :{}'",
+                    args.host, args.port, args.port
+                );
+                std::process::exit(2);
+            }
+        },
     };
-    eprintln!("socketio_server: listening on {}:{}", args.host, args.port);
 
     after(args.crash_after, || {
         eprintln!("socketio_server: --crash-after reached: exiting with code 1");

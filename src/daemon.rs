@@ -1,6 +1,7 @@
 //! `guardian run`: takes the guardian lock, wires the supervisor, the API and the signal
 //! handlers, and owns the ordered shutdown: API → children → PID files → guardian lock.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
@@ -174,6 +175,13 @@ async fn serve(
         UnixSpawner::new(dropped.clone(), crate::process::output::color_wanted())
             .map_err(|e| FatalError::Message(format!("cannot start the output thread: {e}")))?,
     );
+    // Every held socket is bound before any service starts (SPEC §13); one that cannot be is
+    // a config error (exit 2) and nothing starts.
+    let mut sockets = HeldSockets {
+        spawner: spawner.clone(),
+        held: BTreeMap::new(),
+    };
+    sockets.bind_new(&config).map_err(FatalError::Sockets)?;
     let seed = u64::from(std::process::id()) ^ (pidfile::unix_now() * 1e6) as u64;
     let api_listen = config.guardian.api.clone();
     let (sup, handle) = Supervisor::new(config, spawner.clone(), events.clone(), seed);
@@ -286,7 +294,8 @@ async fn serve(
             }
             Some(req) = reload_rx.recv() => {
                 crate::systemd::reloading();
-                let (reply, applied) = reload_once(&reload_opts, &handle, req.trigger).await;
+                let (reply, applied) =
+                    reload_once(&reload_opts, &handle, &mut sockets, req.trigger).await;
                 crate::systemd::reloaded();
                 if let Some(new) = applied {
                     if let Some(l) = &logs {
@@ -337,6 +346,7 @@ async fn serve(
 async fn reload_once(
     opts: &LoadOptions,
     handle: &SupervisorHandle,
+    sockets: &mut HeldSockets,
     trigger: &str,
 ) -> (Reply, Option<GuardianSpec>) {
     let opts = opts.clone();
@@ -345,7 +355,21 @@ async fn reload_once(
         .map_err(|e| format!("the reload task failed: {e}"))
         .and_then(|r| r);
     let guardian = loaded.as_ref().ok().map(|c| c.guardian.clone());
+    // A new socket is bound before the supervisor sees the config, so the services that
+    // restart onto it find it; one that cannot be bound refuses the whole reload.
+    let (loaded, bound) = match loaded {
+        Ok(c) => match sockets.bind_new(&c) {
+            Ok(bound) => (Ok(c), bound),
+            Err(e) => (Err(e), Vec::new()),
+        },
+        Err(e) => (Err(e), Vec::new()),
+    };
+    let new_config = loaded.as_ref().ok().cloned();
     let reply = handle.reload(loaded).await;
+    match (&reply, new_config) {
+        (Reply::Done(_), Some(c)) => sockets.keep_only(&c),
+        _ => sockets.release(&bound),
+    }
     // Loading and diffing a big config leaves freed memory resident.
     let _ = tokio::task::spawn_blocking(crate::process::unix::release_free_memory).await;
     match &reply {
@@ -356,6 +380,71 @@ async fn reload_once(
         other => {
             tracing::error!(trigger, reply = ?other, "config reload refused; the running config stays");
             (reply, None)
+        }
+    }
+}
+
+/// The listening sockets held for the services (SPEC §13), by address; the spawning thread
+/// keeps the descriptors.
+struct HeldSockets {
+    spawner: Arc<UnixSpawner>,
+    /// Address → the service and socket name it was bound for (for errors).
+    held: BTreeMap<String, String>,
+}
+
+impl HeldSockets {
+    /// Binds and holds every socket of `config` that is not held yet. On an error, none of
+    /// them stays held, and the error names the key and the address. Returns the addresses
+    /// it bound.
+    fn bind_new(&mut self, config: &Config) -> Result<Vec<String>, String> {
+        let mut bound = Vec::new();
+        for spec in config.services.values() {
+            for (sname, listen) in &spec.sockets {
+                let address = listen.to_string();
+                if self.held.contains_key(&address) {
+                    continue;
+                }
+                let key = format!("services.{}.sockets.{sname}", spec.name);
+                let held = crate::process::sockets::bind(listen, Some((spec.uid, spec.gid)))
+                    .and_then(|fd| {
+                        self.spawner
+                            .hold(&address, &fd)
+                            .map_err(|e| format!("cannot hold {address}: {e}"))
+                    });
+                if let Err(e) = held {
+                    self.release(&bound);
+                    return Err(format!("`{key}`: {e}"));
+                }
+                self.held.insert(address.clone(), key);
+                bound.push(address);
+            }
+        }
+        Ok(bound)
+    }
+
+    /// Closes the held sockets that `config` no longer has.
+    fn keep_only(&mut self, config: &Config) {
+        let wanted: std::collections::BTreeSet<String> = config
+            .services
+            .values()
+            .flat_map(|s| s.sockets.values().map(ToString::to_string))
+            .collect();
+        let gone: Vec<String> = self
+            .held
+            .keys()
+            .filter(|a| !wanted.contains(*a))
+            .cloned()
+            .collect();
+        self.release(&gone);
+    }
+
+    fn release(&mut self, addresses: &[String]) {
+        for a in addresses {
+            self.held.remove(a);
+            self.spawner.release(a);
+            if let Some(path) = a.strip_prefix("unix://") {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }

@@ -38,6 +38,9 @@ pub enum FatalError {
         #[source]
         source: std::io::Error,
     },
+    /// A held socket (SPEC §13) that cannot be bound: a config error, before anything starts.
+    #[error("{0}")]
+    Sockets(String),
     #[error("{0}")]
     Message(String),
 }
@@ -45,7 +48,7 @@ pub enum FatalError {
 impl FatalError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            FatalError::Config(_) => exit::CONFIG,
+            FatalError::Config(_) | FatalError::Sockets(_) => exit::CONFIG,
             FatalError::Conflict(_) => exit::CONFLICT,
             FatalError::NoSuchService { .. } => exit::NO_SUCH_SERVICE,
             FatalError::PidFile(_)

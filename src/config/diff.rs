@@ -42,6 +42,7 @@ fn spawn_changes(a: &ServiceSpec, b: &ServiceSpec) -> Vec<&'static str> {
         ("group", a.unix_group != b.unix_group || a.gid != b.gid),
         ("umask", a.umask != b.umask),
         ("limits", a.limits != b.limits),
+        ("sockets", a.sockets != b.sockets),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))

@@ -175,6 +175,9 @@ pub struct ServiceSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
+    /// Listening sockets held by guardian (SPEC §13), by name: passed in name order.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sockets: BTreeMap<String, Listen>,
     /// Keys whose values are not secret (SPEC §12): shown in events, `/status` and prints.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub public_env: Vec<String>,
@@ -409,6 +412,13 @@ impl ServiceSpec {
         }
     }
 
+    /// The port guardian itself watches (free before a start, accepting for readiness, held
+    /// by a proven instance): none when guardian holds the service's sockets, since then
+    /// guardian holds the port and it always accepts.
+    pub fn watched_port(&self) -> Option<u16> {
+        self.port.filter(|_| self.sockets.is_empty())
+    }
+
     /// Whether the value of `key` may show: listed in `public_env`, or an `env` value made of
     /// placeholders only (`"{port}"`, `"{host}:{port}"`): a fact guardian put there.
     pub fn is_public_env(&self, key: &str) -> bool {
@@ -434,6 +444,77 @@ pub struct Vars {
 }
 
 pub const PLACEHOLDERS: &[&str] = &["name", "host", "port", "state_dir", "pidfile", "replica"];
+
+/// Where a held socket listens (SPEC §13).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Listen {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+/// The most sockets one service may hold: the descriptors 3 to 18.
+pub const MAX_SOCKETS: usize = 16;
+
+impl Listen {
+    /// `tcp://HOST:PORT` (an IP address; IPv6 in brackets; `localhost` is 127.0.0.1) or
+    /// `unix:///absolute/path`.
+    pub fn parse(text: &str) -> Result<Listen, String> {
+        if let Some(path) = text.strip_prefix("unix://") {
+            if !path.starts_with('/') || path.len() < 2 {
+                return Err(format!(
+                    "`{text}`: a unix socket needs an absolute path, e.g. unix:///run/app.sock"
+                ));
+            }
+            if path.len() > 107 {
+                return Err(format!(
+                    "`{text}`: a unix socket path has at most 107 bytes"
+                ));
+            }
+            return Ok(Listen::Unix(PathBuf::from(path)));
+        }
+        let Some(rest) = text.strip_prefix("tcp://") else {
+            return Err(format!(
+                "`{text}` is not an address: write tcp://HOST:PORT (tcp://127.0.0.1:8080, tcp://[::1]:8080, tcp://0.0.0.0:80) or unix:///path"
+            ));
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let rest = match rest.strip_prefix("localhost:") {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => rest.to_owned(),
+        };
+        let addr: std::net::SocketAddr = rest.parse().map_err(|_| {
+            format!("`{text}`: HOST:PORT must be an IP address and a port (tcp://127.0.0.1:8080, tcp://[::1]:8080)")
+        })?;
+        if addr.port() == 0 {
+            return Err(format!(
+                "`{text}`: the port must be between 1 and 65535 (a held socket keeps its address)"
+            ));
+        }
+        Ok(Listen::Tcp(addr))
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Listen::Tcp(a) => Some(a.port()),
+            Listen::Unix(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "tcp://{a}"),
+            Listen::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+impl Serialize for Listen {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// Whether `template` says nothing but placeholders and punctuation (`"{host}:{port}"`).
 pub fn only_placeholders(template: &str) -> bool {

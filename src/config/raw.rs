@@ -80,6 +80,11 @@ pub struct RawService {
     pub cwd: Option<String>,
     /// Variables for the service, on top of guardian's environment and `env_file`; values take placeholders.
     pub env: Option<BTreeMap<String, Text>>,
+    /// Listening sockets guardian binds and holds for the service's whole life, passed to it
+    /// with the systemd protocol (fds 3…, LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES):
+    /// NAME = "tcp://HOST:PORT" | "tcp://[::1]:PORT" | "unix:///path". A restart refuses no
+    /// connection: they wait in the backlog.
+    pub sockets: Option<BTreeMap<String, String>>,
     /// Keys of `env` or `env_file` whose values are not secret: they show in events,
     /// `/status` and `validate --print`. Every other value is masked as `***`.
     pub public_env: Option<Vec<String>>,

@@ -338,7 +338,43 @@ fn service(
         ),
         _ => {}
     }
-    let port = rs.port.or(rs.port_range.map(|r| r[0]));
+    let mut sockets = BTreeMap::new();
+    for (sname, text) in rs.sockets.clone().unwrap_or_default() {
+        let key = format!("{}.{sname}", p("sockets"));
+        if sname.is_empty()
+            || !sname
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.')
+        {
+            c.fail(key, "a socket name is letters, digits, `_`, `-` and `.` (it is passed in LISTEN_FDNAMES)");
+            continue;
+        }
+        match Listen::parse(text.trim()) {
+            Ok(l) => {
+                sockets.insert(sname, l);
+            }
+            Err(e) => c.fail(key, e),
+        }
+    }
+    if sockets.len() > MAX_SOCKETS {
+        c.fail(
+            p("sockets"),
+            format!(
+                "{} sockets; a service holds at most {MAX_SOCKETS}",
+                sockets.len()
+            ),
+        );
+    }
+    if !sockets.is_empty() && rs.port_range.is_some() {
+        c.fail(
+            p("port_range"),
+            "a service with `sockets` keeps its addresses (its replicas share them): remove port_range",
+        );
+    }
+    // A service without `port` takes the port of its first tcp socket (SPEC §13).
+    let socket_port = sockets.values().find_map(Listen::port);
+    let port = rs.port.or(socket_port).or(rs.port_range.map(|r| r[0]));
+    let shared = !sockets.is_empty();
     let replicas = rs.replicas.unwrap_or(1);
     if replicas == 0 || replicas > MAX_REPLICAS {
         c.fail(
@@ -346,6 +382,7 @@ fn service(
             format!("must be between 1 and {MAX_REPLICAS}"),
         );
     } else if let Some(first) = rs.port
+        && !shared
         && u32::from(first) + replicas - 1 > u32::from(u16::MAX)
     {
         c.fail(
@@ -378,7 +415,7 @@ fn service(
         .pidfile
         .unwrap_or_else(|| "{state_dir}/{name}.pid".to_owned());
     let pidfile_vars = Vars {
-        port: rs.port,
+        port: rs.port.or(socket_port),
         ..vars.clone()
     };
     let pidfile = match expand(&pidfile_template, &pidfile_vars) {
@@ -570,7 +607,12 @@ fn service(
             let ivars = Vars {
                 name: iname.to_string(),
                 replica: k,
-                port: rs.port.map(|p| p + (k - 1) as u16),
+                // Replicas of a service with sockets share them (and their port).
+                port: if shared {
+                    port
+                } else {
+                    rs.port.map(|p| p + (k - 1) as u16)
+                },
                 ..vars.clone()
             };
             let ipidfile = expand(
@@ -659,7 +701,7 @@ fn service(
         env,
         env_prefix: rs.env_prefix,
         host,
-        port: rs.port,
+        port: rs.port.or(socket_port),
         port_range: rs.port_range,
         // With replicas each instance has its own; the service keeps the template, so that
         // `validate --print` gives a config that loads again.
@@ -690,6 +732,7 @@ fn service(
         unix_group: rs.group,
         umask,
         env_file,
+        sockets,
         public_env,
         limits,
         image: rs.image.filter(|i| !i.trim().is_empty()),
@@ -941,7 +984,9 @@ fn cross_service(c: &mut Check, services: &BTreeMap<ServiceName, ServiceSpec>) {
     let mut pidfiles: HashMap<&Path, &ServiceName> = HashMap::new();
     let mut prefixes: HashMap<&str, &ServiceName> = HashMap::new();
     for (name, s) in services {
-        for i in &s.instances {
+        // Replicas of a service with sockets share its port (SPEC §13): one entry for all.
+        let shared = !s.sockets.is_empty();
+        for i in s.instances.iter().take(if shared { 1 } else { usize::MAX }) {
             if let Some(port) = i.port
                 && let Some(other) = ports.insert(port, &i.name)
             {
@@ -970,6 +1015,26 @@ fn cross_service(c: &mut Check, services: &BTreeMap<ServiceName, ServiceSpec>) {
                 format!("services.{name}.env_prefix"),
                 format!("`{prefix}` is also the env_prefix of service `{other}`"),
             );
+        }
+    }
+    // Two services cannot hold one address (nor one port on a wildcard and a specific IP).
+    let mut held: Vec<(&Listen, &ServiceName, &str)> = Vec::new();
+    for (name, s) in services {
+        for (sname, l) in &s.sockets {
+            let clash = held.iter().find(|(o, _, _)| match (l, o) {
+                (Listen::Tcp(a), Listen::Tcp(b)) => {
+                    a.port() == b.port()
+                        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+                }
+                _ => l == *o,
+            });
+            if let Some((_, other, other_socket)) = clash {
+                c.fail(
+                    format!("services.{name}.sockets.{sname}"),
+                    format!("`{l}` is also held for service `{other}` (sockets.{other_socket}); one address, one service"),
+                );
+            }
+            held.push((l, name, sname));
         }
     }
     for (name, s) in services {

@@ -4,6 +4,7 @@
 #[cfg(test)]
 pub mod fake;
 pub mod output;
+pub mod sockets;
 pub mod unix;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,9 @@ pub struct SpawnRequest {
     /// Who the process runs as, and what it inherits beyond the environment (SPEC §9). All
     /// unset keeps the posix_spawn fast path.
     pub run_as: RunAs,
+    /// Held listening sockets passed as fds 3… (SPEC §13): (name, address) in name order.
+    /// Empty keeps the posix_spawn fast path.
+    pub sockets: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

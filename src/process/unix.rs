@@ -74,6 +74,20 @@ impl UnixSpawner {
         })
     }
 
+    /// Holds a bound listening socket for guardian's life under `address` (its key in every
+    /// `SpawnRequest::sockets`): the spawning thread keeps a copy, so the caller's may close.
+    pub fn hold(&self, address: &str, fd: &std::os::fd::OwnedFd) -> std::io::Result<()> {
+        use std::os::fd::AsFd;
+        self.launcher.hold(address, fd.as_fd())
+    }
+
+    /// Closes the held socket of `address`; instances that inherited it keep their copy.
+    pub fn release(&self, address: &str) {
+        let _ = self.launcher.jobs.send(Work::Release {
+            address: address.to_owned(),
+        });
+    }
+
     /// Reaps every service process that has ended and hands each its status; called on
     /// every SIGCHLD. Cheap: one `waitid` peek per ended child while only ours are waiting.
     /// False when a zombie that is not a service's (an orphan reparented to guardian, or a
@@ -264,6 +278,16 @@ impl UnixSpawner {
         if let Some(cwd) = &req.cwd {
             cmd.current_dir(cwd);
         }
+        if !req.sockets.is_empty() {
+            let names: Vec<&str> = req.sockets.iter().map(|(n, _)| n.as_str()).collect();
+            // LISTEN_PID is the child's own: `pass_sockets` writes it.
+            cmd.envs(super::sockets::listen_env(&names));
+        } else if std::env::var_os("LISTEN_FDS").is_some() {
+            // guardian's own activation (if any) is not the service's.
+            cmd.env_remove("LISTEN_FDS")
+                .env_remove("LISTEN_FDNAMES")
+                .env_remove("LISTEN_PID");
+        }
         // Its own process group (pgid = its pid), set by posix_spawn itself: no pre_exec hook,
         // so std can use posix_spawn (vfork-fast) instead of fork. The terminal's Ctrl-C goes
         // to guardian's group only; guardian stops the services itself.
@@ -357,7 +381,8 @@ impl Spawner for UnixSpawner {
         for req in reqs {
             let (tx, rx) = oneshot::channel();
             let (cmd, split) = self.command(req);
-            jobs.push((cmd, split, tx));
+            let sockets = req.sockets.iter().map(|(_, a)| a.clone()).collect();
+            jobs.push((cmd, split, tx, sockets));
             exits.push((split, rx));
         }
         // Every job is queued before the first result is read: the spawning thread goes on
@@ -428,7 +453,7 @@ impl Spawner for UnixSpawner {
 struct Launcher {
     /// The spawning thread's TID: every service is a child of that thread, and only of it.
     tid: i32,
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: std::sync::mpsc::Sender<Work>,
     /// Guardian's end of the socket the read ends arrive on. std Mutex: held from a job's
     /// sending to the receipt of its descriptors, so that each caller reads its own.
     inbox: Mutex<std::os::unix::net::UnixDatagram>,
@@ -442,6 +467,24 @@ struct Job {
     output: Output,
     exit: oneshot::Sender<ExitInfo>,
     reply: Reply,
+    /// The held sockets (by address) the command gets as fds 3…, in order.
+    sockets: Vec<String>,
+}
+
+/// What the spawning thread is asked to do.
+// Spawn is nearly every message: boxing it would add an allocation to every start.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    Spawn(Job),
+    /// Keep the listening socket that arrives next on the socket pair, under this address.
+    Hold {
+        address: String,
+        done: std::sync::mpsc::SyncSender<std::io::Result<()>>,
+    },
+    /// Close the held socket of this address (services that inherited it keep theirs).
+    Release {
+        address: String,
+    },
 }
 
 /// Where a started command's stdout and stderr go.
@@ -463,7 +506,7 @@ enum Reply {
 impl Launcher {
     fn start(children: Arc<Mutex<Children>>) -> std::io::Result<Launcher> {
         let (inbox, outbox) = std::os::unix::net::UnixDatagram::pair()?;
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (jobs, queue) = std::sync::mpsc::channel::<Work>();
         let (ready, table_made) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("guardian-spawn".into())
@@ -484,9 +527,44 @@ impl Launcher {
     /// Queues every job (a command, whether stderr gets a pipe of its own, where its exit
     /// goes) and returns their results in order as the spawning thread gets to them: each a
     /// PID and the read ends (stdout's, then stderr's), owned by guardian's table.
+    /// Hands a bound listening socket to the spawning thread, which holds it from now on
+    /// under `address` (guardian's own copy may close).
+    fn hold(&self, address: &str, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let inbox = self
+            .inbox
+            .lock()
+            .expect("UNWRAP: the lock is never poisoned: no panic while held");
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        self.jobs
+            .send(Work::Hold {
+                address: address.to_owned(),
+                done,
+            })
+            .map_err(|_| std::io::Error::other("the spawning thread is gone"))?;
+        let fds = [fd];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        rustix::net::sendmsg(
+            &*inbox,
+            &[std::io::IoSlice::new(&[1])],
+            &mut control,
+            SendFlags::empty(),
+        )?;
+        answer
+            .recv()
+            .map_err(|_| std::io::Error::other("the spawning thread is gone"))?
+    }
+
     fn launch_all(
         &self,
-        jobs: Vec<(std::process::Command, bool, oneshot::Sender<ExitInfo>)>,
+        jobs: Vec<(
+            std::process::Command,
+            bool,
+            oneshot::Sender<ExitInfo>,
+            Vec<String>,
+        )>,
     ) -> Launches<'_> {
         // Held until the last result is read: the read ends arrive in the order of the jobs.
         let inbox = self
@@ -495,15 +573,16 @@ impl Launcher {
             .expect("UNWRAP: the lock is never poisoned: no panic while held");
         let answers = jobs
             .into_iter()
-            .map(|(cmd, split, exit)| {
+            .map(|(cmd, split, exit, sockets)| {
                 let (reply, answer) = std::sync::mpsc::sync_channel(1);
                 // When the thread is gone, `reply` is dropped with the job: the answer says so.
-                let _ = self.jobs.send(Job {
+                let _ = self.jobs.send(Work::Spawn(Job {
                     cmd,
                     output: Output::Pipes { split },
                     exit,
                     reply: Reply::Wait(reply),
-                });
+                    sockets,
+                }));
                 answer
             })
             .collect();
@@ -565,12 +644,13 @@ pub async fn spawn_check(
     let (exit, exited) = oneshot::channel();
     let (reply, answer) = oneshot::channel();
     // The thread is gone only when guardian ends: the job (and `reply`) is dropped with it.
-    let _ = launcher.jobs.send(Job {
+    let _ = launcher.jobs.send(Work::Spawn(Job {
         cmd,
         output: Output::Null,
         exit,
         reply: Reply::Await(reply),
-    });
+        sockets: Vec::new(),
+    }));
     let launched = answer
         .await
         .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread is gone")));
@@ -632,7 +712,7 @@ impl Drop for Launches<'_> {
 /// The spawning thread: its own table first, then one job at a time until guardian ends.
 fn launch_all(
     outbox: std::os::unix::net::UnixDatagram,
-    queue: std::sync::mpsc::Receiver<Job>,
+    queue: std::sync::mpsc::Receiver<Work>,
     children: &Mutex<Children>,
     ready: std::sync::mpsc::SyncSender<i32>,
 ) {
@@ -649,16 +729,38 @@ fn launch_all(
     }
     let _ = ready.send(rustix::thread::gettid().as_raw_nonzero().get());
     // Every service's stdin: one open of the null device, a dup per start (no path walk).
-    let null = std::fs::File::open("/dev/null");
-    let null = || match &null {
+    let null_file = std::fs::File::open("/dev/null");
+    // The descriptors held sockets go to in a child (3…) are taken here by copies of the
+    // null device (close-on-exec), so that nothing the spawn itself opens lands there.
+    if let Ok(f) = &null_file {
+        reserve_low_descriptors(f);
+    }
+    let null = || match &null_file {
         Ok(f) => f.try_clone().map(Stdio::from),
         Err(e) => Err(std::io::Error::other(format!("cannot open /dev/null: {e}"))),
     };
-    while let Ok(mut job) = queue.recv() {
+    let mut held: HashMap<String, std::os::fd::OwnedFd> = HashMap::new();
+    while let Ok(work) = queue.recv() {
+        let mut job = match work {
+            Work::Spawn(job) => job,
+            Work::Hold { address, done } => {
+                let _ = done.send(receive_one(&outbox).map(|fd| {
+                    held.insert(address, fd);
+                }));
+                continue;
+            }
+            Work::Release { address } => {
+                held.remove(&address);
+                continue;
+            }
+        };
         let launched = null().and_then(|stdin| {
             job.cmd.stdin(stdin);
             if let Output::Null = job.output {
                 job.cmd.stdout(null()?).stderr(null()?);
+            }
+            if !job.sockets.is_empty() {
+                pass_sockets(&mut job.cmd, &job.sockets, &held)?;
             }
             launch(job.cmd, job.output, job.exit, &outbox, children)
         });
@@ -666,6 +768,189 @@ fn launch_all(
             Reply::Wait(r) => drop(r.send(launched)),
             Reply::Await(r) => drop(r.send(launched)),
         }
+    }
+}
+
+/// Takes every free descriptor of 3 to 3 + MAX_SOCKETS with a close-on-exec copy of `null`.
+fn reserve_low_descriptors(null: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let top = 3 + crate::config::MAX_SOCKETS as i32;
+    for fd in 3..top {
+        // SAFETY: fcntl with F_GETFD and F_DUPFD_CLOEXEC takes integers and only asks about or
+        // creates a descriptor; the copy is left open on purpose (never closed).
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1 {
+                libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, fd);
+            }
+        }
+    }
+}
+
+/// One descriptor sent by `Launcher::hold`, now in this thread's table.
+fn receive_one(outbox: &std::os::unix::net::UnixDatagram) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    rustix::net::recvmsg(
+        outbox,
+        &mut [std::io::IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut got) = msg
+            && let Some(fd) = got.next()
+        {
+            return Ok(fd);
+        }
+    }
+    Err(std::io::Error::other(
+        "no socket arrived with the hold request",
+    ))
+}
+
+/// The systemd protocol (SPEC §13): the held sockets become fds 3, 4, … of the child, and
+/// LISTEN_PID its own PID. std hands its environment to exec only after the `pre_exec` hooks
+/// ran, so the hook execs itself, with an environment built here (guardian's, with the
+/// command's changes) whose LISTEN_PID digits it writes first. Such a service is forked
+/// (not posix_spawned); services without sockets keep the fast path.
+fn pass_sockets(
+    cmd: &mut std::process::Command,
+    addresses: &[String],
+    held: &HashMap<String, std::os::fd::OwnedFd>,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let mut fds = [0i32; crate::config::MAX_SOCKETS];
+    for (i, a) in addresses.iter().enumerate().take(fds.len()) {
+        fds[i] = held
+            .get(a)
+            .ok_or_else(|| std::io::Error::other(format!("the socket {a} is not held")))?
+            .as_raw_fd();
+    }
+    let n = addresses.len().min(fds.len());
+    let nul = |b: &[u8]| {
+        let mut v = Vec::with_capacity(b.len() + 1);
+        v.extend_from_slice(b);
+        v.push(0);
+        v
+    };
+    let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
+        std::env::vars_os().collect();
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => env.insert(k.to_owned(), v.to_owned()),
+            None => env.remove(k),
+        };
+    }
+    let mut envs: Vec<Vec<u8>> = env
+        .iter()
+        .filter(|(k, _)| k.as_bytes() != b"LISTEN_PID")
+        .map(|(k, v)| nul(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect();
+    envs.push(nul(
+        format!("LISTEN_PID={LISTEN_PID_PLACEHOLDER}").as_bytes()
+    ));
+    let mut argv: Vec<Vec<u8>> = vec![nul(cmd.get_program().as_bytes())];
+    argv.extend(cmd.get_args().map(|a| nul(a.as_bytes())));
+    let exec = Exec::new(argv, envs);
+    // SAFETY: runs in the child between fork and exec. fcntl, dup2, getpid and execvpe are
+    // async-signal-safe system calls; the hook allocates nothing: it writes digits into a
+    // buffer `Exec` owns and hands exec arrays built before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let first = 3;
+            // Each socket first goes out of the way (a source may sit where another goes).
+            let mut moved = [0i32; crate::config::MAX_SOCKETS];
+            for i in 0..n {
+                moved[i] = libc::fcntl(fds[i], libc::F_DUPFD_CLOEXEC, first + n as i32);
+                if moved[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in moved.iter().enumerate().take(n) {
+                // dup2's copy is not close-on-exec: the service keeps it.
+                if libc::dup2(*fd, first + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            exec.run(libc::getpid())
+        });
+    }
+    Ok(())
+}
+
+/// The value LISTEN_PID holds until the child writes its PID over it: as wide as any PID
+/// (pid_max is at most 4194304).
+const LISTEN_PID_PLACEHOLDER: &str = "0000000000";
+
+/// An exec prepared before a fork: NUL-terminated argument and environment strings, the
+/// null-terminated pointer arrays to them, and where the LISTEN_PID digits go.
+struct Exec {
+    _argv: Vec<Vec<u8>>,
+    _envs: Vec<Vec<u8>>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    env_ptrs: Vec<*const libc::c_char>,
+    pid_digits: *mut u8,
+}
+
+// SAFETY: the pointers lead into the buffers this value owns (heap memory that does not move
+// when the value does); they are only read or written in the forked child.
+unsafe impl Send for Exec {}
+// SAFETY: as above; the parent never touches them after building.
+unsafe impl Sync for Exec {}
+
+impl Exec {
+    /// `envs` ends with the `LISTEN_PID=` placeholder.
+    fn new(argv: Vec<Vec<u8>>, mut envs: Vec<Vec<u8>>) -> Exec {
+        let last = envs.len() - 1;
+        let pid_digits = envs[last][b"LISTEN_PID=".len()..].as_mut_ptr();
+        let ptrs = |v: &Vec<Vec<u8>>| {
+            let mut p: Vec<*const libc::c_char> = v.iter().map(|s| s.as_ptr().cast()).collect();
+            p.push(std::ptr::null());
+            p
+        };
+        Exec {
+            argv_ptrs: ptrs(&argv),
+            env_ptrs: ptrs(&envs),
+            _argv: argv,
+            _envs: envs,
+            pid_digits,
+        }
+    }
+
+    /// Writes `pid` into LISTEN_PID and execs; returns only on failure.
+    ///
+    /// # Safety
+    /// Only in the forked child, once.
+    unsafe fn run(&self, pid: libc::pid_t) -> std::io::Result<()> {
+        let mut digits = [0u8; 10];
+        let mut len = 0;
+        let mut v = pid as u32;
+        loop {
+            digits[len] = b'0' + (v % 10) as u8;
+            len += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        // SAFETY: the placeholder holds 10 digits and a NUL, room for any PID and its NUL;
+        // the arrays are null-terminated and point at NUL-terminated strings.
+        unsafe {
+            for i in 0..len {
+                *self.pid_digits.add(i) = digits[len - 1 - i];
+            }
+            *self.pid_digits.add(len) = 0;
+            libc::execvpe(
+                self.argv_ptrs[0],
+                self.argv_ptrs.as_ptr(),
+                self.env_ptrs.as_ptr(),
+            );
+        }
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -25,7 +25,7 @@ impl<S: Spawner> Supervisor<S> {
     /// At guardian start: adopt a live verified instance, or start a fresh one.
     pub(super) fn adopt_or_start(&mut self, name: &str) {
         let spec = self.services[name].spec.clone();
-        let port = spec.port;
+        let port = spec.watched_port();
         match pidfile::check(&spec.pidfile, &spec.identity, port) {
             Err(e) => self.refuse_start(name, None, e.to_string()),
             Ok((verdict, record)) => match verdict.running {
@@ -107,6 +107,10 @@ impl<S: Spawner> Supervisor<S> {
     /// Picks the port (fixed, or the first free one of the range); a foreign holder is an error
     /// that names it.
     pub(super) fn choose_port(spec: &ServiceSpec) -> Result<Option<u16>, String> {
+        if !spec.sockets.is_empty() {
+            // guardian holds it (SPEC §13).
+            return Ok(spec.port);
+        }
         if let Some(p) = spec.port {
             return match procinfo::port_holder(p) {
                 procinfo::PortHolder::Free => Ok(Some(p)),
@@ -208,6 +212,11 @@ impl<S: Spawner> Supervisor<S> {
                 umask: spec.umask,
                 limits: spec.limits.iter().map(|(l, v)| (*l, *v)).collect(),
             },
+            sockets: spec
+                .sockets
+                .iter()
+                .map(|(n, l)| (n.clone(), l.to_string()))
+                .collect(),
         };
         let pending = PendingStart {
             name: name.to_owned(),
@@ -342,6 +351,8 @@ impl<S: Spawner> Supervisor<S> {
     pub(super) fn probe_readiness(&mut self, name: &str, port: Option<u16>) {
         let probe = self.probe_of(name);
         let svc = &self.services[name];
+        // A held socket always accepts: readiness is then the first healthy round, if any.
+        let port = port.filter(|_| svc.spec.sockets.is_empty());
         let (instance, token, timeout) = (
             svc.instance,
             svc.instance_token.clone(),

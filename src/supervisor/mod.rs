@@ -449,6 +449,12 @@ impl<S: Spawner> Supervisor<S> {
             exit_code: s.exit_code,
             replica_of: (s.spec.replicas > 1).then(|| s.spec.group.to_string()),
             env: s.public_env.clone(),
+            sockets: s
+                .spec
+                .sockets
+                .iter()
+                .map(|(n, l)| (n.clone(), l.to_string()))
+                .collect(),
             revision: 0,
             detail: s.detail(now),
         }

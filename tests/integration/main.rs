@@ -18,6 +18,7 @@ mod pidfile;
 mod reload;
 mod soak;
 mod socketio;
+mod sockets;
 mod stacks;
 mod supervise;
 mod top;

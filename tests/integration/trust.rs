@@ -223,6 +223,7 @@ fn quick_start(sb: &Sandbox) -> (PathBuf, u16) {
             example_bin("socketio_server").to_str().unwrap(),
         )
         .replace("port = 8765", &format!("port = {port}"))
+        .replace("tcp://127.0.0.1:8765", &format!("tcp://127.0.0.1:{port}"))
         .replace("127.0.0.1:9090", &format!("127.0.0.1:{api}"));
     (sb.write("guardian.toml", &text), port)
 }

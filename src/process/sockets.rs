@@ -1,0 +1,146 @@
+//! Listening sockets guardian binds and holds for its services (SPEC §13): bound before any
+//! service starts, handed to the spawning thread (which passes them to each instance as fds
+//! 3, 4, …), and kept for guardian's whole life. IO: socket, bind, listen, the unix socket
+//! file's mode and owner, and /proc to name whoever holds a port already.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+
+use crate::config::Listen;
+
+/// Connections the kernel queues while no instance accepts (a restart): at least 1024, capped
+/// by `net.core.somaxconn`.
+pub const BACKLOG: i32 = 4096;
+
+/// The environment of the systemd protocol for `names` (in the order of their fds), but for
+/// LISTEN_PID, which only the child knows. Pure.
+pub fn listen_env(names: &[&str]) -> [(&'static str, String); 2] {
+    [
+        ("LISTEN_FDS", names.len().to_string()),
+        ("LISTEN_FDNAMES", names.join(":")),
+    ]
+}
+
+/// Binds `listen` (SO_REUSEADDR, close-on-exec, the backlog above). A unix socket's file gets
+/// mode 0660 and, when given, the service's user and group. The error names the address, and
+/// for a port in use the PID and program holding it, and says what to do.
+pub fn bind(listen: &Listen, owner: Option<(Option<u32>, Option<u32>)>) -> Result<OwnedFd, String> {
+    let fd: OwnedFd = match listen {
+        // std sets SO_REUSEADDR and close-on-exec; listen() again below raises the backlog.
+        Listen::Tcp(addr) => std::net::TcpListener::bind(addr)
+            .map_err(|e| tcp_error(listen, addr.port(), &e))?
+            .into(),
+        Listen::Unix(path) => {
+            remove_stale(listen, path)?;
+            let l = std::os::unix::net::UnixListener::bind(path)
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(path, uid, gid).map_err(|e| {
+                    format!("cannot give {listen} to the service's user and group: {e}")
+                })?;
+            }
+            l.into()
+        }
+    };
+    rustix::net::listen(&fd, BACKLOG).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    Ok(fd)
+}
+
+fn tcp_error(listen: &Listen, port: u16, e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => match crate::procinfo::port_holder(port) {
+            crate::procinfo::PortHolder::Pid(f) => format!(
+                "{listen} is in use by pid {} ({})\n  1. look: ss -ltnp 'sport = :{port}'\n  2. stop that process, or give the socket another address",
+                f.pid,
+                f.command_line()
+            ),
+            _ => format!(
+                "{listen} is in use\n  1. look: sudo ss -ltnp 'sport = :{port}'\n  2. stop that process, or give the socket another address"
+            ),
+        },
+        Some(libc::EACCES) => format!(
+            "{listen}: port {port} is privileged and guardian may not bind it\n  1. run guardian as root, or give it the right: setcap cap_net_bind_service=+ep $(command -v guardian)\n  2. or use a port of 1024 or more"
+        ),
+        Some(libc::EADDRNOTAVAIL) => format!(
+            "{listen}: that IP address is not one of this machine's\n  1. look: ip -brief address"
+        ),
+        _ => format!("cannot listen on {listen}: {e}"),
+    }
+}
+
+/// A socket file left by an earlier run (nobody accepts on it) is removed; one in use, or a
+/// file that is not a socket, is an error.
+fn remove_stale(listen: &Listen, path: &Path) -> Result<(), String> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(format!(
+            "{listen}: {} exists and is not a socket\n  1. move it away, or give the socket another path",
+            path.display()
+        ));
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(format!(
+            "{listen} is in use: a process accepts on it\n  1. look: ss -lxp | grep {}",
+            path.display()
+        ));
+    }
+    std::fs::remove_file(path).map_err(|e| format!("cannot remove the stale {listen}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_names_the_sockets_in_order() {
+        assert_eq!(
+            listen_env(&["http", "metrics"]),
+            [
+                ("LISTEN_FDS", "2".to_owned()),
+                ("LISTEN_FDNAMES", "http:metrics".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_port_in_use_names_its_holder() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = Listen::Tcp(taken.local_addr().unwrap());
+        let e = bind(&l, None).unwrap_err();
+        assert!(
+            e.contains(&format!("is in use by pid {}", std::process::id())),
+            "{e}"
+        );
+        drop(taken);
+        let fd = bind(&l, None).unwrap();
+        // The backlog and the address are what was asked.
+        let got = rustix::net::getsockname(&fd).unwrap();
+        assert_eq!(
+            std::net::SocketAddr::try_from(got).unwrap(),
+            match &l {
+                Listen::Tcp(a) => *a,
+                Listen::Unix(_) => unreachable!(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_stale_unix_socket_is_replaced_and_a_live_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.sock");
+        let l = Listen::Unix(path.clone());
+        let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(bind(&l, None).unwrap_err().contains("is in use"));
+        drop(live);
+        let _fd = bind(&l, None).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "x").unwrap();
+        assert!(bind(&l, None).unwrap_err().contains("is not a socket"));
+    }
+}

@@ -1,0 +1,359 @@
+//! SPEC §13: listening sockets held by guardian. Real sockets, real processes, the reference
+//! server, and clients that count every refused connection and failed request.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::*;
+
+const LONG: Duration = Duration::from_secs(40);
+
+/// The socket inode behind `/proc/PID/fd/FD`.
+fn socket_inode(pid: i32, fd: i32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    link.to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The inode of the TCP socket listening on `port` (/proc/net/tcp, state 0A).
+fn listening_inode(port: u16) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+        (local_port == port && f.get(3) == Some(&"0A")).then(|| f.get(9)?.parse().ok())?
+    })
+}
+
+#[test]
+fn held_sockets_are_passed_with_the_systemd_protocol() {
+    let sb = Sandbox::new();
+    let port = free_port();
+    let unix = sb.path().join("app.sock");
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            r#"[services.a]
+command = ["sh", "-c", "echo \"$LISTEN_FDS $LISTEN_FDNAMES $LISTEN_PID $$\" > env; exec sleep 300"]
+cwd = "."
+sockets = {{ web = "tcp://127.0.0.1:{port}", admin = "unix://{}" }}
+"#,
+            unix.display()
+        ),
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "a").is_some()));
+    let pid = sb.pid_of(&cfg, "a").unwrap();
+    assert!(wait_for(LONG, || std::fs::read_to_string(
+        sb.path().join("env")
+    )
+    .is_ok_and(|t| t.ends_with('\n'))));
+    let env = std::fs::read_to_string(sb.path().join("env")).unwrap();
+    // Names sorted: admin is fd 3, web fd 4; LISTEN_PID is the service's own PID.
+    assert_eq!(env.trim(), format!("2 admin:web {pid} {pid}"));
+    assert_eq!(
+        socket_inode(pid, 4),
+        listening_inode(port),
+        "fd 4 is the tcp socket"
+    );
+    let unix_meta = std::fs::metadata(&unix).unwrap();
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    assert!(unix_meta.file_type().is_socket());
+    assert_eq!(unix_meta.permissions().mode() & 0o777, 0o660);
+    assert!(socket_inode(pid, 3).is_some(), "fd 3 is a socket");
+    assert!(
+        socket_inode(pid, 5).is_none(),
+        "nothing beyond the two sockets"
+    );
+    // The port is the first tcp socket's, and status lists the sockets.
+    let svc = sb.service(&cfg, "a");
+    assert_eq!(svc["port"], port);
+    assert_eq!(svc["sockets"]["web"], format!("tcp://127.0.0.1:{port}"));
+    assert_eq!(
+        svc["sockets"]["admin"],
+        format!("unix://{}", unix.display())
+    );
+    // A connection made now is queued by the kernel (nobody accepts): never refused.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
+
+/// The reference server behind a held socket, and a client that connects in a loop and
+/// counts what goes wrong.
+struct Loop {
+    stop: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    ok: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Loop {
+    fn start(port: u16) -> Loop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (refused, failed, ok) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (s, r, f, o) = (stop.clone(), refused.clone(), failed.clone(), ok.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let mut c = match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(c) => c,
+                    Err(_) => {
+                        r.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                };
+                let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
+                let mut answer = String::new();
+                let done = c
+                    .write_all(b"GET /health HTTP/1.0\r\nhost: x\r\n\r\n")
+                    .and_then(|()| c.read_to_string(&mut answer));
+                if done.is_ok() && answer.starts_with("HTTP/1.0 200") {
+                    o.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Loop {
+            stop,
+            refused,
+            failed,
+            ok,
+            thread: Some(thread),
+        }
+    }
+
+    fn end(mut self) -> (usize, usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        (
+            self.refused.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.ok.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn server_config(sb: &Sandbox, port: u16, extra: &str) -> std::path::PathBuf {
+    sb.write(
+        "g.toml",
+        &format!(
+            r#"[services.web]
+command = ["{}"]
+sockets = {{ http = "tcp://127.0.0.1:{port}" }}
+backoff = {{ initial_delay = "300ms", jitter = 0, max_retries = 100 }}
+{extra}"#,
+            example_bin("socketio_server").display()
+        ),
+    )
+}
+
+#[test]
+fn crashes_refuse_no_connection_while_guardian_holds_the_socket() {
+    let sb = Sandbox::new();
+    let port = free_port();
+    let cfg = server_config(&sb, port, "");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
+    let client = Loop::start(port);
+    let kills = 5;
+    for _ in 0..kills {
+        let pid = sb.pid_of(&cfg, "web").unwrap();
+        kill(pid, Signal::SIGKILL);
+        // 300 ms without any server: the connections wait in the backlog.
+        assert!(wait_for(LONG, || sb
+            .pid_of(&cfg, "web")
+            .is_some_and(|p| p != pid)));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (refused, failed, ok) = client.end();
+    assert_eq!(refused, 0, "connections refused while the socket was held");
+    // A SIGKILL can break the one request the killed process was answering, no more.
+    assert!(
+        failed <= kills,
+        "{failed} failed requests for {kills} kills"
+    );
+    assert!(ok > 0);
+}
+
+#[test]
+fn replicas_share_the_held_socket() {
+    let sb = Sandbox::new();
+    let port = free_port();
+    let cfg = server_config(&sb, port, "replicas = 2\n");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web.1").is_some()
+        && sb.pid_of(&cfg, "web.2").is_some()));
+    let (one, two) = (
+        sb.pid_of(&cfg, "web.1").unwrap(),
+        sb.pid_of(&cfg, "web.2").unwrap(),
+    );
+    let inode = listening_inode(port);
+    assert!(inode.is_some());
+    assert_eq!(socket_inode(one, 3), inode);
+    assert_eq!(socket_inode(two, 3), inode);
+    for n in ["web.1", "web.2"] {
+        assert_eq!(sb.service(&cfg, n)["port"], port, "{n}");
+    }
+    // Both serve; killing one leaves the other serving: nothing refused.
+    let client = Loop::start(port);
+    kill(one, Signal::SIGKILL);
+    assert!(wait_for(LONG, || sb
+        .pid_of(&cfg, "web.1")
+        .is_some_and(|p| p != one)));
+    let (refused, _, ok) = client.end();
+    assert_eq!(refused, 0);
+    assert!(ok > 0);
+}
+
+#[test]
+fn a_reload_moves_a_socket_or_is_refused_naming_the_address() {
+    let sb = Sandbox::new();
+    let (first, second) = (free_port(), free_port());
+    let cfg = server_config(&sb, first, "");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
+    let pid = sb.pid_of(&cfg, "web").unwrap();
+    // An address in use by someone else: the reload is refused, nothing moves.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", second)).unwrap();
+    server_config(&sb, second, "");
+    let out = sb.client(&cfg, &["reload"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.all().contains(&format!(
+            "`services.web.sockets.http`: tcp://127.0.0.1:{second} is in use by pid {}",
+            std::process::id()
+        )),
+        "{}",
+        out.all()
+    );
+    assert_eq!(sb.pid_of(&cfg, "web"), Some(pid));
+    assert!(listening_inode(first).is_some());
+    // Free: the new socket is bound, the service restarts onto it, the old one closes.
+    drop(taken);
+    let out = sb.client(&cfg, &["reload"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(wait_for(LONG, || sb
+        .pid_of(&cfg, "web")
+        .is_some_and(|p| p != pid)));
+    let new = sb.pid_of(&cfg, "web").unwrap();
+    assert_eq!(socket_inode(new, 3), listening_inode(second));
+    assert!(
+        wait_for(LONG, || listening_inode(first).is_none()),
+        "the old socket is still open"
+    );
+}
+
+#[test]
+fn bad_socket_settings_are_config_errors_before_anything_starts() {
+    let sb = Sandbox::new();
+    let port = free_port();
+    let table: &[(&str, &str)] = &[
+        (
+            "sockets = { http = \"127.0.0.1:80\" }",
+            "`services.a.sockets.http`: `127.0.0.1:80` is not an address",
+        ),
+        (
+            "sockets = { http = \"tcp://example.com:80\" }",
+            "must be an IP address and a port",
+        ),
+        (
+            "sockets = { http = \"unix://relative.sock\" }",
+            "needs an absolute path",
+        ),
+        (
+            "sockets = { \"a:b\" = \"tcp://127.0.0.1:8080\" }",
+            "a socket name is letters",
+        ),
+        (
+            "sockets = { http = \"tcp://127.0.0.1:8080\" }\nport_range = [9000, 9010]",
+            "remove port_range",
+        ),
+    ];
+    for (extra, want) in table {
+        let cfg = sb.write(
+            "g.toml",
+            &format!("[services.a]\ncommand = [\"sleep\", \"300\"]\n{extra}\n"),
+        );
+        let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+        assert_eq!(out.code, 2, "{extra}: {}", out.all());
+        assert!(out.stderr.contains(want), "{want}:\n{}", out.stderr);
+    }
+    // Two services, one address (or one port on a wildcard address).
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.a]\ncommand = [\"sleep\", \"300\"]\nsockets = {{ http = \"tcp://127.0.0.1:{port}\" }}\n[services.b]\ncommand = [\"sleep\", \"301\"]\nsockets = {{ web = \"tcp://0.0.0.0:{port}\" }}\n"
+        ),
+    );
+    let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("is also held for service `a` (sockets.http)"),
+        "{}",
+        out.stderr
+    );
+    // A port in use: run exits 2 naming the holder, and starts nothing.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.a]\ncommand = [\"sh\", \"-c\", \"touch started; exec sleep 300\"]\ncwd = \".\"\nsockets = {{ http = \"tcp://127.0.0.1:{port}\" }}\n[services.b]\ncommand = [\"sh\", \"-c\", \"touch b-started; exec sleep 300\"]\ncwd = \".\"\n"
+        ),
+    );
+    let out = output(&mut sb.run_cmd(&cfg));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains(&format!(
+            "`services.a.sockets.http`: tcp://127.0.0.1:{port} is in use by pid {}",
+            std::process::id()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!sb.path().join("started").exists() && !sb.path().join("b-started").exists());
+    drop(taken);
+}
+
+#[test]
+fn a_privileged_port_without_the_right_is_a_config_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    std::fs::set_permissions(sb.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.a]\ncommand = [\"sleep\", \"300\"]\nsockets = { http = \"tcp://127.0.0.1:81\" }\n",
+    );
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let (uid, gid) = (
+        format!("--reuid={}", nobody.uid),
+        format!("--regid={}", nobody.gid),
+    );
+    let mut c = sb.run_cmd_via(
+        &["setpriv", &uid, &gid, "--clear-groups", "--inh-caps=-all"],
+        &cfg,
+    );
+    let out = output(&mut c);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("port 81 is privileged"),
+        "{}",
+        out.stderr
+    );
+    assert!(!Path::new(&sb.state_dir().join("a.pid")).exists());
+}
