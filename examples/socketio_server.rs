@@ -86,15 +86,24 @@ fn after(d: Option<Duration>, f: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// The first socket passed with the systemd protocol, when LISTEN_PID names this process.
+/// The first TCP socket passed with the systemd protocol (the one named `http` if there is
+/// one), when LISTEN_PID names this process.
 fn inherited_listener() -> Option<tokio::net::TcpListener> {
-    use std::os::fd::FromRawFd;
-    let fd = sd_notify::listen_fds().ok()?.next()?;
-    // SAFETY: LISTEN_PID is this process, so fd 3 was passed to it for this use and nothing
-    // else in this process owns it.
-    let std = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-    std.set_nonblocking(true).ok()?;
-    tokio::net::TcpListener::from_std(std).ok()
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let mut fds: Vec<(i32, String)> = sd_notify::listen_fds_with_names().ok()?.collect();
+    fds.sort_by_key(|(_, name)| name != "http");
+    fds.into_iter().find_map(|(fd, _)| {
+        // SAFETY: LISTEN_PID is this process, so the fd was passed to it for this use and
+        // nothing else in this process owns it.
+        let std = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        // A unix socket has no IP address: leave it alone.
+        if !std.local_addr().is_ok_and(|a| a.port() != 0) {
+            let _ = std.into_raw_fd();
+            return None;
+        }
+        std.set_nonblocking(true).ok()?;
+        tokio::net::TcpListener::from_std(std).ok()
+    })
 }
 
 #[tokio::main]

@@ -116,7 +116,7 @@ pub fn port_holder(port: u16) -> PortHolder {
 }
 
 /// PIDs with an open fd on any of these socket inodes, lowest first.
-fn holders_of(inodes: &HashSet<u64>) -> Vec<i32> {
+pub fn holders_of(inodes: &HashSet<u64>) -> Vec<i32> {
     let mut pids = Vec::new();
     let Ok(all) = procfs::process::all_processes() else {
         return pids;

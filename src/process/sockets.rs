@@ -28,10 +28,23 @@ pub fn listen_env(names: &[&str]) -> [(&'static str, String); 2] {
 pub fn bind(listen: &Listen, owner: Option<(Option<u32>, Option<u32>)>) -> Result<OwnedFd, String> {
     let fd: OwnedFd = match listen {
         // std sets SO_REUSEADDR and close-on-exec; listen() again below raises the backlog.
-        Listen::Tcp(addr) => std::net::TcpListener::bind(addr)
-            .map_err(|e| tcp_error(listen, addr.port(), &e))?
-            .into(),
+        Listen::Tcp(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(l) => l.into(),
+            Err(e) => match e.raw_os_error() {
+                // After a guardian crash its services still hold their sockets.
+                Some(libc::EADDRINUSE) => {
+                    take_from_service(&crate::procinfo::listening_inodes(addr.port()))
+                        .ok_or_else(|| tcp_error(listen, addr.port(), &e))?
+                }
+                _ => return Err(tcp_error(listen, addr.port(), &e)),
+            },
+        },
         Listen::Unix(path) => {
+            if let Some(fd) = unix_inode(path)
+                .and_then(|i| take_from_service(&std::collections::HashSet::from([i])))
+            {
+                return listen_on(listen, fd);
+            }
             remove_stale(listen, path)?;
             let l = std::os::unix::net::UnixListener::bind(path)
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -44,8 +57,74 @@ pub fn bind(listen: &Listen, owner: Option<(Option<u32>, Option<u32>)>) -> Resul
             l.into()
         }
     };
+    listen_on(listen, fd)
+}
+
+fn listen_on(listen: &Listen, fd: OwnedFd) -> Result<OwnedFd, String> {
     rustix::net::listen(&fd, BACKLOG).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     Ok(fd)
+}
+
+/// A copy of a listening socket (one of `inodes`) from a process that is one of guardian's
+/// services (it carries guardian's mark): after a guardian crash, the services it left
+/// running still hold the sockets, and the next guardian takes them back (pidfd_getfd)
+/// instead of failing to bind. Any other holder is left alone (None).
+fn take_from_service(inodes: &std::collections::HashSet<u64>) -> Option<OwnedFd> {
+    if inodes.is_empty() {
+        return None;
+    }
+    let mark = format!("{}=", super::unix::MARK);
+    for pid in crate::procinfo::holders_of(inodes) {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let ours = environ
+            .split(|b| *b == 0)
+            .any(|kv| kv.starts_with(mark.as_bytes()));
+        if !ours {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let target = fds.flatten().find_map(|e| {
+            let link = std::fs::read_link(e.path()).ok()?;
+            let inode: u64 = link
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()?;
+            inodes
+                .contains(&inode)
+                .then(|| e.file_name().to_str()?.parse::<i32>().ok())?
+        });
+        let Some(target) = target else { continue };
+        let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        if let Some(pidfd) = pidfd
+            && let Ok(fd) = rustix::process::pidfd_getfd(
+                &pidfd,
+                target,
+                rustix::process::PidfdGetfdFlags::empty(),
+            )
+        {
+            tracing::info!(
+                pid,
+                "took the listening socket back from a service left running"
+            );
+            return Some(fd);
+        }
+    }
+    None
+}
+
+/// The inode of the unix socket bound at `path`, if one listens there.
+fn unix_inode(path: &Path) -> Option<u64> {
+    procfs::net::unix()
+        .ok()?
+        .into_iter()
+        .find(|e| e.path.as_deref() == Some(path) && e.state == procfs::net::UnixState::UNCONNECTED)
+        .map(|e| e.inode)
 }
 
 fn tcp_error(listen: &Listen, port: u16, e: &std::io::Error) -> String {

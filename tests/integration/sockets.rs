@@ -357,3 +357,61 @@ fn a_privileged_port_without_the_right_is_a_config_error() {
     );
     assert!(!Path::new(&sb.state_dir().join("a.pid")).exists());
 }
+
+/// SPEC §13: after a guardian crash the services keep serving on their copies of the
+/// sockets; the next guardian adopts them and takes the sockets back from them (it cannot
+/// bind what they hold), so a later crash still refuses nothing.
+#[test]
+fn a_new_guardian_takes_the_sockets_back_from_the_services_it_adopts() {
+    let sb = Sandbox::new();
+    let port = free_port();
+    let unix = sb.path().join("admin.sock");
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            r#"[services.web]
+command = ["{}"]
+sockets = {{ http = "tcp://127.0.0.1:{port}", admin = "unix://{}" }}
+backoff = {{ initial_delay = "300ms", jitter = 0 }}
+"#,
+            example_bin("socketio_server").display(),
+            unix.display()
+        ),
+    );
+    let mut first = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
+    let pid = sb.pid_of(&cfg, "web").unwrap();
+    kill(first.pid(), Signal::SIGKILL);
+    let _ = first.child.wait();
+    assert!(alive(pid), "the service outlives a crashed guardian");
+    let _second = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web") == Some(pid)));
+    assert_eq!(sb.service(&cfg, "web")["adopted"], true);
+    // The new guardian holds the very socket the service serves on.
+    let inode = listening_inode(port).unwrap();
+    let gpid = _second.pid();
+    let holds = std::fs::read_dir(format!("/proc/{gpid}/task"))
+        .unwrap()
+        .flatten()
+        .any(|t| {
+            std::fs::read_dir(t.path().join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|l| l.to_string_lossy() == format!("socket:[{inode}]"))
+                })
+        });
+    assert!(holds, "the new guardian does not hold the socket");
+    // So the adopted instance can crash without a refused connection.
+    let client = Loop::start(port);
+    kill(pid, Signal::SIGKILL);
+    assert!(wait_for(LONG, || sb
+        .pid_of(&cfg, "web")
+        .is_some_and(|p| p != pid)));
+    std::thread::sleep(Duration::from_millis(200));
+    let (refused, _, ok) = client.end();
+    assert_eq!(refused, 0);
+    assert!(ok > 0);
+}
