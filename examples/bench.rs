@@ -1,7 +1,7 @@
 //! The benchmark harness (issue: restart latency, footprint, scale, reload latency).
 //!
 //! `cargo build --release --examples --bins && target/release/examples/bench all`
-//! (or one of: restart memory idle checks scale startup reload bounds). Every figure is printed next
+//! (or one of: restart handoff memory idle checks scale startup reload bounds). Every figure is printed next
 //! to a reference taken in the same run, because shared machines are noisy: only ratios hold.
 //! Bounded in time; every process it starts is ended by PID.
 //!
@@ -55,6 +55,9 @@ fn main() {
             if quick { 40 } else { 200 },
             if quick { 200 } else { 1000 },
         );
+    }
+    if all || what == "handoff" {
+        handoff(&mut table, if quick { 20 } else { 50 });
     }
     if all || what == "startup" {
         startup(&mut table);
@@ -406,6 +409,153 @@ fn restart(t: &mut Table, kills: usize, run_ms: u64) {
         format!("{p99:.2} ms"),
         format!("floor p99 {f99:.2} ms"),
         "≤ 10 ms",
+    );
+}
+
+/// What a client that connects in a loop saw: refused connections, failed requests (no
+/// `200` answer), answered requests.
+#[derive(Default, Clone, Copy)]
+struct Seen {
+    refused: usize,
+    failed: usize,
+    ok: usize,
+}
+
+/// A client that connects to `port` in a loop (GET /health, HTTP/1.0) until `stop`.
+fn connect_loop(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Seen> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let mut seen = Seen::default();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                seen.refused += 1;
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut answer = String::new();
+            let done = c
+                .write_all(b"GET /health HTTP/1.0\r\nhost: bench\r\n\r\n")
+                .and_then(|()| c.read_to_string(&mut answer));
+            if done.is_ok() && answer.starts_with("HTTP/1.0 200") {
+                seen.ok += 1;
+            } else {
+                seen.failed += 1;
+            }
+        }
+        seen
+    })
+}
+
+/// The reference server under guardian, with its socket held by guardian or bound by itself,
+/// SIGKILLed `kills` times (after 200 ms of serving each time), then `guardian restart`ed
+/// `kills / 5` times, while a client connects in a loop.
+fn handoff_run(kills: usize, held: bool) -> (Seen, Seen) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(18765, |a| a.port());
+    let socket = if held {
+        format!("sockets = {{ http = \"tcp://127.0.0.1:{port}\" }}\n")
+    } else {
+        format!("port = {port}\n")
+    };
+    let mut g = Guardian::start(&format!(
+        "[services.web]\ncommand = [\"{}\", \"--port\", \"{{port}}\"]\n{socket}backoff = {{ initial_delay = \"100ms\", max_delay = \"100ms\", jitter = 0, max_retries = 100000, reset_after = \"100ms\" }}\n",
+        bin_dir().join("examples/socketio_server").display()
+    ));
+    g.wait_socket();
+    let serving = || {
+        use std::io::{Read, Write};
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .and_then(|mut c| {
+                c.write_all(b"GET /health HTTP/1.0\r\n\r\n")?;
+                let mut a = String::new();
+                c.read_to_string(&mut a)?;
+                Ok(a.starts_with("HTTP/1.0 200"))
+            })
+            .unwrap_or(false)
+    };
+    wait(Duration::from_secs(30), serving);
+    let run = |g: &Guardian, act: &dyn Fn(&Guardian, i32), n: usize| -> Seen {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client = connect_loop(port, stop.clone());
+        for _ in 0..n {
+            let Some(pid) = service_pid(g, "web") else {
+                break;
+            };
+            std::thread::sleep(Duration::from_millis(200));
+            act(g, pid);
+            wait(Duration::from_secs(30), || {
+                service_pid(g, "web").is_some_and(|p| p != pid) && serving()
+            });
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        client.join().unwrap_or_default()
+    };
+    let crashes = run(
+        &g,
+        &|_, pid| {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        },
+        kills,
+    );
+    let restarts = run(
+        &g,
+        &|g, _| {
+            let _ = Command::new(bin_dir().join("guardian"))
+                .args(["restart", "web", "--state-dir"])
+                .arg(g.state.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        },
+        (kills / 5).max(1),
+    );
+    g.stop();
+    (crashes, restarts)
+}
+
+fn handoff(t: &mut Table, kills: usize) {
+    println!(
+        "handoff: the reference server SIGKILLed {kills} times, then restarted {} times, under a connect loop (held socket, then without)",
+        (kills / 5).max(1)
+    );
+    let (held, held_restart) = handoff_run(kills, true);
+    let (own, own_restart) = handoff_run(kills, false);
+    t.row(
+        &format!("refused / failed requests over {kills} SIGKILLs"),
+        format!(
+            "{} / {} of {} (socket held by guardian)",
+            held.refused,
+            held.failed,
+            held.refused + held.failed + held.ok
+        ),
+        format!(
+            "{} / {} of {} (the server binds its own)",
+            own.refused,
+            own.failed,
+            own.refused + own.failed + own.ok
+        ),
+        "0 refused",
+    );
+    t.row(
+        "refused / failed over `guardian restart` (stop-first)",
+        format!(
+            "{} / {} of {} (socket held)",
+            held_restart.refused,
+            held_restart.failed,
+            held_restart.refused + held_restart.failed + held_restart.ok
+        ),
+        format!(
+            "{} / {} of {} (own socket)",
+            own_restart.refused,
+            own_restart.failed,
+            own_restart.refused + own_restart.failed + own_restart.ok
+        ),
+        "0 refused; 0 failed needs start-first (not built yet)",
     );
 }
 
