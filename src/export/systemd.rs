@@ -61,8 +61,67 @@ pub fn export(
             continue;
         }
         units.push(unit(config, spec, which)?);
+        if spec.replicas == 1 {
+            units.extend(socket_units(spec));
+        }
     }
     Ok(units)
+}
+
+/// The socket units of a service's held sockets (SPEC §13): `guardian-NAME.socket` for a
+/// service with one (systemd pairs it with `guardian-NAME.service` by name), one
+/// `guardian-NAME-SOCKET.socket` per socket otherwise, each naming its service.
+fn socket_unit_names(s: &ServiceSpec) -> Vec<(String, String)> {
+    let name = s.name.as_str();
+    s.sockets
+        .keys()
+        .map(|sock| {
+            let file = if s.sockets.len() == 1 {
+                format!("guardian-{name}.socket")
+            } else {
+                format!("guardian-{name}-{sock}.socket")
+            };
+            (sock.clone(), file)
+        })
+        .collect()
+}
+
+fn socket_units(s: &ServiceSpec) -> Vec<Unit> {
+    let name = s.name.as_str();
+    socket_unit_names(s)
+        .into_iter()
+        .map(|(sock, file)| {
+            let listen = &s.sockets[&sock];
+            let mut u = String::new();
+            let _ = writeln!(
+                u,
+                "# {file}: exported by guardian {} from services.{name}.sockets.{sock}.",
+                env!("CARGO_PKG_VERSION")
+            );
+            let _ = writeln!(u, "\n[Unit]\nDescription=guardian socket {sock} of {name}");
+            let _ = writeln!(u, "\n[Socket]");
+            match listen {
+                crate::config::Listen::Tcp(a) => {
+                    let _ = writeln!(u, "ListenStream={a}");
+                }
+                crate::config::Listen::Unix(p) => {
+                    let _ = writeln!(u, "ListenStream={}", p.display());
+                    let _ = writeln!(u, "SocketMode=0660");
+                    if let Some(user) = &s.user {
+                        let _ = writeln!(u, "SocketUser={user}");
+                    }
+                    if let Some(group) = &s.unix_group {
+                        let _ = writeln!(u, "SocketGroup={group}");
+                    }
+                }
+            }
+            let _ = writeln!(u, "FileDescriptorName={sock}");
+            let _ = writeln!(u, "Backlog={}", crate::process::sockets::BACKLOG);
+            let _ = writeln!(u, "Service=guardian-{name}.service");
+            let _ = writeln!(u, "\n[Install]\nWantedBy=sockets.target");
+            Unit { file, text: u }
+        })
+        .collect()
 }
 
 fn unit(
@@ -121,6 +180,12 @@ fn unit(
     );
     for line in lost(s) {
         let _ = writeln!(u, "# {line}");
+    }
+    if replicated && !s.sockets.is_empty() {
+        let _ = writeln!(
+            u,
+            "# sockets: guardian passes one held socket to every replica; systemd cannot hand a socket unit to a template's instances, so each instance here binds its own"
+        );
     }
     if replicated {
         let instances: Vec<String> = s
@@ -206,7 +271,16 @@ fn unit(
         }
     }
 
+    if !replicated && !s.sockets.is_empty() {
+        let names: Vec<String> = socket_unit_names(s).into_iter().map(|(_, f)| f).collect();
+        let _ = writeln!(u, "Requires={}", names.join(" "));
+        let _ = writeln!(u, "After={}", names.join(" "));
+    }
     let _ = writeln!(u, "\n[Service]");
+    if !replicated && !s.sockets.is_empty() {
+        let names: Vec<String> = socket_unit_names(s).into_iter().map(|(_, f)| f).collect();
+        let _ = writeln!(u, "Sockets={}", names.join(" "));
+    }
     if s.restart == RestartPolicy::No {
         let _ = writeln!(u, "Type=oneshot\nRemainAfterExit=yes");
     } else {

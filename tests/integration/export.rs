@@ -89,16 +89,43 @@ fn host_bound_keys_match_the_golden_files_for_both_engines() {
         dir.to_str().unwrap(),
     ]);
     assert_eq!(out.code, 0, "{}", out.all());
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    // The held sockets: a socket unit each for api's two, one named after edge for its one.
+    assert_eq!(
+        files,
+        [
+            "guardian-api-admin.socket",
+            "guardian-api-http.socket",
+            "guardian-api.service",
+            "guardian-edge.service",
+            "guardian-edge.socket",
+            "guardian-web.service"
+        ]
+    );
     let verify = Command::new(require("systemd-analyze", "systemd"))
         .args(["verify", "--man=no"])
-        .arg(dir.join("guardian-web.service"))
+        .args(files.iter().map(|f| dir.join(f)))
         .output()
         .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    let text = String::from_utf8_lossy(&verify.stderr).into_owned()
+        + &String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{text}");
+    // Allowed: keys newer than this systemd, and its warning about `nobody` (the fixture's
+    // user: it exists on every Debian machine).
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.contains("Unknown key 'RestartSteps'")
+                || line.contains("Unknown key 'RestartMaxDelaySec'")
+                || line.contains("Special user nobody configured"),
+            "unexpected: {line}"
+        );
+    }
+    // Kubernetes: a tcp socket's port is the container port.
+    assert!(k8s.stdout.contains("containerPort: 9200"), "{}", k8s.stdout);
     let file = sb.write("web.yaml", &k8s.stdout);
     let check = Command::new("python3")
         .args(["-m", "kubernetes_validate", "--strict", "-k", "1.33.0"])
