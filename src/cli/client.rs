@@ -395,6 +395,16 @@ async fn status(dir: &Path, how: &StatusView, loaded: Option<&Loaded>) -> Result
     if how.service.is_some() {
         for s in doc["services"].as_array().into_iter().flatten() {
             let name = s["name"].as_str().unwrap_or("?");
+            if let Some(sockets) = s["sockets"].as_object() {
+                let held: Vec<String> = sockets
+                    .iter()
+                    .map(|(n, a)| format!("{n} {}", a.as_str().unwrap_or("?")))
+                    .collect();
+                println!(
+                    "\nsockets of {name} (held by guardian): {}",
+                    held.join(", ")
+                );
+            }
             println!("\nlast events of {name}:");
             events(dir, name, false, 5).await?;
         }

@@ -100,6 +100,22 @@ pub fn run(g: &Global) -> Result<u8, FatalError> {
     }
 }
 
+/// Whether the end of a service's log shows it failing to bind (EADDRINUSE).
+fn binds_itself(log: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(log) else {
+        return false;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut tail = Vec::new();
+    let _ = f.read_to_end(&mut tail);
+    let text = String::from_utf8_lossy(&tail);
+    ["Address already in use", "EADDRINUSE", "os error 98"]
+        .iter()
+        .any(|s| text.contains(s))
+}
+
 fn fetch_status(state_dir: &Path) -> Option<serde_json::Value> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -118,6 +134,13 @@ fn service(
 ) {
     let name = spec.name.as_str();
     r.line(format!("service {name}"));
+    if !spec.sockets.is_empty() && binds_itself(&spec.log.file) {
+        let port = spec.port.map_or(String::new(), |p| format!(" (port {p})"));
+        r.problem(
+            format!("it binds its own listener{port} while guardian holds the socket: its log says the address is in use"),
+            format!("make {name} take its listener from LISTEN_FDS (fd 3…, sd_listen_fds) instead of binding, or remove `sockets` from services.{name}"),
+        );
+    }
     let live = status.and_then(|s| {
         s["services"]
             .as_array()?

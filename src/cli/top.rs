@@ -184,6 +184,16 @@ pub fn draw(f: &mut Frame, app: &App) {
                         .as_str()
                         .map(|e| e.lines().next().unwrap_or("").to_owned())
                 })
+                .or_else(|| {
+                    // Held sockets (SPEC §13), when nothing more pressing is to be said.
+                    s["sockets"].as_object().map(|m| {
+                        let held: Vec<String> = m
+                            .iter()
+                            .map(|(n, a)| format!("{n} {}", a.as_str().unwrap_or("?")))
+                            .collect();
+                        format!("holds {}", held.join(", "))
+                    })
+                })
                 .unwrap_or_default();
             let name = s["name"].as_str().unwrap_or("");
             let (cpu, mem) = app
@@ -595,6 +605,7 @@ mod tests {
             json!({"name": "api.1", "state": "running", "pid": 41, "port": 8000, "uptime_seconds": 75.0, "restarts": 2, "health": "healthy", "circuit_breaker": "closed", "replica_of": "api"}),
             json!({"name": "db", "state": "failed", "pid": null, "port": 5432, "uptime_seconds": null, "restarts": 10, "health": "unknown", "circuit_breaker": "open", "last_error": "10 consecutive failed starts\nmore"}),
             json!({"name": "worker", "state": "waiting", "pid": null, "port": null, "uptime_seconds": null, "restarts": 0, "health": "unknown", "circuit_breaker": "closed", "waiting_for": "waiting for api (ready)"}),
+            json!({"name": "web", "state": "running", "pid": 52, "port": 8765, "uptime_seconds": 5.0, "restarts": 0, "health": "healthy", "circuit_breaker": "closed", "sockets": {"http": "tcp://127.0.0.1:8765"}}),
         ];
         a.log = vec![
             "booting".into(),
@@ -646,6 +657,7 @@ mod tests {
             "10 consecutive failed starts",
             "worker",
             "waiting for api (ready)",
+            "holds http tcp://127.0.0.1",
             "log of api.1",
             "GET /health 200",
         ] {

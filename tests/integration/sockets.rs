@@ -81,6 +81,15 @@ sockets = {{ web = "tcp://127.0.0.1:{port}", admin = "unix://{}" }}
         svc["sockets"]["admin"],
         format!("unix://{}", unix.display())
     );
+    let out = sb.client(&cfg, &["status", "a"]);
+    assert!(
+        out.stdout.contains(&format!(
+            "sockets of a (held by guardian): admin unix://{}, web tcp://127.0.0.1:{port}",
+            unix.display()
+        )),
+        "{}",
+        out.stdout
+    );
     // A connection made now is queued by the kernel (nobody accepts): never refused.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
 }
@@ -414,4 +423,30 @@ backoff = {{ initial_delay = "300ms", jitter = 0 }}
     let (refused, _, ok) = client.end();
     assert_eq!(refused, 0);
     assert!(ok > 0);
+}
+
+/// `doctor` names a service that binds the held port itself (EADDRINUSE in its log).
+#[test]
+fn doctor_names_a_service_that_binds_its_held_port_itself() {
+    let sb = Sandbox::new();
+    let port = free_port();
+    require("python3", "python3");
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.py]\ncommand = [\"python3\", \"-m\", \"http.server\", \"--bind\", \"127.0.0.1\", \"{{port}}\"]\nsockets = {{ http = \"tcp://127.0.0.1:{port}\" }}\nbackoff = {{ initial_delay = \"50ms\", max_retries = 1 }}\n"
+        ),
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.service(&cfg, "py")["state"] == "failed"));
+    let out = sb.client(&cfg, &["doctor"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!(
+            "it binds its own listener (port {port}) while guardian holds the socket"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("LISTEN_FDS"), "{}", out.stdout);
 }
