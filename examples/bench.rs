@@ -525,36 +525,24 @@ fn handoff(t: &mut Table, kills: usize) {
     );
     let (held, held_restart) = handoff_run(kills, true);
     let (own, own_restart) = handoff_run(kills, false);
+    let shown = |s: Seen, how: &str| {
+        format!(
+            "{} / {} of {} ({how})",
+            s.refused,
+            s.failed,
+            s.refused + s.failed + s.ok
+        )
+    };
     t.row(
         &format!("refused / failed requests over {kills} SIGKILLs"),
-        format!(
-            "{} / {} of {} (socket held by guardian)",
-            held.refused,
-            held.failed,
-            held.refused + held.failed + held.ok
-        ),
-        format!(
-            "{} / {} of {} (the server binds its own)",
-            own.refused,
-            own.failed,
-            own.refused + own.failed + own.ok
-        ),
+        shown(held, "socket held by guardian"),
+        shown(own, "the server binds its own"),
         "0 refused",
     );
     t.row(
         "refused / failed over `guardian restart` (stop-first)",
-        format!(
-            "{} / {} of {} (socket held)",
-            held_restart.refused,
-            held_restart.failed,
-            held_restart.refused + held_restart.failed + held_restart.ok
-        ),
-        format!(
-            "{} / {} of {} (own socket)",
-            own_restart.refused,
-            own_restart.failed,
-            own_restart.refused + own_restart.failed + own_restart.ok
-        ),
+        shown(held_restart, "socket held"),
+        shown(own_restart, "own socket"),
         "0 refused; 0 failed needs start-first (not built yet)",
     );
 }

@@ -320,19 +320,7 @@ fn echoed_lines_are_coloured_on_a_terminal_unless_no_color() {
             c.env("NO_COLOR", "1");
         }
         let mut child = c.spawn().unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let screen = collect(child.stdout.take().unwrap());
         let text = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
         assert!(
             wait_for(LONG, || text().contains("hello-from-web")),

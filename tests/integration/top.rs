@@ -2,7 +2,7 @@
 //! running guardian: the screen shows the services, `r` restarts the selected one, `q` quits
 //! and the terminal is given back. Over the Unix socket and over the TCP API with the token.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,18 +38,7 @@ impl Pty {
             .stderr(Stdio::piped())
             .spawn()
             .expect("script is part of util-linux");
-        let screen = Arc::new(Mutex::new(Vec::new()));
-        let mut out = child.stdout.take().unwrap();
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let screen = collect(child.stdout.take().unwrap());
         let keys = child.stdin.take().unwrap();
         Pty {
             child,

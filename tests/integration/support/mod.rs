@@ -110,6 +110,24 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     })
 }
 
+/// Everything `out` writes, as it arrives, read by a thread of its own until it ends.
+pub fn collect(
+    mut out: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    seen
+}
+
 /// Polls `cond` until it holds or `deadline` passes; true when it held.
 pub fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
