@@ -80,20 +80,7 @@ fn host_bound_keys_match_the_golden_files_for_both_engines() {
     );
     // Both pass their engine's own checks.
     let dir = sb.path().join("units");
-    let out = sb.run(&[
-        "export",
-        "systemd",
-        "-c",
-        cfg,
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, 0, "{}", out.all());
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
+    let files = export_units(&sb, cfg, &dir);
     // The held sockets: a socket unit each for api's two, one named after edge for its one.
     assert_eq!(
         files,
@@ -126,22 +113,28 @@ fn host_bound_keys_match_the_golden_files_for_both_engines() {
 fn exported_units_pass_systemd_analyze_verify() {
     let sb = Sandbox::new();
     let dir = sb.path().join("units");
+    let files = export_units(&sb, &stack(), &dir);
+    assert_eq!(files.len(), 4, "{files:?}");
+    verify_units(files.iter().map(|f| dir.join(f)));
+}
+
+/// `guardian export systemd --out DIR` on `cfg`: the names of the files written, sorted.
+fn export_units(sb: &Sandbox, cfg: &str, dir: &Path) -> Vec<String> {
     let out = sb.run(&[
         "export",
         "systemd",
         "-c",
-        &stack(),
+        cfg,
         "--out",
         dir.to_str().unwrap(),
     ]);
     assert_eq!(out.code, 0, "{}", out.all());
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
+    let mut files: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| e.unwrap().path().display().to_string())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 4, "{files:?}");
-    verify_units(files);
+    files
 }
 
 /// `systemd-analyze verify` passes on these units. Allowed: keys newer than this systemd
