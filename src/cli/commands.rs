@@ -260,6 +260,14 @@ fn shown(c: &Config) -> Config {
 
 fn validate(g: &Global, print: Option<PrintFormat>, explain: bool) -> Result<u8, FatalError> {
     let loaded = load(g)?;
+    // What `run` would refuse about the held sockets, short of binding them (SPEC §13).
+    let sockets = crate::process::sockets::preflight(&loaded.config);
+    if !sockets.is_empty() {
+        for (key, e) in &sockets {
+            eprintln!("error: `{key}`: {e}");
+        }
+        return Ok(exit::CONFIG);
+    }
     let c = &loaded.config;
     let shown = print.map(|_| shown(c));
     match print {

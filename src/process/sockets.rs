@@ -127,6 +127,79 @@ fn unix_inode(path: &Path) -> Option<u64> {
         .map(|e| e.inode)
 }
 
+/// What `validate` can tell about the held sockets without binding them: a privileged port
+/// guardian may not bind, and a port another program listens on (a guardian, or one of its
+/// services, is not another program: it holds the socket on purpose). Each as (key, error).
+pub fn preflight(config: &crate::config::Config) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let privileged_below = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|t| t.trim().parse::<u16>().ok())
+        .unwrap_or(1024);
+    for spec in config.services.values() {
+        for (sname, listen) in &spec.sockets {
+            let Listen::Tcp(addr) = listen else { continue };
+            let key = format!("services.{}.sockets.{sname}", spec.name);
+            let port = addr.port();
+            if port < privileged_below && !may_bind_privileged() {
+                out.push((
+                    key,
+                    tcp_error(
+                        listen,
+                        port,
+                        &std::io::Error::from_raw_os_error(libc::EACCES),
+                    ),
+                ));
+                continue;
+            }
+            if let crate::procinfo::PortHolder::Pid(f) = crate::procinfo::port_holder(port)
+                && !is_guardians(f.pid, &f.cmdline)
+            {
+                out.push((
+                    key,
+                    tcp_error(
+                        listen,
+                        port,
+                        &std::io::Error::from_raw_os_error(libc::EADDRINUSE),
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Root, or CAP_NET_BIND_SERVICE in the effective set.
+fn may_bind_privileged() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))?
+                .trim()
+                .to_owned();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 10) != 0)
+}
+
+/// A guardian (this one or another) or one of the services a guardian started.
+fn is_guardians(pid: i32, cmdline: &[String]) -> bool {
+    let program = cmdline.first().map(|p| p.rsplit('/').next().unwrap_or(p));
+    if pid == std::process::id() as i32 || program == Some("guardian") {
+        return true;
+    }
+    let mark = format!("{}=", super::unix::MARK);
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .any(|kv| kv.starts_with(mark.as_bytes()))
+}
+
 fn tcp_error(listen: &Listen, port: u16, e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(libc::EADDRINUSE) => match crate::procinfo::port_holder(port) {

@@ -81,6 +81,9 @@ sockets = {{ web = "tcp://127.0.0.1:{port}", admin = "unix://{}" }}
         svc["sockets"]["admin"],
         format!("unix://{}", unix.display())
     );
+    // The running guardian holds the port on purpose: validate does not call it in use.
+    let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.all());
     let out = sb.client(&cfg, &["status", "a"]);
     assert!(
         out.stdout.contains(&format!(
@@ -325,16 +328,16 @@ fn bad_socket_settings_are_config_errors_before_anything_starts() {
             "[services.a]\ncommand = [\"sh\", \"-c\", \"touch started; exec sleep 300\"]\ncwd = \".\"\nsockets = {{ http = \"tcp://127.0.0.1:{port}\" }}\n[services.b]\ncommand = [\"sh\", \"-c\", \"touch b-started; exec sleep 300\"]\ncwd = \".\"\n"
         ),
     );
+    let in_use = format!(
+        "`services.a.sockets.http`: tcp://127.0.0.1:{port} is in use by pid {}",
+        std::process::id()
+    );
+    let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains(&in_use), "{}", out.stderr);
     let out = output(&mut sb.run_cmd(&cfg));
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr.contains(&format!(
-            "`services.a.sockets.http`: tcp://127.0.0.1:{port} is in use by pid {}",
-            std::process::id()
-        )),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(&in_use), "{}", out.stderr);
     assert!(!sb.path().join("started").exists() && !sb.path().join("b-started").exists());
     drop(taken);
 }
@@ -353,11 +356,8 @@ fn a_privileged_port_without_the_right_is_a_config_error() {
         format!("--reuid={}", nobody.uid),
         format!("--regid={}", nobody.gid),
     );
-    let mut c = sb.run_cmd_via(
-        &["setpriv", &uid, &gid, "--clear-groups", "--inh-caps=-all"],
-        &cfg,
-    );
-    let out = output(&mut c);
+    let setpriv = ["setpriv", &uid, &gid, "--clear-groups", "--inh-caps=-all"];
+    let out = output(&mut sb.run_cmd_via(&setpriv, &cfg));
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(
         out.stderr.contains("port 81 is privileged"),
@@ -365,6 +365,21 @@ fn a_privileged_port_without_the_right_is_a_config_error() {
         out.stderr
     );
     assert!(!Path::new(&sb.state_dir().join("a.pid")).exists());
+    // validate says the same, as nobody.
+    let mut c = std::process::Command::new(setpriv[0]);
+    c.args(&setpriv[1..])
+        .arg(GUARDIAN)
+        .args(["validate", "-c", cfg.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .current_dir(sb.path());
+    let out = output(&mut c);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("port 81 is privileged"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// SPEC §13: after a guardian crash the services keep serving on their copies of the
