@@ -112,7 +112,9 @@ fn three_hundred_half_open_connections_leave_the_api_answering() {
     );
     let _g = sb.start(&cfg);
     assert!(wait_for(LONG, || sb.pid_of(&cfg, "svc").is_some()));
-    // 300 connections that start a request head and never finish it.
+    // 300 connections that start a request head and never finish it. Each one's deadline
+    // starts when guardian accepts it, so never before this instant.
+    let opened = Instant::now();
     let mut half_open: Vec<std::net::TcpStream> = (0..300)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(&addr).unwrap();
@@ -120,7 +122,6 @@ fn three_hundred_half_open_connections_leave_the_api_answering() {
             s
         })
         .collect();
-    let opened = Instant::now();
     // The Unix socket answers at once, whatever happens on TCP.
     let (code, body) = sb.get_json("/status");
     assert_eq!(code, 200);
