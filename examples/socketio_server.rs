@@ -179,6 +179,9 @@ async fn main() {
         },
     };
 
+    // sd_notify (SPEC §14): READY=1 once the listener is ours (a no-op without NOTIFY_SOCKET).
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
     after(args.crash_after, || {
         eprintln!("socketio_server: --crash-after reached: exiting with code 1");
         std::process::exit(1);

@@ -264,6 +264,16 @@ async fn serve(
             dropped: dropped.clone(),
         })
     };
+    // sd_notify (SPEC §14): one datagram socket for every service with ready = "notify".
+    let notify_path = crate::supervisor::notify_socket(&state_dir);
+    match bind_notify(&notify_path) {
+        Ok(sock) => {
+            tracker.spawn(read_notify(sock, handle.clone(), root.child_token()));
+        }
+        Err(e) => {
+            tracing::error!(path = %notify_path.display(), error = %e, "cannot listen for sd_notify messages; services with ready = \"notify\" will time out")
+        }
+    }
     let app = api::router(state(false, None, false));
     let t = api_token.clone();
     tracker.spawn(async move {
@@ -381,6 +391,67 @@ async fn reload_once(
             tracing::error!(trigger, reply = ?other, "config reload refused; the running config stays");
             (reply, None)
         }
+    }
+}
+
+/// The sd_notify socket: a datagram socket that passes each sender's credentials.
+fn bind_notify(path: &std::path::Path) -> std::io::Result<tokio::net::UnixDatagram> {
+    let _ = std::fs::remove_file(path);
+    let sock = std::os::unix::net::UnixDatagram::bind(path)?;
+    rustix::net::sockopt::set_socket_passcred(&sock, true)?;
+    sock.set_nonblocking(true)?;
+    // Services may run as other users (`user`): any of them may send.
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+    tokio::net::UnixDatagram::from_std(sock)
+}
+
+/// Reads sd_notify datagrams until `token`: each one's sender (from its credentials) and
+/// that sender's ancestry go to the supervisor, which takes it only from a service's tree.
+/// A message over 4 KiB, or without credentials, is dropped and counted; so is one the
+/// supervisor's queue has no room for. Work per message is bounded; nothing accumulates.
+async fn read_notify(
+    sock: tokio::net::UnixDatagram,
+    handle: SupervisorHandle,
+    token: CancellationToken,
+) {
+    use crate::policy::notify::{MAX_MESSAGE, parse};
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut buf = vec![0u8; MAX_MESSAGE + 1];
+    loop {
+        tokio::select! {
+            r = sock.readable() => if r.is_err() { return },
+            _ = token.cancelled() => return,
+        }
+        let got = sock.try_io(tokio::io::Interest::READABLE, || {
+            let mut space =
+                [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let msg = rustix::net::recvmsg(
+                &sock,
+                &mut [std::io::IoSliceMut::new(&mut buf)],
+                &mut control,
+                RecvFlags::TRUNC,
+            )?;
+            let pid = control.drain().find_map(|m| match m {
+                RecvAncillaryMessage::ScmCredentials(c) => Some(c.pid.as_raw_nonzero().get()),
+                _ => None,
+            });
+            Ok((msg.bytes, pid))
+        });
+        let (len, pid) = match got {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => {
+                handle.count_notify_dropped();
+                continue;
+            }
+        };
+        let Some(pid) = pid.filter(|_| len <= MAX_MESSAGE) else {
+            handle.count_notify_dropped();
+            continue;
+        };
+        let notice = parse(&String::from_utf8_lossy(&buf[..len]));
+        handle.notify(crate::procinfo::ancestors(pid), notice);
     }
 }
 

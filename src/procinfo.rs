@@ -51,6 +51,22 @@ pub fn facts(pid: i32) -> Option<Facts> {
 }
 
 /// Only the start ticks of `pid`: one read of /proc/PID/stat.
+/// `pid` and its ancestors, nearest first (at most 64, stopping at PID 1).
+pub fn ancestors(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut at = pid;
+    while out.len() < 64 {
+        match facts(at).map(|f| f.ppid) {
+            Some(p) if p > 1 && !out.contains(&p) => {
+                out.push(p);
+                at = p;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
 pub fn start_ticks(pid: i32) -> Option<u64> {
     use procfs::FromRead;
     procfs::process::Stat::from_file(format!("/proc/{pid}/stat"))

@@ -22,11 +22,13 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// appends it.
 /// `dropped`: output bytes dropped per service (SPEC §11).
 /// `auth_failures`: wrong or missing tokens on TCP (SPEC §12).
+/// `notify_dropped`: sd_notify messages dropped (SPEC §14).
 pub fn render(
     snap: Snapshot,
     uptime_seconds: f64,
     dropped: Vec<(String, u64)>,
     auth_failures: u64,
+    notify_dropped: u64,
 ) -> String {
     let mut r = Registry::default();
     r.register_collector(Box::new(View {
@@ -34,6 +36,7 @@ pub fn render(
         uptime_seconds,
         dropped,
         auth_failures,
+        notify_dropped,
     }));
     let mut out = String::with_capacity(1024);
     encode(&mut out, &r).expect("UNWRAP: writing to a String cannot fail");
@@ -46,6 +49,7 @@ struct View {
     uptime_seconds: f64,
     dropped: Vec<(String, u64)>,
     auth_failures: u64,
+    notify_dropped: u64,
 }
 
 /// One sample's value: a gauge (integer or float) or a counter.
@@ -244,6 +248,12 @@ impl Collector for View {
             "Requests on TCP refused for a missing or wrong token",
             V::Count(self.auth_failures),
         )?;
+        single(
+            &mut enc,
+            "guardian_notify_dropped",
+            "sd_notify messages dropped: from no service's processes, over 4 KiB, or a full queue",
+            V::Count(self.notify_dropped),
+        )?;
         family(
             &mut enc,
             "guardian_config_reloads",
@@ -293,7 +303,7 @@ mod tests {
             reloads_ok: 4,
             ..Default::default()
         };
-        let text = render(snap, 9.5, vec![("gone".into(), 7)], 1);
+        let text = render(snap, 9.5, vec![("gone".into(), 7)], 1, 2);
         for line in [
             "guardian_up 1",
             "guardian_uptime_seconds 9.5",
@@ -312,6 +322,7 @@ mod tests {
             "guardian_log_dropped_bytes_total{service=\"a\"} 0",
             "guardian_log_dropped_bytes_total{service=\"gone\"} 7",
             "guardian_api_auth_failures_total 1",
+            "guardian_notify_dropped_total 2",
             "guardian_config_reloads_total{result=\"success\"} 4",
             "# TYPE guardian_service_restarts counter",
         ] {

@@ -485,6 +485,7 @@ async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
         uptime(&state),
         state.dropped.totals(),
         state.lockout.failures_total(),
+        state.handle.notify_dropped(),
     );
     (
         [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],

@@ -66,6 +66,7 @@ fn policy_changes(a: &ServiceSpec, b: &ServiceSpec) -> Vec<&'static str> {
         ("depends_on", a.depends_on != b.depends_on),
         ("replicas", a.replicas != b.replicas),
         ("public_env", a.public_env != b.public_env),
+        ("ready", a.ready != b.ready),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))

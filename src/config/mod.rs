@@ -207,6 +207,8 @@ pub struct ServiceSpec {
     pub health: HealthSpec,
     pub recovery: RecoverySpec,
     pub restart: RestartPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Readiness>,
     pub depends_on: BTreeMap<ServiceName, Dependency>,
     pub replicas: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -621,6 +623,32 @@ impl RestartPolicy {
 
     pub fn as_str(self) -> &'static str {
         Self::NAMES[self as usize]
+    }
+}
+
+/// `ready`: when a started instance counts as ready (SPEC §14). Unset keeps the default:
+/// the port accepts, else the first healthy round, else at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    Port,
+    Healthy,
+    /// `READY=1` on its NOTIFY_SOCKET.
+    Notify,
+    Started,
+}
+
+impl Readiness {
+    pub const NAMES: &[&str] = &["port", "healthy", "notify", "started"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "port" => Self::Port,
+            "healthy" => Self::Healthy,
+            "notify" => Self::Notify,
+            "started" => Self::Started,
+            _ => return None,
+        })
     }
 }
 

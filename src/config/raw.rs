@@ -80,6 +80,11 @@ pub struct RawService {
     pub cwd: Option<String>,
     /// Variables for the service, on top of guardian's environment and `env_file`; values take placeholders.
     pub env: Option<BTreeMap<String, Text>>,
+    /// When a started instance counts as ready: "port" (its port accepts), "healthy" (its
+    /// first healthy round), "notify" (it sends READY=1 to $NOTIFY_SOCKET, the systemd
+    /// protocol), "started" (at once). Default: port with a port, else healthy with checks,
+    /// else started.
+    pub ready: Option<String>,
     /// Listening sockets guardian binds and holds for the service's whole life, passed to it
     /// with the systemd protocol (fds 3…, LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES):
     /// NAME = "tcp://HOST:PORT" | "tcp://[::1]:PORT" | "unix:///path". A restart refuses no

@@ -693,6 +693,25 @@ fn service(
 
     let backoff = backoff(c, &name, rs.backoff.unwrap_or_default());
     let health = health(c, &name, rs.health.unwrap_or_default(), port.is_some());
+    let ready = rs.ready.as_deref().and_then(|r| {
+        if r.starts_with("log:") {
+            c.fail(p("ready"), "log:REGEX readiness is not built yet; use notify, healthy, port or started");
+            return None;
+        }
+        let parsed = Readiness::parse(r);
+        match parsed {
+            None => c.fail(p("ready"), format!("`{r}` is not one of: {}", Readiness::NAMES.join(", "))),
+            Some(Readiness::Port) if port.is_none() || !sockets.is_empty() => c.fail(
+                p("ready"),
+                "port readiness needs a `port` the service binds itself (a held socket always accepts)",
+            ),
+            Some(Readiness::Healthy) if health.checks.is_empty() => {
+                c.fail(p("ready"), "healthy readiness needs health checks")
+            }
+            _ => {}
+        }
+        parsed
+    });
     let recovery = recovery(c, &name, rs.recovery.unwrap_or_default(), port.is_some());
 
     Some(ServiceSpec {
@@ -726,6 +745,7 @@ fn service(
         health,
         recovery,
         restart,
+        ready,
         depends_on,
         replicas,
         user: rs.user,

@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod deps;
 pub mod health;
+pub mod notify;
 pub mod recovery;
 pub mod redact;
 pub mod stale_pid;

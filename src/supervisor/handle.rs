@@ -28,6 +28,12 @@ pub enum Command {
     },
     /// Answered at once: proves the actor's loop turns (the systemd watchdog).
     Ping(oneshot::Sender<Reply>),
+    /// Take an sd_notify message (SPEC §14) from the process whose ancestry is `from`
+    /// (the sender first): it counts only for the service whose process is among them.
+    Notify {
+        from: Vec<i32>,
+        notice: crate::policy::notify::Notice,
+    },
     /// Test builds only: the actor's loop stops turning this long, as a wedged engine's
     /// would (proves that the systemd watchdog stops pinging).
     #[cfg(debug_assertions)]
@@ -38,6 +44,7 @@ pub enum Command {
 pub struct SupervisorHandle {
     pub(super) tx: mpsc::Sender<Command>,
     pub(super) snapshot: watch::Receiver<Snapshot>,
+    pub(super) notify_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SupervisorHandle {
@@ -52,6 +59,28 @@ impl SupervisorHandle {
     /// The snapshot's revision, read without copying the snapshot.
     pub fn revision(&self) -> u64 {
         self.snapshot.borrow().revision
+    }
+
+    /// Hands over an sd_notify message without waiting: false when the actor's queue is
+    /// full (the caller counts it as dropped; a flood never blocks the reader).
+    pub fn notify(&self, from: Vec<i32>, notice: crate::policy::notify::Notice) -> bool {
+        let sent = self.tx.try_send(Command::Notify { from, notice }).is_ok();
+        if !sent {
+            self.count_notify_dropped();
+        }
+        sent
+    }
+
+    /// One sd_notify message dropped before it reached the actor (too long, unreadable).
+    pub fn count_notify_dropped(&self) {
+        self.notify_dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// sd_notify messages dropped so far (`guardian_notify_dropped_total`).
+    pub fn notify_dropped(&self) -> u64 {
+        self.notify_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn watch(&self) -> watch::Receiver<Snapshot> {

@@ -2,7 +2,7 @@
 //! shutdown.
 
 use super::*;
-use crate::config::{ServiceSpec, Vars};
+use crate::config::{Readiness, ServiceSpec, Vars};
 use crate::policy::deps::{self, AfterExit};
 use crate::policy::redact::Secrets;
 
@@ -184,6 +184,12 @@ impl<S: Spawner> Supervisor<S> {
         if let (Some(prefix), Some(level)) = (&spec.env_prefix, &spec.log_level) {
             env.insert(format!("{prefix}_LOG_LEVEL"), level.clone());
         }
+        if spec.ready == Some(Readiness::Notify) {
+            env.insert(
+                "NOTIFY_SOCKET".to_owned(),
+                notify_socket(&state_dir).display().to_string(),
+            );
+        }
         let command = match command {
             Ok(c) => c,
             Err(e) => return self.failed_start(name, e),
@@ -335,6 +341,7 @@ impl<S: Spawner> Supervisor<S> {
         );
         svc.monitor.restart();
         svc.last_tick = None;
+        svc.status_text = None;
         let (tx, instance, name) = (self.facts_tx.clone(), svc.instance, name.to_owned());
         tokio::spawn(async move {
             let exit = spawned.exited.await;
@@ -358,6 +365,25 @@ impl<S: Spawner> Supervisor<S> {
             svc.instance_token.clone(),
             svc.spec.startup_timeout,
         );
+        // `ready` chooses (SPEC §14); unset, the port, else the checks, else at once.
+        let (port, probe) = match svc.spec.ready {
+            None | Some(Readiness::Port) => (port, probe),
+            Some(Readiness::Healthy) => (None, probe),
+            Some(Readiness::Started) => (None, None),
+            Some(Readiness::Notify) => {
+                // READY=1 arrives as a command (`notified`); only the deadline runs here.
+                let (tx, name) = (self.facts_tx.clone(), name.to_owned());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(timeout) => {
+                            let _ = tx.send(Fact::StartupTimedOut { name, instance });
+                        }
+                        _ = token.cancelled() => {}
+                    }
+                });
+                return;
+            }
+        };
         if port.is_none() && !probe.as_ref().is_some_and(Probe::has_checks) {
             let _ = self.facts_tx.send(Fact::BecameReady {
                 name: name.to_owned(),
@@ -694,6 +720,11 @@ impl<S: Spawner> Supervisor<S> {
         }
         true
     }
+}
+
+/// Where services send sd_notify messages (one datagram socket for all, SPEC §14).
+pub fn notify_socket(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("notify.sock")
 }
 
 /// The command line as events show it: the values of the service's environment are masked

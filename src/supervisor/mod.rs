@@ -14,6 +14,8 @@ mod reload;
 mod service;
 mod stack;
 
+pub use lifecycle::notify_socket;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,6 +117,9 @@ pub struct Supervisor<S: Spawner> {
     gated: BTreeSet<String>,
     /// Services changed by a step besides the one its fact was about: republished.
     touched: BTreeSet<String>,
+    /// sd_notify messages dropped (foreign sender, too long, queue full): shared with the
+    /// handle, which the reader and /metrics use.
+    notify_dropped: Arc<std::sync::atomic::AtomicU64>,
     /// Starts queued by `batched`, spawned together when it ends.
     batch: Option<Vec<(lifecycle::PendingStart, SpawnRequest)>>,
     ordered: stack::OrderedStop,
@@ -132,6 +137,7 @@ impl<S: Spawner> Supervisor<S> {
         let (tx, commands) = mpsc::channel(64);
         let (facts_tx, facts) = mpsc::unbounded_channel();
         let (snapshot, snapshot_rx) = watch::channel(Snapshot::default());
+        let notify_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let services = config
             .instances()
             .map(|spec| (spec.name.to_string(), Service::new(spec)))
@@ -156,12 +162,14 @@ impl<S: Spawner> Supervisor<S> {
             batch: None,
             ordered: stack::OrderedStop::default(),
             rolling: BTreeMap::new(),
+            notify_dropped: notify_dropped.clone(),
         };
         (
             sup,
             SupervisorHandle {
                 tx,
                 snapshot: snapshot_rx,
+                notify_dropped,
             },
         )
     }
@@ -290,6 +298,7 @@ impl<S: Spawner> Supervisor<S> {
                 reply,
             } => self.begin_shutdown(keep_services, Some(reply)),
             Command::Ping(reply) => drop(reply.send(Reply::Done("pong".into()))),
+            Command::Notify { from, notice } => self.notified(&from, notice),
             // Handled in the loop itself, which it holds up.
             #[cfg(debug_assertions)]
             Command::Stall(_) => {}
@@ -339,6 +348,35 @@ impl<S: Spawner> Supervisor<S> {
                 self.start_reply(name)
             }
         }
+    }
+
+    /// An sd_notify message: it counts for the service whose current process sent it or is
+    /// an ancestor of its sender; any other is dropped.
+    fn notified(&mut self, from: &[i32], notice: crate::policy::notify::Notice) {
+        let Some(name) = self
+            .services
+            .iter()
+            .find(|(_, s)| s.pid.is_some_and(|p| from.contains(&p)))
+            .map(|(n, _)| n.clone())
+        else {
+            self.notify_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        };
+        let svc = self.services.get_mut(&name).expect("UNWRAP: found above");
+        if let Some(text) = notice.status {
+            svc.status_text = Some(text);
+        }
+        if notice.ready
+            && svc.state == State::Starting
+            && svc.spec.ready == Some(crate::config::Readiness::Notify)
+        {
+            let _ = self.facts_tx.send(Fact::BecameReady {
+                name: name.clone(),
+                instance: svc.instance,
+            });
+        }
+        self.publish_one(&name);
     }
 
     /// The service, if `instance` is still its current one and it is in `state`: a fact about
@@ -449,6 +487,7 @@ impl<S: Spawner> Supervisor<S> {
             exit_code: s.exit_code,
             replica_of: (s.spec.replicas > 1).then(|| s.spec.group.to_string()),
             env: s.public_env.clone(),
+            status_text: s.status_text.clone(),
             sockets: s
                 .spec
                 .sockets

@@ -46,6 +46,8 @@ pub(super) struct Service {
     /// The environment values of the last start that may show (`public_env`, placeholders'
     /// expansions) for `/status`; `None` when there is none.
     pub(super) public_env: Option<Arc<BTreeMap<String, String>>>,
+    /// The last `STATUS=` its process sent (sd_notify), until it restarts.
+    pub(super) status_text: Option<String>,
 }
 
 impl Service {
@@ -64,6 +66,7 @@ impl Service {
             last_exit: None,
             last_error: None,
             public_env: None,
+            status_text: None,
             restart_at: None,
             start_after_stop: false,
             stop_waiters: Vec::new(),

@@ -74,6 +74,9 @@ pub struct ServiceSnapshot {
     /// The declared service of a replica (`api` for `api.2`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_of: Option<String>,
+    /// The last `STATUS=` line its process sent with sd_notify (SPEC §14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_text: Option<String>,
     /// The listening sockets guardian holds for it (SPEC §13): name → address.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub sockets: std::collections::BTreeMap<String, String>,
@@ -109,6 +112,7 @@ impl ServiceSnapshot {
             && self.exit_code == o.exit_code
             && self.replica_of == o.replica_of
             && self.env == o.env
+            && self.status_text == o.status_text
             && self.sockets == o.sockets
     }
 }

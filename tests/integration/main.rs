@@ -14,6 +14,7 @@ mod doctor;
 mod environment;
 mod export;
 mod health;
+mod notify;
 mod pidfile;
 mod reload;
 mod soak;
