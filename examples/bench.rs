@@ -454,15 +454,18 @@ fn connect_loop(
 /// The reference server under guardian, with its socket held by guardian or bound by itself,
 /// SIGKILLed `kills` times (after 200 ms of serving each time), then `guardian restart`ed
 /// `kills / 5` times, while a client connects in a loop.
-fn handoff_run(kills: usize, held: bool) -> (Seen, Seen) {
+fn handoff_run(kills: usize, restarts: usize, held: bool, start_first: bool) -> (Seen, Seen) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_or(18765, |a| a.port());
-    let socket = if held {
+    let mut socket = if held {
         format!("sockets = {{ http = \"tcp://127.0.0.1:{port}\" }}\n")
     } else {
         format!("port = {port}\n")
     };
+    if start_first {
+        socket.push_str("restart_strategy = \"start-first\"\nready = \"notify\"\n");
+    }
     let mut g = Guardian::start(&format!(
         "[services.web]\ncommand = [\"{}\", \"--port\", \"{{port}}\"]\n{socket}backoff = {{ initial_delay = \"100ms\", max_delay = \"100ms\", jitter = 0, max_retries = 100000, reset_after = \"100ms\" }}\n",
         bin_dir().join("examples/socketio_server").display()
@@ -513,7 +516,7 @@ fn handoff_run(kills: usize, held: bool) -> (Seen, Seen) {
                 .stderr(Stdio::null())
                 .status();
         },
-        (kills / 5).max(1),
+        restarts,
     );
     g.stop();
     (crashes, restarts)
@@ -524,8 +527,10 @@ fn handoff(t: &mut Table, kills: usize) {
         "handoff: the reference server SIGKILLed {kills} times, then restarted {} times, under a connect loop (held socket, then without)",
         (kills / 5).max(1)
     );
-    let (held, held_restart) = handoff_run(kills, true);
-    let (own, own_restart) = handoff_run(kills, false);
+    let restarts = (kills / 5).max(1);
+    let (held, held_restart) = handoff_run(kills, restarts, true, false);
+    let (own, own_restart) = handoff_run(kills, restarts, false, false);
+    let (_, start_first) = handoff_run(0, restarts, true, true);
     let shown = |s: Seen, how: &str| {
         format!(
             "{} / {} of {} ({how})",
@@ -544,7 +549,13 @@ fn handoff(t: &mut Table, kills: usize) {
         "refused / failed over `guardian restart` (stop-first)",
         shown(held_restart, "socket held"),
         shown(own_restart, "own socket"),
-        "0 refused; 0 failed needs start-first (not built yet)",
+        "0 refused",
+    );
+    t.row(
+        "refused / failed over `guardian restart` (start-first, socket held)",
+        shown(start_first, "start-first"),
+        shown(held_restart, "stop-first, socket held"),
+        "0 refused, 0 failed",
     );
 }
 

@@ -86,6 +86,40 @@ fn after(d: Option<Duration>, f: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// A listener that stops accepting (and closes its copy of the socket) once told: the
+/// connections still queued stay for the next instance on a socket guardian holds, and every
+/// connection it did accept is read and answered before the graceful shutdown.
+struct Closing {
+    addr: Option<std::net::SocketAddr>,
+    inner: Option<tokio::net::TcpListener>,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl axum::serve::Listener for Closing {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Some(l) = &self.inner else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                r = l.accept() => match r {
+                    Ok(accepted) => return accepted,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                },
+                _ = self.stop.changed() => self.inner = None,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.addr
+            .ok_or_else(|| std::io::Error::other("no local address"))
+    }
+}
+
 /// The first TCP socket passed with the systemd protocol (the one named `http` if there is
 /// one), when LISTEN_PID names this process.
 fn inherited_listener() -> Option<tokio::net::TcpListener> {
@@ -220,14 +254,24 @@ async fn main() {
             let _ = io_usr1.disconnect().await;
         }
     });
+    let (stop_accepting, stopped) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
+        // First no new connection (a held socket's queue goes whole to the next instance),
+        // then a moment for what was accepted to be read and answered, then the rest.
+        let _ = stop_accepting.send(true);
+        tokio::time::sleep(Duration::from_millis(300)).await;
         eprintln!("socketio_server: stopping: closing every client");
         io.close().await;
+    };
+    let listener = Closing {
+        addr: listener.local_addr().ok(),
+        inner: Some(listener),
+        stop: stopped,
     };
     if let Err(e) = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

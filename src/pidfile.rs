@@ -469,6 +469,26 @@ impl ServicePidFile {
 
     /// Releases the lock and leaves the file in place, for the next guardian to adopt.
     pub fn keep(self) {}
+
+    /// Moves the file (its lock goes with it) to `PATH.draining`, so that the instance that
+    /// replaces this one can write PATH (start-first, SPEC §13).
+    pub fn set_aside(mut self) -> Self {
+        let mut aside = self.path.clone().into_os_string();
+        aside.push(".draining");
+        let aside = PathBuf::from(aside);
+        if same_file(&self.file, &self.path) && std::fs::rename(&self.path, &aside).is_ok() {
+            self.path = aside;
+        }
+        self
+    }
+
+    /// Moves a file set aside back to `path` (the new instance failed: the old one serves on).
+    pub fn put_back(mut self, path: &Path) -> Self {
+        if self.path != path && std::fs::rename(&self.path, path).is_ok() {
+            self.path = path.to_owned();
+        }
+        self
+    }
 }
 
 /// The guardian's own record in `{state_dir}/guardian.pid`.

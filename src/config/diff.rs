@@ -67,6 +67,7 @@ fn policy_changes(a: &ServiceSpec, b: &ServiceSpec) -> Vec<&'static str> {
         ("replicas", a.replicas != b.replicas),
         ("public_env", a.public_env != b.public_env),
         ("ready", a.ready != b.ready),
+        ("restart_strategy", a.restart_strategy != b.restart_strategy),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))

@@ -209,6 +209,7 @@ pub struct ServiceSpec {
     pub restart: RestartPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready: Option<Readiness>,
+    pub restart_strategy: RestartStrategy,
     pub depends_on: BTreeMap<ServiceName, Dependency>,
     pub replicas: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -647,6 +648,29 @@ impl Readiness {
             "healthy" => Self::Healthy,
             "notify" => Self::Notify,
             "started" => Self::Started,
+            _ => return None,
+        })
+    }
+}
+
+/// `restart_strategy`: how a restart replaces a running instance (SPEC §13).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartStrategy {
+    /// Stop the old instance, then start the new one.
+    #[default]
+    StopFirst,
+    /// Start the new one, wait until it is ready, then stop the old one (it drains).
+    StartFirst,
+}
+
+impl RestartStrategy {
+    pub const NAMES: &[&str] = &["stop-first", "start-first"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "stop-first" => Self::StopFirst,
+            "start-first" => Self::StartFirst,
             _ => return None,
         })
     }

@@ -85,6 +85,11 @@ pub struct RawService {
     /// protocol), "started" (at once). Default: port with a port, else healthy with checks,
     /// else started.
     pub ready: Option<String>,
+    /// How `guardian restart`, a reload that changes how it starts and each step of a rolling
+    /// restart replace a running instance: "stop-first" (default) or "start-first" (the new
+    /// one first; the old one is stopped once the new one is ready, and drains for its
+    /// shutdown_timeout). start-first needs `sockets` and ready = "notify".
+    pub restart_strategy: Option<String>,
     /// Listening sockets guardian binds and holds for the service's whole life, passed to it
     /// with the systemd protocol (fds 3…, LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES):
     /// NAME = "tcp://HOST:PORT" | "tcp://[::1]:PORT" | "unix:///path". A restart refuses no

@@ -452,6 +452,16 @@ fn service(
         }
         c.template(format!("{}.{k}", p("env")), v, &vars);
     }
+    let restart_strategy = match rs.restart_strategy.as_deref() {
+        None => RestartStrategy::StopFirst,
+        Some(s) => RestartStrategy::parse(s).unwrap_or_else(|| {
+            c.fail(
+                p("restart_strategy"),
+                format!("`{s}` is not one of: {}", RestartStrategy::NAMES.join(", ")),
+            );
+            RestartStrategy::StopFirst
+        }),
+    };
     let public_env = rs.public_env.unwrap_or_default();
     let has_env_file = rs.env_file.as_ref().is_some_and(|f| !f.is_empty());
     for (i, k) in public_env.iter().enumerate() {
@@ -712,6 +722,21 @@ fn service(
         }
         parsed
     });
+    if restart_strategy == RestartStrategy::StartFirst {
+        if sockets.is_empty() {
+            c.fail(
+                p("restart_strategy"),
+                "start-first needs `sockets`: the old and the new instance cannot both bind one port, so guardian must hold it",
+            );
+        } else if ready != Some(Readiness::Notify) {
+            // Both instances share the held socket: a port or http check is answered by
+            // whichever accepts, usually the old one, so only the new process can say it.
+            c.fail(
+                p("restart_strategy"),
+                "start-first needs ready = \"notify\": while both instances share the socket, only the new process can say it is ready (READY=1 with sd_notify); a check would be answered by the old one",
+            );
+        }
+    }
     let recovery = recovery(c, &name, rs.recovery.unwrap_or_default(), port.is_some());
 
     Some(ServiceSpec {
@@ -746,6 +771,7 @@ fn service(
         recovery,
         restart,
         ready,
+        restart_strategy,
         depends_on,
         replicas,
         user: rs.user,

@@ -498,6 +498,8 @@ impl<S: Spawner> Supervisor<S> {
         trigger: &str,
         reply: Option<oneshot::Sender<Reply>>,
     ) {
+        // A start-first restart under way: the old instance is stopped too.
+        self.stop_draining(name);
         let svc = self
             .services
             .get_mut(name)
@@ -547,7 +549,7 @@ impl<S: Spawner> Supervisor<S> {
                     let _ = r.send(Reply::Done(format!("{name} stopped")));
                 }
             }
-            State::Stopped | State::Failed | State::Waiting | State::Blocked => {
+            State::Stopped | State::Failed | State::Waiting | State::Blocked | State::Draining => {
                 svc.state = State::Stopped;
                 svc.waiting_for = None;
                 self.after_stopped(name);
@@ -573,6 +575,9 @@ impl<S: Spawner> Supervisor<S> {
     }
 
     pub(super) fn exited(&mut self, name: &str, instance: u64, exit: ExitInfo) {
+        if self.drained(name, instance, exit) {
+            return;
+        }
         let Some(svc) = self
             .services
             .get_mut(name)
@@ -658,6 +663,9 @@ impl<S: Spawner> Supervisor<S> {
             .error(text.clone());
         e.duration_ms = Some(ran.as_secs_f64() * 1000.0);
         self.record(e);
+        if !was_running && self.new_instance_failed(name, &text) {
+            return;
+        }
         if !was_running {
             let why = format!("the new instance ended before it was ready: {text}");
             self.roll_failed(name, &why);

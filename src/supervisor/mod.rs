@@ -7,6 +7,7 @@ pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
+mod handoff;
 mod health;
 mod lifecycle;
 mod recovery;
@@ -69,6 +70,11 @@ enum Fact {
         name: String,
         instance: u64,
     },
+    /// A start-first restart's old instance has drained for its shutdown_timeout.
+    DrainExpired {
+        name: String,
+        instance: u64,
+    },
     HealthChecked {
         name: String,
         instance: u64,
@@ -89,6 +95,7 @@ impl Fact {
         match self {
             Fact::ChildExited { name, .. }
             | Fact::BecameReady { name, .. }
+            | Fact::DrainExpired { name, .. }
             | Fact::StartupTimedOut { name, .. }
             | Fact::RestartDue { name, .. }
             | Fact::GraceExpired { name, .. }
@@ -308,6 +315,12 @@ impl<S: Spawner> Supervisor<S> {
     fn restart_command(&mut self, name: &str, reply: oneshot::Sender<Reply>) {
         let svc = self.services.get_mut(name).expect("UNWRAP: resolved");
         svc.reset_by_user();
+        let mut reply = Some(reply);
+        if self.start_first(name, &mut reply) {
+            return;
+        }
+        let reply = reply.expect("UNWRAP: start_first keeps it when it returns false");
+        let svc = self.services.get_mut(name).expect("UNWRAP: resolved");
         match svc.state {
             State::Running | State::Starting | State::Stopping => {
                 svc.start_after_stop = true;
@@ -343,7 +356,8 @@ impl<S: Spawner> Supervisor<S> {
             | State::Backoff
             | State::Completed
             | State::Waiting
-            | State::Blocked => {
+            | State::Blocked
+            | State::Draining => {
                 self.request_start(name, "command");
                 self.start_reply(name)
             }
@@ -407,7 +421,9 @@ impl<S: Spawner> Supervisor<S> {
                 self.monitor_health(&name);
                 self.restart_step_ended(&name, Ok(format!("running again as pid {pid}")));
                 self.roll_on(&name);
+                self.drain_old(&name);
             }
+            Fact::DrainExpired { name, instance } => self.drain_expired(&name, instance),
             Fact::HealthChecked {
                 name,
                 instance,
@@ -530,11 +546,24 @@ impl<S: Spawner> Supervisor<S> {
 
     fn publish(&self) {
         let now = Instant::now();
-        let mut services: Vec<ServiceSnapshot> = self
-            .services
-            .iter()
-            .map(|(name, s)| Self::service_snapshot(name, s, now))
-            .collect();
+        let mut services: Vec<ServiceSnapshot> = Vec::with_capacity(self.services.len());
+        for (name, s) in &self.services {
+            services.push(Self::service_snapshot(name, s, now));
+            // A start-first restart's old instance: its own row, right after (names sort so).
+            if let Some(d) = &s.draining {
+                services.push(ServiceSnapshot {
+                    name: format!("{name}.draining"),
+                    state: State::Draining,
+                    pid: Some(d.pid),
+                    port: s.port,
+                    started_at: d.started_at,
+                    autostart: s.spec.autostart,
+                    replica_of: Some(name.clone()),
+                    last_exit: None,
+                    ..ServiceSnapshot::default()
+                });
+            }
+        }
         let metrics_file = Some(self.config.guardian.metrics_file.clone());
         self.snapshot.send_modify(|snap| {
             // Entries are sorted by name in both: an unchanged one keeps its revision.

@@ -48,6 +48,8 @@ pub(super) struct Service {
     pub(super) public_env: Option<Arc<BTreeMap<String, String>>>,
     /// The last `STATUS=` its process sent (sd_notify), until it restarts.
     pub(super) status_text: Option<String>,
+    /// The instance a start-first restart replaces, until it has drained.
+    pub(super) draining: Option<super::handoff::Draining>,
 }
 
 impl Service {
@@ -67,6 +69,7 @@ impl Service {
             last_error: None,
             public_env: None,
             status_text: None,
+            draining: None,
             restart_at: None,
             start_after_stop: false,
             stop_waiters: Vec::new(),

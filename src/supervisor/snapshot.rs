@@ -25,6 +25,8 @@ pub enum State {
     Blocked,
     /// Exited 0 and not restarted (`restart = "no"` or `"on-failure"`).
     Completed,
+    /// The old instance of a start-first restart, stopped once its successor was ready.
+    Draining,
 }
 
 impl State {
@@ -39,6 +41,7 @@ impl State {
             State::Waiting => "waiting",
             State::Blocked => "blocked",
             State::Completed => "completed",
+            State::Draining => "draining",
         }
     }
 }

@@ -301,6 +301,10 @@ impl<S: Spawner> Supervisor<S> {
     pub(super) fn restart_one(&mut self, name: &str) {
         let svc = self.services.get_mut(name).expect("UNWRAP: known name");
         svc.reset_by_user();
+        if self.start_first(name, &mut None) {
+            return;
+        }
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
         self.touched.insert(name.to_owned());
         match svc.state {
             State::Running | State::Starting | State::Stopping => {

@@ -465,3 +465,141 @@ fn doctor_names_a_service_that_binds_its_held_port_itself() {
     );
     assert!(out.stdout.contains("LISTEN_FDS"), "{}", out.stdout);
 }
+
+/// `restart_strategy = "start-first"`: `guardian restart` starts the new instance, waits
+/// until it says READY=1 (the reference server does once its listener is up), then stops the
+/// old one, which drains: under a connect loop, no connection is refused and no request fails.
+#[test]
+fn a_start_first_restart_refuses_nothing_and_fails_nothing() {
+    let sb = Sandbox::new();
+    let port = free_port();
+    let cfg = server_config(
+        &sb,
+        port,
+        "restart_strategy = \"start-first\"\nready = \"notify\"\nshutdown_timeout = \"5s\"\n[services.web.health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nchecks = [{ kind = \"http\", path = \"/health\" }]\n",
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
+    let client = Loop::start(port);
+    let mut pids = vec![sb.pid_of(&cfg, "web").unwrap()];
+    for _ in 0..3 {
+        let out = sb.client(&cfg, &["restart", "web"]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        let old = *pids.last().unwrap();
+        let new = sb.pid_of(&cfg, "web").unwrap();
+        assert_ne!(new, old);
+        assert!(
+            out.stdout.contains(&format!(
+                "web restarted start-first: pid {new} serves, pid {old} drains"
+            )),
+            "{}",
+            out.stdout
+        );
+        // The old one drains, then is gone; its row with it.
+        assert!(wait_for(LONG, || !alive(old)));
+        pids.push(new);
+    }
+    let (refused, failed, ok) = client.end();
+    assert_eq!((refused, failed), (0, 0), "{ok} answered");
+    assert!(ok > 0);
+    let actions: Vec<String> = sb
+        .actions("web")
+        .into_iter()
+        .filter(|a| ["start_first", "draining", "drained"].contains(&a.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        ["start_first", "draining", "drained"].repeat(3),
+        "{actions:?}"
+    );
+    assert!(wait_for(LONG, || sb
+        .service(&cfg, "web.draining")
+        .is_null()));
+}
+
+/// A new instance that never becomes ready leaves the old one serving, with an event; the
+/// draining row shows while the new one starts.
+#[test]
+fn a_start_first_restart_whose_new_instance_fails_keeps_the_old_one() {
+    let sb = Sandbox::new();
+    let port = free_port();
+    // The first start serves; every later one exits at once (the flag file is there then).
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            r#"[services.web]
+command = ["sh", "-c", "[ -e started ] && sleep 1 && exit 3; touch started; exec {} --port {{port}}"]
+cwd = "."
+sockets = {{ http = "tcp://127.0.0.1:{port}" }}
+restart_strategy = "start-first"
+ready = "notify"
+backoff = {{ initial_delay = "100ms", jitter = 0 }}
+[services.web.health]
+interval = "200ms"
+timeout = "150ms"
+checks = [{{ kind = "http", path = "/health" }}]
+"#,
+            example_bin("socketio_server").display()
+        ),
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
+    let old = sb.pid_of(&cfg, "web").unwrap();
+    let restart = {
+        let (cfg, sb_dir) = (cfg.clone(), sb.state_dir());
+        std::thread::spawn(move || {
+            let mut c = std::process::Command::new(GUARDIAN);
+            c.args(["restart", "web", "-c", cfg.to_str().unwrap(), "--state-dir"])
+                .arg(&sb_dir);
+            output(&mut c)
+        })
+    };
+    // While the new one starts, the old one has its own row.
+    assert!(wait_for(LONG, || sb.service(&cfg, "web.draining")["state"]
+        == "draining"));
+    assert_eq!(sb.service(&cfg, "web.draining")["pid"], old);
+    let out = restart.join().unwrap();
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert!(
+        out.all().contains(&format!(
+            "the new instance did not become ready (exit code 3); pid {old} serves on"
+        )),
+        "{}",
+        out.all()
+    );
+    assert_eq!(sb.pid_of(&cfg, "web"), Some(old));
+    assert!(sb.service(&cfg, "web.draining").is_null());
+    assert!(
+        std::fs::read_to_string(sb.state_dir().join("web.pid"))
+            .unwrap()
+            .contains(&format!("\"pid\": {old}"))
+    );
+    // It still serves, and still restarts when it crashes.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
+
+#[test]
+fn start_first_without_sockets_or_notify_readiness_is_a_config_error() {
+    let sb = Sandbox::new();
+    for (extra, want) in [
+        ("port = 8080\n", "start-first needs `sockets`"),
+        (
+            "sockets = { http = \"tcp://127.0.0.1:8080\" }\nhealth = { checks = [{ kind = \"http\", path = \"/\" }] }\n",
+            "start-first needs ready = \"notify\"",
+        ),
+    ] {
+        let cfg = sb.write(
+            "g.toml",
+            &format!(
+                "[services.a]\ncommand = [\"sleep\", \"300\"]\nrestart_strategy = \"start-first\"\n{extra}"
+            ),
+        );
+        let out = sb.run(&["validate", "-c", cfg.to_str().unwrap()]);
+        assert_eq!(out.code, 2, "{}", out.all());
+        assert!(
+            out.stderr.contains("`services.a.restart_strategy`") && out.stderr.contains(want),
+            "{}",
+            out.stderr
+        );
+    }
+}
