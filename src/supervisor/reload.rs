@@ -39,6 +39,10 @@ impl<S: Spawner> Supervisor<S> {
         for (group, keys) in &d.restarted {
             let what = format!("restarted: {} changed", keys.join(", "));
             for name in self.take_specs(group.as_str(), &fresh, what) {
+                // start-first: the new spec's instance first, the old one drains (SPEC §13).
+                if self.start_first(&name, &mut None) {
+                    continue;
+                }
                 let svc = self.services.get_mut(&name).expect("UNWRAP: a member");
                 if matches!(
                     svc.state,

@@ -502,6 +502,12 @@ fn a_start_first_restart_refuses_nothing_and_fails_nothing() {
     let (refused, failed, ok) = client.end();
     assert_eq!((refused, failed), (0, 0), "{ok} answered");
     assert!(ok > 0);
+    assert!(wait_for(LONG, || sb
+        .actions("web")
+        .iter()
+        .filter(|a| *a == "drained")
+        .count()
+        == 3));
     let actions: Vec<String> = sb
         .actions("web")
         .into_iter()
@@ -515,6 +521,40 @@ fn a_start_first_restart_refuses_nothing_and_fails_nothing() {
     assert!(wait_for(LONG, || sb
         .service(&cfg, "web.draining")
         .is_null()));
+}
+
+/// A reload that changes how the service starts replaces it start-first too.
+#[test]
+fn a_reload_of_a_start_first_service_starts_the_new_instance_first() {
+    let sb = Sandbox::new();
+    let port = free_port();
+    let extra = "restart_strategy = \"start-first\"\nready = \"notify\"\n";
+    let cfg = server_config(&sb, port, extra);
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
+    let old = sb.pid_of(&cfg, "web").unwrap();
+    let client = Loop::start(port);
+    server_config(&sb, port, &format!("{extra}env = {{ MODE = \"two\" }}\n"));
+    let out = sb.client(&cfg, &["reload"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(wait_for(LONG, || !alive(old)));
+    let new = sb.pid_of(&cfg, "web").unwrap();
+    assert_ne!(new, old);
+    let environ = std::fs::read(format!("/proc/{new}/environ")).unwrap();
+    assert!(String::from_utf8_lossy(&environ).contains("MODE=two"));
+    let (refused, failed, ok) = client.end();
+    assert_eq!((refused, failed), (0, 0), "{ok} answered");
+    // Its end is recorded once guardian has reaped it.
+    assert!(wait_for(LONG, || sb
+        .actions("web")
+        .iter()
+        .any(|a| a == "drained")));
+    let actions = sb.actions("web");
+    let at = |a: &str| actions.iter().position(|x| x == a);
+    assert!(
+        at("start_first") < at("draining") && at("draining") < at("drained"),
+        "{actions:?}"
+    );
 }
 
 /// A new instance that never becomes ready leaves the old one serving, with an event; the
