@@ -283,6 +283,9 @@ fn unit(
     }
     if s.restart == RestartPolicy::No {
         let _ = writeln!(u, "Type=oneshot\nRemainAfterExit=yes");
+    } else if s.ready == Some(crate::config::Readiness::Notify) {
+        // The service says READY=1 itself; systemd waits for it as guardian does.
+        let _ = writeln!(u, "Type=notify\nNotifyAccess=all");
     } else {
         let _ = writeln!(u, "Type=exec");
     }
