@@ -63,17 +63,37 @@ impl<S: Spawner> Supervisor<S> {
         true
     }
 
-    /// The new instance is ready: the old one gets its stop_signal and drains.
-    pub(super) fn drain_old(&mut self, name: &str) {
-        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
-        let new_pid = svc.pid.unwrap_or_default();
+    /// Sends the old instance its stop_signal and starts its drain time, once: what it was
+    /// (its PID), and who waits for the restart. None when nothing waits to drain.
+    fn begin_drain(&mut self, name: &str) -> Option<(i32, Option<oneshot::Sender<Reply>>)> {
+        let svc = self.services.get_mut(name)?;
         let (sig, grace) = (svc.spec.stop_signal, svc.spec.shutdown_timeout);
-        let Some(d) = svc.draining.as_mut().filter(|d| d.since.is_none()) else {
-            return;
-        };
+        let d = svc.draining.as_mut().filter(|d| d.since.is_none())?;
         d.since = Some(Instant::now());
         let (old, instance, reply) = (d.pid, d.instance, d.reply.take());
         self.spawner.signal_group(name, old, sig);
+        self.after(
+            grace,
+            None,
+            Fact::DrainExpired {
+                name: name.to_owned(),
+                instance,
+            },
+        );
+        Some((old, reply))
+    }
+
+    /// The new instance is ready: the old one gets its stop_signal and drains.
+    pub(super) fn drain_old(&mut self, name: &str) {
+        let Some((old, reply)) = self.begin_drain(name) else {
+            return;
+        };
+        let svc = &self.services[name];
+        let (new_pid, sig, grace) = (
+            svc.pid.unwrap_or_default(),
+            svc.spec.stop_signal,
+            svc.spec.shutdown_timeout,
+        );
         self.record(
             Event::new(name, "draining", "command", true)
                 .pid(old)
@@ -88,43 +108,17 @@ impl<S: Spawner> Supervisor<S> {
                 "{name} restarted start-first: pid {new_pid} serves, pid {old} drains"
             )));
         }
-        self.after(
-            grace,
-            None,
-            Fact::DrainExpired {
-                name: name.to_owned(),
-                instance,
-            },
-        );
         self.publish();
     }
 
     /// The service is being stopped while a start-first restart is under way: the old instance
     /// gets its stop_signal now, as the new one does.
     pub(super) fn stop_draining(&mut self, name: &str) {
-        let Some(svc) = self.services.get_mut(name) else {
-            return;
-        };
-        let (sig, grace) = (svc.spec.stop_signal, svc.spec.shutdown_timeout);
-        let Some(d) = svc.draining.as_mut().filter(|d| d.since.is_none()) else {
-            return;
-        };
-        d.since = Some(Instant::now());
-        let (old, instance, reply) = (d.pid, d.instance, d.reply.take());
-        self.spawner.signal_group(name, old, sig);
-        if let Some(r) = reply {
+        if let Some((_, Some(r))) = self.begin_drain(name) {
             let _ = r.send(Reply::Refused(format!(
                 "{name} was stopped before its new instance was ready"
             )));
         }
-        self.after(
-            grace,
-            None,
-            Fact::DrainExpired {
-                name: name.to_owned(),
-                instance,
-            },
-        );
     }
 
     /// The drain time is over: what is left of the old instance is killed.
