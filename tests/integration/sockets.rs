@@ -643,3 +643,30 @@ fn start_first_without_sockets_or_notify_readiness_is_a_config_error() {
         );
     }
 }
+
+/// IPv6 addresses bind, and a unix socket belongs to the service's user and group.
+#[test]
+fn ipv6_and_unix_sockets_bind_with_the_services_user() {
+    use std::os::unix::fs::MetadataExt;
+    let sb = Sandbox::new();
+    let port = free_port();
+    let unix = sb.path().join("app.sock");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.a]\ncommand = [\"sleep\", \"300\"]\nuser = \"nobody\"\nsockets = {{ v6 = \"tcp://[::1]:{port}\", local = \"unix://{}\" }}\n",
+            unix.display()
+        ),
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "a").is_some()));
+    assert!(std::net::TcpStream::connect(("::1", port)).is_ok());
+    let meta = std::fs::metadata(&unix).unwrap();
+    assert_eq!(meta.uid(), nobody.uid.as_raw());
+    assert_eq!(meta.gid(), nobody.gid.as_raw());
+    assert_eq!(
+        sb.service(&cfg, "a")["sockets"]["v6"],
+        format!("tcp://[::1]:{port}")
+    );
+}
