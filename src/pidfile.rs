@@ -470,12 +470,17 @@ impl ServicePidFile {
     /// Releases the lock and leaves the file in place, for the next guardian to adopt.
     pub fn keep(self) {}
 
+    /// Where a draining instance's PID file goes: `PATH.draining`.
+    pub fn aside(path: &Path) -> PathBuf {
+        let mut aside = path.to_owned().into_os_string();
+        aside.push(".draining");
+        PathBuf::from(aside)
+    }
+
     /// Moves the file (its lock goes with it) to `PATH.draining`, so that the instance that
     /// replaces this one can write PATH (start-first, SPEC §13).
     pub fn set_aside(mut self) -> Self {
-        let mut aside = self.path.clone().into_os_string();
-        aside.push(".draining");
-        let aside = PathBuf::from(aside);
+        let aside = Self::aside(&self.path);
         if same_file(&self.file, &self.path) && std::fs::rename(&self.path, &aside).is_ok() {
             self.path = aside;
         }

@@ -63,6 +63,55 @@ impl<S: Spawner> Supervisor<S> {
         true
     }
 
+    /// At start-up: an old instance that a crashed guardian left draining (its PID file set
+    /// aside as `NAME.pid.draining`) is proven like any adoption, watched, and stopped now;
+    /// a stale file is removed.
+    pub(super) fn finish_left_drain(&mut self, name: &str) {
+        let spec = &self.services[name].spec;
+        let path = ServicePidFile::aside(&spec.pidfile);
+        if !path.exists() {
+            return;
+        }
+        let Ok((verdict, Some(record))) = pidfile::check(&path, &spec.identity, None) else {
+            return;
+        };
+        let Some(pid) = verdict.running else { return };
+        let ticks = record
+            .start_ticks
+            .or_else(|| procinfo::facts(pid).map(|f| f.start_ticks));
+        let Some(spawned) = ticks.and_then(|t| self.spawner.adopt(pid, t).ok()) else {
+            return;
+        };
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
+        // An instance number of its own, for its exit (the next start takes the one after).
+        svc.instance += 1;
+        let instance = svc.instance;
+        svc.draining = Some(Draining {
+            pid,
+            instance,
+            pidfile: ServicePidFile::write(&path, &record).ok(),
+            started_at: None,
+            start_time: None,
+            since: None,
+            reply: None,
+        });
+        let (tx, owned) = (self.facts_tx.clone(), name.to_owned());
+        tokio::spawn(async move {
+            let exit = spawned.exited.await;
+            let _ = tx.send(Fact::ChildExited {
+                name: owned,
+                instance,
+                exit,
+            });
+        });
+        self.record(
+            Event::new(name, "draining", "startup", true)
+                .pid(pid)
+                .detail("left draining by a guardian that ended: stopped now"),
+        );
+        self.begin_drain(name);
+    }
+
     /// Sends the old instance its stop_signal and starts its drain time, once: what it was
     /// (its PID), and who waits for the restart. None when nothing waits to drain.
     fn begin_drain(&mut self, name: &str) -> Option<(i32, Option<oneshot::Sender<Reply>>)> {

@@ -24,6 +24,8 @@ pub(super) struct PendingStart {
 impl<S: Spawner> Supervisor<S> {
     /// At guardian start: adopt a live verified instance, or start a fresh one.
     pub(super) fn adopt_or_start(&mut self, name: &str) {
+        // An old instance a crashed guardian left draining is stopped first.
+        self.finish_left_drain(name);
         let spec = self.services[name].spec.clone();
         let port = spec.watched_port();
         match pidfile::check(&spec.pidfile, &spec.identity, port) {

@@ -670,3 +670,42 @@ fn ipv6_and_unix_sockets_bind_with_the_services_user() {
         format!("tcp://[::1]:{port}")
     );
 }
+
+/// A guardian that crashes while an old instance drains: the next guardian finds it by its
+/// set-aside PID file (NAME.pid.draining), proves it, and stops it.
+#[test]
+fn a_drain_left_by_a_crashed_guardian_is_finished_by_the_next() {
+    let notify = require("systemd-notify", "systemd");
+    let sb = Sandbox::new();
+    let port = free_port();
+    // Each instance ignores SIGTERM (so the old one drains until SIGKILL) and says READY=1.
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.web]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; {} --ready; exec sleep 300\"]\nsockets = {{ http = \"tcp://127.0.0.1:{port}\" }}\nrestart_strategy = \"start-first\"\nready = \"notify\"\nshutdown_timeout = \"2s\"\nidentity = {{ patterns = [\"sleep\", \"300\"] }}\n",
+            notify.display()
+        ),
+    );
+    let mut first = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
+    let old = sb.pid_of(&cfg, "web").unwrap();
+    let out = sb.client(&cfg, &["restart", "web"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let new = sb.pid_of(&cfg, "web").unwrap();
+    // The old one drains (it ignores SIGTERM); guardian dies before its 2 s are over.
+    kill(first.pid(), Signal::SIGKILL);
+    let _ = first.child.wait();
+    let aside = sb.state_dir().join("web.pid.draining");
+    assert!(aside.exists() && alive(old));
+    let _second = sb.start(&cfg);
+    assert!(
+        wait_for(LONG, || !alive(old)),
+        "the old instance was left running"
+    );
+    assert!(wait_for(LONG, || !aside.exists()));
+    assert_eq!(sb.pid_of(&cfg, "web"), Some(new), "the new one was adopted");
+    assert!(wait_for(LONG, || sb
+        .actions("web")
+        .iter()
+        .any(|a| a == "drained")));
+}
