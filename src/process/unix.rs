@@ -288,6 +288,15 @@ impl UnixSpawner {
                 .env_remove("LISTEN_FDNAMES")
                 .env_remove("LISTEN_PID");
         }
+        // guardian's own service manager (systemd) is not the service's to talk to: a service
+        // that said READY=1 there would speak for guardian. Its own NOTIFY_SOCKET, when it
+        // has `ready = "notify"`, is in `req.env`.
+        if !req.env.contains_key("NOTIFY_SOCKET") && std::env::var_os("NOTIFY_SOCKET").is_some() {
+            cmd.env_remove("NOTIFY_SOCKET");
+        }
+        if std::env::var_os("WATCHDOG_USEC").is_some() {
+            cmd.env_remove("WATCHDOG_USEC").env_remove("WATCHDOG_PID");
+        }
         // Its own process group (pgid = its pid), set by posix_spawn itself: no pre_exec hook,
         // so std can use posix_spawn (vfork-fast) instead of fork. The terminal's Ctrl-C goes
         // to guardian's group only; guardian stops the services itself.

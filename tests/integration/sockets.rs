@@ -495,8 +495,11 @@ fn a_start_first_restart_refuses_nothing_and_fails_nothing() {
             "{}",
             out.stdout
         );
-        // The old one drains, then is gone; its row with it.
+        // The old one drains, then is gone (guardian has reaped it); its row with it.
         assert!(wait_for(LONG, || !alive(old)));
+        assert!(wait_for(LONG, || sb
+            .service(&cfg, "web.draining")
+            .is_null()));
         pids.push(new);
     }
     let (refused, failed, ok) = client.end();
