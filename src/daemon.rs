@@ -347,6 +347,7 @@ async fn serve(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
     drop(watcher);
     let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(&notify_path);
     tracing::info!("guardian stopped");
     Ok(exit::OK)
 }

@@ -35,7 +35,7 @@ fn ready_notify_waits_for_ready_from_the_service_tree_and_shows_its_status() {
             notify.display()
         ),
     );
-    let _g = sb.start(&cfg);
+    let mut g = sb.start(&cfg);
     assert!(wait_for(LONG, || state(&sb, &cfg, "a") == "starting"));
     // Started, not ready: it has said nothing yet. Something outside its tree says READY=1.
     let before = notify_dropped(&sb);
@@ -64,6 +64,9 @@ fn ready_notify_waits_for_ready_from_the_service_tree_and_shows_its_status() {
         .find(|e| e["action"] == "ready")
         .expect("a ready event");
     assert_eq!(ready["success"], true);
+    // A clean stop leaves no notify socket behind.
+    assert_eq!(g.stop(), Some(0));
+    assert!(!sb.state_dir().join("notify.sock").exists());
 }
 
 #[test]
