@@ -73,30 +73,19 @@ fn take_from_service(inodes: &std::collections::HashSet<u64>) -> Option<OwnedFd>
     if inodes.is_empty() {
         return None;
     }
-    let mark = format!("{}=", super::unix::MARK);
     for pid in crate::procinfo::holders_of(inodes) {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        let ours = environ
-            .split(|b| *b == 0)
-            .any(|kv| kv.starts_with(mark.as_bytes()));
-        if !ours {
+        if !is_a_service(pid) {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        let target = fds.flatten().find_map(|e| {
-            let link = std::fs::read_link(e.path()).ok()?;
-            let inode: u64 = link
-                .to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()?;
-            inodes
-                .contains(&inode)
-                .then(|| e.file_name().to_str()?.parse::<i32>().ok())?
-        });
+        let target = procfs::process::Process::new(pid)
+            .and_then(|p| p.fd())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find_map(|fd| match fd.target {
+                procfs::process::FDTarget::Socket(i) if inodes.contains(&i) => Some(fd.fd),
+                _ => None,
+            });
         let Some(target) = target else { continue };
         let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
@@ -190,14 +179,12 @@ fn may_bind_privileged() -> bool {
 /// A guardian (this one or another) or one of the services a guardian started.
 fn is_guardians(pid: i32, cmdline: &[String]) -> bool {
     let program = cmdline.first().map(|p| p.rsplit('/').next().unwrap_or(p));
-    if pid == std::process::id() as i32 || program == Some("guardian") {
-        return true;
-    }
-    let mark = format!("{}=", super::unix::MARK);
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .unwrap_or_default()
-        .split(|b| *b == 0)
-        .any(|kv| kv.starts_with(mark.as_bytes()))
+    pid == std::process::id() as i32 || program == Some("guardian") || is_a_service(pid)
+}
+
+/// Whether `pid` carries guardian's service mark in its environment.
+fn is_a_service(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| super::unix::mark_of(&e).is_some())
 }
 
 fn tcp_error(listen: &Listen, port: u16, e: &std::io::Error) -> String {

@@ -49,7 +49,20 @@ pub struct UnixSpawner {
     /// Spawns from a descriptor table of its own (see `Launcher`).
     launcher: Arc<Launcher>,
     dropped: Arc<DroppedBytes>,
+    /// The variables of guardian's own service manager found in its environment at start
+    /// (LISTEN_*, NOTIFY_SOCKET, WATCHDOG_*): kept from every service.
+    managers_vars: Vec<&'static str>,
 }
+
+/// What systemd (or any service manager) gives guardian itself.
+const MANAGERS_VARS: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "LISTEN_PID",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
 
 /// The spawning thread and the children table of this process's spawner, for exec checks
 /// and clear_connections commands (`spawn_check`). One spawner per guardian; set by the first.
@@ -71,6 +84,11 @@ impl UnixSpawner {
             children,
             writer: Writer::start()?,
             dropped,
+            managers_vars: MANAGERS_VARS
+                .iter()
+                .copied()
+                .filter(|v| std::env::var_os(v).is_some())
+                .collect(),
         })
     }
 
@@ -282,20 +300,17 @@ impl UnixSpawner {
             let names: Vec<&str> = req.sockets.iter().map(|(n, _)| n.as_str()).collect();
             // LISTEN_PID is the child's own: `pass_sockets` writes it.
             cmd.envs(super::sockets::listen_env(&names));
-        } else if std::env::var_os("LISTEN_FDS").is_some() {
-            // guardian's own activation (if any) is not the service's.
-            cmd.env_remove("LISTEN_FDS")
-                .env_remove("LISTEN_FDNAMES")
-                .env_remove("LISTEN_PID");
         }
-        // guardian's own service manager (systemd) is not the service's to talk to: a service
-        // that said READY=1 there would speak for guardian. Its own NOTIFY_SOCKET, when it
-        // has `ready = "notify"`, is in `req.env`.
-        if !req.env.contains_key("NOTIFY_SOCKET") && std::env::var_os("NOTIFY_SOCKET").is_some() {
-            cmd.env_remove("NOTIFY_SOCKET");
-        }
-        if std::env::var_os("WATCHDOG_USEC").is_some() {
-            cmd.env_remove("WATCHDOG_USEC").env_remove("WATCHDOG_PID");
+        // guardian's own service manager's variables (read once, at start) are not the
+        // service's: its sockets are guardian's, and a service that said READY=1 to guardian's
+        // NOTIFY_SOCKET would speak for guardian. What `req.env` sets (its own LISTEN_* and
+        // NOTIFY_SOCKET) stays.
+        for var in &self.managers_vars {
+            if !req.env.contains_key(*var)
+                && (req.sockets.is_empty() || !var.starts_with("LISTEN_"))
+            {
+                cmd.env_remove(var);
+            }
         }
         // Its own process group (pgid = its pid), set by posix_spawn itself: no pre_exec hook,
         // so std can use posix_spawn (vfork-fast) instead of fork. The terminal's Ctrl-C goes
@@ -533,9 +548,6 @@ impl Launcher {
         })
     }
 
-    /// Queues every job (a command, whether stderr gets a pipe of its own, where its exit
-    /// goes) and returns their results in order as the spawning thread gets to them: each a
-    /// PID and the read ends (stdout's, then stderr's), owned by guardian's table.
     /// Hands a bound listening socket to the spawning thread, which holds it from now on
     /// under `address` (guardian's own copy may close).
     fn hold(&self, address: &str, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
@@ -566,6 +578,9 @@ impl Launcher {
             .map_err(|_| std::io::Error::other("the spawning thread is gone"))?
     }
 
+    /// Queues every job (a command, whether stderr gets a pipe of its own, where its exit
+    /// goes) and returns their results in order as the spawning thread gets to them: each a
+    /// PID and the read ends (stdout's, then stderr's), owned by guardian's table.
     fn launch_all(
         &self,
         jobs: Vec<(
@@ -1047,7 +1062,8 @@ pub fn family(service: &str, pid: i32, spawning: i32, managed: impl Fn(i32) -> b
     out
 }
 
-fn mark_of(environ: &[u8]) -> Option<String> {
+/// The service a process's environment (`/proc/PID/environ`) marks it as part of.
+pub(crate) fn mark_of(environ: &[u8]) -> Option<String> {
     environ.split(|b| *b == 0).find_map(|kv| {
         let kv = std::str::from_utf8(kv).ok()?;
         kv.strip_prefix(MARK)?.strip_prefix('=').map(str::to_owned)

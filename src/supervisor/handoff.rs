@@ -95,15 +95,7 @@ impl<S: Spawner> Supervisor<S> {
             since: None,
             reply: None,
         });
-        let (tx, owned) = (self.facts_tx.clone(), name.to_owned());
-        tokio::spawn(async move {
-            let exit = spawned.exited.await;
-            let _ = tx.send(Fact::ChildExited {
-                name: owned,
-                instance,
-                exit,
-            });
-        });
+        self.report_exit(name, instance, spawned);
         self.record(
             Event::new(name, "draining", "startup", true)
                 .pid(pid)

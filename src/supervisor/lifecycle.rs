@@ -344,7 +344,13 @@ impl<S: Spawner> Supervisor<S> {
         svc.monitor.restart();
         svc.last_tick = None;
         svc.status_text = None;
-        let (tx, instance, name) = (self.facts_tx.clone(), svc.instance, name.to_owned());
+        let instance = svc.instance;
+        self.report_exit(name, instance, spawned);
+    }
+
+    /// Sends `ChildExited` for `instance` once the process has ended.
+    pub(super) fn report_exit(&self, name: &str, instance: u64, spawned: Spawned) {
+        let (tx, name) = (self.facts_tx.clone(), name.to_owned());
         tokio::spawn(async move {
             let exit = spawned.exited.await;
             let _ = tx.send(Fact::ChildExited {
