@@ -3,7 +3,9 @@
 //!
 //! On namespace `/` it answers `ping` with `pong` and acknowledges every event.
 //! `GET /health`, `GET /status`, `POST /admin/disconnect-all`; SIGUSR1 disconnects every client;
-//! SIGTERM closes clients and exits 0.
+//! SIGTERM closes clients and exits 0. Under guardian or systemd (`NOTIFY_SOCKET`) it says
+//! READY=1 once it accepts, `STATUS=N clients connected` as that changes, and WATCHDOG=1
+//! from its event loop at half of WATCHDOG_USEC.
 //!
 //! Run: `cargo run --example socketio_server -- --port 8765`
 
@@ -41,6 +43,10 @@ struct Args {
     /// Grow the resident memory by this many MiB every second.
     #[arg(long, default_value_t = 0.0)]
     leak_mb_per_sec: f64,
+    /// After this long, the event loop blocks for good (every worker thread sleeps): the
+    /// port still accepts in the kernel, but nothing is answered and no WATCHDOG=1 is sent.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    block_loop_after: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -224,6 +230,49 @@ async fn main() {
     after(args.unhealthy_after, move || {
         eprintln!("socketio_server: --unhealthy-after reached: /health answers 500");
         st.unhealthy.store(true, Ordering::Relaxed);
+    });
+    if let Some(d) = args.block_loop_after {
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            eprintln!("socketio_server: --block-loop-after reached: the event loop blocks");
+            let workers = tokio::runtime::Handle::current().metrics().num_workers();
+            for _ in 0..workers {
+                tokio::spawn(async {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(3600));
+                    }
+                });
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        });
+    }
+    // From the event loop itself: a loop that stops turning stops the pings.
+    let watchdog = sd_notify::watchdog_enabled();
+    let io_status = io.clone();
+    tokio::spawn(async move {
+        let every = watchdog.map_or(Duration::from_secs(1), |w| {
+            (w / 2).min(Duration::from_secs(1))
+        });
+        let mut ticks = tokio::time::interval(every);
+        let mut said = None;
+        loop {
+            ticks.tick().await;
+            let clients = io_status.sockets().len();
+            let mut states = Vec::new();
+            let status = format!("{clients} clients connected");
+            if said != Some(clients) {
+                said = Some(clients);
+                states.push(sd_notify::NotifyState::Status(&status));
+            }
+            if watchdog.is_some() {
+                states.push(sd_notify::NotifyState::Watchdog);
+            }
+            if !states.is_empty() {
+                let _ = sd_notify::notify(&states);
+            }
+        }
     });
     let st = stats.clone();
     after(args.hang_after, move || {

@@ -294,6 +294,8 @@ async fn serve(
 
     let mut stopping = false;
     let mut sup_done = std::pin::pin!(sup_done);
+    // An essential service's end decides guardian's exit code (SPEC §14).
+    let mut essential_code = None;
     loop {
         tokio::select! {
             _ = term.recv() => if begin(&mut stopping, &handle, keep_services, &spawner) { break },
@@ -337,7 +339,10 @@ async fn serve(
                     let _ = r.send(reply);
                 }
             }
-            _ = &mut sup_done => break,
+            code = &mut sup_done => {
+                essential_code = code.ok().flatten();
+                break;
+            }
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -348,8 +353,17 @@ async fn serve(
     drop(watcher);
     let _ = std::fs::remove_file(&sock);
     let _ = std::fs::remove_file(&notify_path);
-    tracing::info!("guardian stopped");
-    Ok(exit::OK)
+    match essential_code {
+        Some(code) => {
+            tracing::info!(code, "guardian stopped: an essential service ended");
+            // Exit statuses are 0–255; a shell's 128 + signal fits.
+            Ok(u8::try_from(code.rem_euclid(256)).unwrap_or(1))
+        }
+        None => {
+            tracing::info!("guardian stopped");
+            Ok(exit::OK)
+        }
+    }
 }
 
 /// Loads every layer again (the environment included) and hands the result to the

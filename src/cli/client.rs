@@ -391,6 +391,14 @@ async fn status(dir: &Path, how: &StatusView, loaded: Option<&Loaded>) -> Result
         if state == "completed" {
             println!("  └ exit code {}", or_dash(&s["exit_code"]));
         }
+        // What the service says of itself with sd_notify (SPEC §14).
+        if let Some(text) = s["status_text"].as_str().filter(|t| !t.is_empty()) {
+            println!("  └ says: {}", text.lines().next().unwrap_or(""));
+        }
+        if let Some(at) = s["last_watchdog"].as_f64() {
+            let ago = (crate::pidfile::unix_now() - at).max(0.0);
+            println!("  └ last watchdog ping {} ago", human_secs(Some(ago)));
+        }
     }
     if how.service.is_some() {
         for s in doc["services"].as_array().into_iter().flatten() {

@@ -185,7 +185,13 @@ pub fn draw(f: &mut Frame, app: &App) {
                         .map(|e| e.lines().next().unwrap_or("").to_owned())
                 })
                 .or_else(|| {
-                    // Held sockets (SPEC §13), when nothing more pressing is to be said.
+                    // What the service says of itself (SPEC §14), then its held sockets.
+                    s["status_text"]
+                        .as_str()
+                        .filter(|t| !t.is_empty())
+                        .map(|t| t.lines().next().unwrap_or("").to_owned())
+                })
+                .or_else(|| {
                     s["sockets"].as_object().map(|m| {
                         let held: Vec<String> = m
                             .iter()

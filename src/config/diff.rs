@@ -43,6 +43,8 @@ fn spawn_changes(a: &ServiceSpec, b: &ServiceSpec) -> Vec<&'static str> {
         ("umask", a.umask != b.umask),
         ("limits", a.limits != b.limits),
         ("sockets", a.sockets != b.sockets),
+        // WATCHDOG_USEC is in the service's environment.
+        ("watchdog", a.watchdog != b.watchdog),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))
@@ -68,6 +70,7 @@ fn policy_changes(a: &ServiceSpec, b: &ServiceSpec) -> Vec<&'static str> {
         ("public_env", a.public_env != b.public_env),
         ("ready", a.ready != b.ready),
         ("restart_strategy", a.restart_strategy != b.restart_strategy),
+        ("essential", a.essential != b.essential),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))

@@ -210,6 +210,12 @@ pub struct ServiceSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready: Option<Readiness>,
     pub restart_strategy: RestartStrategy,
+    /// The longest wait between two `WATCHDOG=1` once ready (SPEC §14).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "human_opt")]
+    pub watchdog: Option<Duration>,
+    /// When it ends for good, guardian stops the stack and exits with its code (SPEC §14).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub essential: bool,
     pub depends_on: BTreeMap<ServiceName, Dependency>,
     pub replicas: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -629,27 +635,47 @@ impl RestartPolicy {
 
 /// `ready`: when a started instance counts as ready (SPEC §14). Unset keeps the default:
 /// the port accepts, else the first healthy round, else at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Readiness {
     Port,
     Healthy,
     /// `READY=1` on its NOTIFY_SOCKET.
     Notify,
+    /// The first output line that matches this pattern (checked when the config loads).
+    Log(String),
     Started,
 }
 
 impl Readiness {
-    pub const NAMES: &[&str] = &["port", "healthy", "notify", "started"];
+    pub const NAMES: &[&str] = &["port", "healthy", "notify", "log:REGEX", "started"];
 
+    /// The value as written; `log:` is parsed here and its pattern compiled by the caller.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "port" => Self::Port,
             "healthy" => Self::Healthy,
             "notify" => Self::Notify,
             "started" => Self::Started,
-            _ => return None,
+            _ => return s.strip_prefix("log:").map(|p| Self::Log(p.to_owned())),
         })
+    }
+}
+
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Port => f.write_str("port"),
+            Self::Healthy => f.write_str("healthy"),
+            Self::Notify => f.write_str("notify"),
+            Self::Log(p) => write!(f, "log:{p}"),
+            Self::Started => f.write_str("started"),
+        }
+    }
+}
+
+impl Serialize for Readiness {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -797,6 +823,13 @@ pub fn parse_limit(text: &str, size: bool) -> Result<u64, String> {
 
 fn human<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&duration::Secs(*d))
+}
+
+fn human_opt<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => human(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn signal_name<S: Serializer>(sig: &Signal, s: S) -> Result<S::Ok, S::Error> {

@@ -82,9 +82,16 @@ pub struct RawService {
     pub env: Option<BTreeMap<String, Text>>,
     /// When a started instance counts as ready: "port" (its port accepts), "healthy" (its
     /// first healthy round), "notify" (it sends READY=1 to $NOTIFY_SOCKET, the systemd
-    /// protocol), "started" (at once). Default: port with a port, else healthy with checks,
-    /// else started.
+    /// protocol), "log:REGEX" (its first output line that matches), "started" (at once).
+    /// Default: port with a port, else healthy with checks, else started.
     pub ready: Option<String>,
+    /// Once ready, the service must send WATCHDOG=1 to $NOTIFY_SOCKET at least this often
+    /// (it gets WATCHDOG_USEC and WATCHDOG_PID); a missed ping is a critical result with the
+    /// reason `watchdog`, and the recovery ladder acts on it. At least 100ms.
+    pub watchdog: Option<Secs>,
+    /// When this service is failed, or ends and will not be restarted, guardian stops every
+    /// service and exits with its exit code (128 + signal): a container's entry point.
+    pub essential: Option<bool>,
     /// How `guardian restart`, a reload that changes how it starts and each step of a rolling
     /// restart replace a running instance: "stop-first" (default) or "start-first" (the new
     /// one first; the old one is stopped once the new one is ready, and drains for its

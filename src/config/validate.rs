@@ -704,12 +704,8 @@ fn service(
     let backoff = backoff(c, &name, rs.backoff.unwrap_or_default());
     let health = health(c, &name, rs.health.unwrap_or_default(), port.is_some());
     let ready = rs.ready.as_deref().and_then(|r| {
-        if r.starts_with("log:") {
-            c.fail(p("ready"), "log:REGEX readiness is not built yet; use notify, healthy, port or started");
-            return None;
-        }
         let parsed = Readiness::parse(r);
-        match parsed {
+        match &parsed {
             None => c.fail(p("ready"), format!("`{r}` is not one of: {}", Readiness::NAMES.join(", "))),
             Some(Readiness::Port) if port.is_none() || !sockets.is_empty() => c.fail(
                 p("ready"),
@@ -718,10 +714,40 @@ fn service(
             Some(Readiness::Healthy) if health.checks.is_empty() => {
                 c.fail(p("ready"), "healthy readiness needs health checks")
             }
+            Some(Readiness::Log(pattern)) => match regex::Regex::new(pattern) {
+                Err(e) => c.fail(
+                    p("ready"),
+                    format!("the pattern after `log:` does not compile:\n{e}"),
+                ),
+                Ok(_) if pattern.is_empty() => c.fail(
+                    p("ready"),
+                    "`log:` needs a pattern, such as \"log:listening on\"",
+                ),
+                Ok(_) => {}
+            },
             _ => {}
         }
         parsed
     });
+    let watchdog = rs.watchdog.map(|s| s.0);
+    if let Some(d) = watchdog
+        && d < Duration::from_millis(100)
+    {
+        c.fail(
+            p("watchdog"),
+            format!(
+                "{} is too short: the service pings from its own loop, so a watchdog under 100ms only measures the scheduler; use 100ms or more (systemd services often use 10s–30s)",
+                crate::config::duration::Secs(d)
+            ),
+        );
+    }
+    let essential = rs.essential.unwrap_or(false);
+    if essential && rs.autostart == Some(false) {
+        c.fail(
+            p("essential"),
+            "an essential service must start with guardian (autostart = false would leave nothing to end); remove `autostart = false` or `essential`",
+        );
+    }
     if restart_strategy == RestartStrategy::StartFirst {
         if sockets.is_empty() {
             c.fail(
@@ -772,6 +798,8 @@ fn service(
         restart,
         ready,
         restart_strategy,
+        watchdog,
+        essential,
         depends_on,
         replicas,
         user: rs.user,

@@ -329,6 +329,15 @@ pub fn export(config: &Config, opts: &Options<'_>) -> Result<String, KubeError> 
             .ok_or_else(|| KubeError::NoImage(name.to_string()))?;
         let mut comments = vec![format!("service `{name}`")];
         comments.extend(lost(s));
+        if s.essential {
+            comments.push("essential = true: here each service is its own workload, and Kubernetes restarts a container that ends; guardian's essential exit applies when guardian is a pod's entry point".to_owned());
+        }
+        if let Some(w) = s.watchdog {
+            comments.push(format!(
+                "watchdog = {}: Kubernetes has no sd_notify; a livenessProbe is the nearest (kept by guardian only)",
+                crate::config::duration::Secs(w)
+            ));
+        }
         let ns = opts.namespace;
         let selector = LabelSelector {
             match_labels: Some(labels(name.as_str())),

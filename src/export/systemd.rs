@@ -323,6 +323,21 @@ fn unit(
         let _ = writeln!(u, "RestartSteps={steps}");
         let _ = writeln!(u, "RestartMaxDelaySec={}ms", b.max_delay.as_millis());
     }
+    if let Some(w) = s.watchdog {
+        // The service pings with sd_notify either way; systemd aborts it past WatchdogSec.
+        let _ = writeln!(u, "WatchdogSec={}ms", w.as_millis());
+        if s.ready != Some(crate::config::Readiness::Notify) {
+            let _ = writeln!(u, "NotifyAccess=all");
+        }
+    }
+    if s.essential {
+        // essential (SPEC §14): when it ends for good, the service manager exits with its
+        // code: in a container, the container ends; on a host, the stack's user manager.
+        let _ = writeln!(u, "FailureAction=exit");
+        if s.restart != RestartPolicy::Always {
+            let _ = writeln!(u, "SuccessAction=exit");
+        }
+    }
     let _ = writeln!(u, "TimeoutStartSec={}ms", s.startup_timeout.as_millis());
     let _ = writeln!(u, "TimeoutStopSec={}ms", s.shutdown_timeout.as_millis());
     let _ = writeln!(u, "KillSignal={}", s.stop_signal.as_str());

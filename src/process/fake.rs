@@ -100,6 +100,7 @@ impl Spawner for FakeSpawner {
             pid,
             start_ticks: None,
             exited,
+            ready_line: None,
         })
     }
 

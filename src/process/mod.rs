@@ -32,6 +32,21 @@ pub struct SpawnRequest {
     /// Held listening sockets passed as fds 3… (SPEC §13): (name, address) in name order.
     /// Empty keeps the posix_spawn fast path.
     pub sockets: Vec<(String, String)>,
+    /// `watchdog`: WATCHDOG_USEC is in `env`; WATCHDOG_PID is the child's own PID, written
+    /// after the fork (off the posix_spawn fast path, as with sockets).
+    pub watchdog_pid: bool,
+    /// `ready = "log:…"`: the output pump watches for the first line that matches.
+    pub ready_line: Option<LinePattern>,
+}
+
+/// A compiled `log:` pattern, shared by every start of its service.
+#[derive(Clone, Debug)]
+pub struct LinePattern(pub std::sync::Arc<regex::Regex>);
+
+impl PartialEq for LinePattern {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.as_str() == o.0.as_str()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -55,6 +70,17 @@ pub struct ExitInfo {
     pub signal: Option<i32>,
 }
 
+impl ExitInfo {
+    /// As a shell reports it: the exit code, 128 + the signal, or 1 when unknown.
+    pub fn status(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => 1,
+        }
+    }
+}
+
 impl fmt::Display for ExitInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.code, self.signal) {
@@ -74,6 +100,8 @@ pub struct Spawned {
     /// Its start time in clock ticks after boot, read once when it was started or adopted.
     pub start_ticks: Option<u64>,
     pub exited: BoxFuture<'static, ExitInfo>,
+    /// `ready = "log:…"`: fires at the first output line that matches.
+    pub ready_line: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]

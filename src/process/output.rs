@@ -57,15 +57,62 @@ pub struct Sink {
     log: Mutex<RotatingLog>,
     echo: Option<String>,
     dropped: Arc<AtomicU64>,
+    /// `ready = "log:…"`: the pattern, and what fires at its first match.
+    ready_line: Option<ReadyLine>,
+}
+
+struct ReadyLine {
+    pattern: super::LinePattern,
+    /// std Mutex: taken once, at the match (both pumps of the instance share it).
+    fire: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl Sink {
     pub fn new(log: RotatingLog, echo: Option<String>, dropped: Arc<AtomicU64>) -> Arc<Self> {
-        Arc::new(Sink {
+        Self::watching(log, echo, dropped, None).0
+    }
+
+    /// A sink that also watches its lines for `pattern` (`ready = "log:…"`): the receiver
+    /// fires at the first match.
+    pub fn watching(
+        log: RotatingLog,
+        echo: Option<String>,
+        dropped: Arc<AtomicU64>,
+        pattern: Option<super::LinePattern>,
+    ) -> (Arc<Self>, Option<tokio::sync::oneshot::Receiver<()>>) {
+        let (ready_line, rx) = match pattern {
+            Some(pattern) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let fire = Mutex::new(Some(tx));
+                (Some(ReadyLine { pattern, fire }), Some(rx))
+            }
+            None => (None, None),
+        };
+        let sink = Arc::new(Sink {
             log: Mutex::new(log),
             echo,
             dropped,
-        })
+            ready_line,
+        });
+        (sink, rx)
+    }
+
+    /// Looks for the readiness pattern in these whole lines, until it has matched once.
+    fn watch_lines(&self, lines: &[u8]) {
+        let Some(r) = &self.ready_line else { return };
+        let mut fire = r
+            .fire
+            .lock()
+            .expect("UNWRAP: never poisoned: no panic while held");
+        if fire.is_none() {
+            return;
+        }
+        let matched = lines
+            .split(|b| *b == b'\n')
+            .any(|l| r.pattern.0.is_match(&String::from_utf8_lossy(l)));
+        if matched && let Some(tx) = fire.take() {
+            let _ = tx.send(());
+        }
     }
 
     fn drop_bytes(&self, n: usize) {
@@ -162,6 +209,7 @@ impl Writer {
                     let mut whole = Vec::with_capacity(partial.len() + last + 1);
                     whole.extend_from_slice(partial);
                     whole.extend_from_slice(&now[..=last]);
+                    sink.watch_lines(&whole);
                     send(whole);
                     // A partial line is rare; its buffer is not kept once it is out.
                     *partial = now[last + 1..].to_vec();

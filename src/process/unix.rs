@@ -348,11 +348,12 @@ impl UnixSpawner {
         let err_r = if split { readers.pop() } else { None };
         let out_r = readers.pop();
 
-        let sink = Sink::new(
+        let (sink, ready_line) = Sink::watching(
             RotatingLog::new(req.log_file.clone(), req.log_max_bytes, req.log_backups),
             req.echo
                 .then(|| super::output::prefix(&req.service, self.color)),
             self.dropped.counter(&req.service),
+            req.ready_line.clone(),
         );
         let streams = [(out_r, false), (err_r, true)];
         for (reader, stderr) in streams {
@@ -380,6 +381,7 @@ impl UnixSpawner {
             // Read here, beside the spawning thread: it goes on with the next start.
             start_ticks: procinfo::start_ticks(pid),
             exited,
+            ready_line,
         })
     }
 }
@@ -405,8 +407,15 @@ impl Spawner for UnixSpawner {
         for req in reqs {
             let (tx, rx) = oneshot::channel();
             let (cmd, split) = self.command(req);
-            let sockets = req.sockets.iter().map(|(_, a)| a.clone()).collect();
-            jobs.push((cmd, split, tx, sockets));
+            let sockets: Vec<String> = req.sockets.iter().map(|(_, a)| a.clone()).collect();
+            let mut pid_vars = Vec::new();
+            if !sockets.is_empty() {
+                pid_vars.push("LISTEN_PID");
+            }
+            if req.watchdog_pid {
+                pid_vars.push("WATCHDOG_PID");
+            }
+            jobs.push((cmd, split, tx, sockets, pid_vars));
             exits.push((split, rx));
         }
         // Every job is queued before the first result is read: the spawning thread goes on
@@ -437,6 +446,7 @@ impl Spawner for UnixSpawner {
             pid,
             start_ticks: Some(start_ticks),
             exited,
+            ready_line: None,
         })
     }
 
@@ -493,6 +503,8 @@ struct Job {
     reply: Reply,
     /// The held sockets (by address) the command gets as fds 3…, in order.
     sockets: Vec<String>,
+    /// Variables whose value is the child's own PID (LISTEN_PID, WATCHDOG_PID).
+    pid_vars: Vec<&'static str>,
 }
 
 /// What the spawning thread is asked to do.
@@ -588,6 +600,7 @@ impl Launcher {
             bool,
             oneshot::Sender<ExitInfo>,
             Vec<String>,
+            Vec<&'static str>,
         )>,
     ) -> Launches<'_> {
         // Held until the last result is read: the read ends arrive in the order of the jobs.
@@ -597,7 +610,7 @@ impl Launcher {
             .expect("UNWRAP: the lock is never poisoned: no panic while held");
         let answers = jobs
             .into_iter()
-            .map(|(cmd, split, exit, sockets)| {
+            .map(|(cmd, split, exit, sockets, pid_vars)| {
                 let (reply, answer) = std::sync::mpsc::sync_channel(1);
                 // When the thread is gone, `reply` is dropped with the job: the answer says so.
                 let _ = self.jobs.send(Work::Spawn(Job {
@@ -606,6 +619,7 @@ impl Launcher {
                     exit,
                     reply: Reply::Wait(reply),
                     sockets,
+                    pid_vars,
                 }));
                 answer
             })
@@ -674,6 +688,7 @@ pub async fn spawn_check(
         exit,
         reply: Reply::Await(reply),
         sockets: Vec::new(),
+        pid_vars: Vec::new(),
     }));
     let launched = answer
         .await
@@ -783,8 +798,8 @@ fn launch_all(
             if let Output::Null = job.output {
                 job.cmd.stdout(null()?).stderr(null()?);
             }
-            if !job.sockets.is_empty() {
-                pass_sockets(&mut job.cmd, &job.sockets, &held)?;
+            if !job.pid_vars.is_empty() {
+                pass_sockets(&mut job.cmd, &job.sockets, &held, &job.pid_vars)?;
             }
             launch(job.cmd, job.output, job.exit, &outbox, children)
         });
@@ -834,15 +849,17 @@ fn receive_one(outbox: &std::os::unix::net::UnixDatagram) -> std::io::Result<std
     ))
 }
 
-/// The systemd protocol (SPEC §13): the held sockets become fds 3, 4, … of the child, and
-/// LISTEN_PID its own PID. std hands its environment to exec only after the `pre_exec` hooks
-/// ran, so the hook execs itself, with an environment built here (guardian's, with the
-/// command's changes) whose LISTEN_PID digits it writes first. Such a service is forked
-/// (not posix_spawned); services without sockets keep the fast path.
+/// The systemd protocol (SPEC §13, §14): the held sockets become fds 3, 4, … of the child,
+/// and LISTEN_PID (and WATCHDOG_PID: `pid_vars`) its own PID. std hands its environment to
+/// exec only after the `pre_exec` hooks ran, so the hook execs itself, with an environment
+/// built here (guardian's, with the command's changes) whose PID digits it writes first.
+/// Such a service is forked (not posix_spawned); services with neither sockets nor a
+/// watchdog keep the fast path.
 fn pass_sockets(
     cmd: &mut std::process::Command,
     addresses: &[String],
     held: &HashMap<String, std::os::fd::OwnedFd>,
+    pid_vars: &[&'static str],
 ) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
@@ -871,15 +888,16 @@ fn pass_sockets(
     }
     let mut envs: Vec<Vec<u8>> = env
         .iter()
-        .filter(|(k, _)| k.as_bytes() != b"LISTEN_PID")
+        .filter(|(k, _)| !pid_vars.iter().any(|v| k.as_bytes() == v.as_bytes()))
         .map(|(k, v)| nul(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
         .collect();
-    envs.push(nul(
-        format!("LISTEN_PID={LISTEN_PID_PLACEHOLDER}").as_bytes()
-    ));
+    let first_pid_var = envs.len();
+    for var in pid_vars {
+        envs.push(nul(format!("{var}={PID_PLACEHOLDER}").as_bytes()));
+    }
     let mut argv: Vec<Vec<u8>> = vec![nul(cmd.get_program().as_bytes())];
     argv.extend(cmd.get_args().map(|a| nul(a.as_bytes())));
-    let exec = Exec::new(argv, envs);
+    let exec = Exec::new(argv, envs, first_pid_var);
     // SAFETY: runs in the child between fork and exec. fcntl, dup2, getpid and execvpe are
     // async-signal-safe system calls; the hook allocates nothing: it writes digits into a
     // buffer `Exec` owns and hands exec arrays built before the fork.
@@ -906,18 +924,18 @@ fn pass_sockets(
     Ok(())
 }
 
-/// The value LISTEN_PID holds until the child writes its PID over it: as wide as any PID
-/// (pid_max is at most 4194304).
-const LISTEN_PID_PLACEHOLDER: &str = "0000000000";
+/// The value LISTEN_PID and WATCHDOG_PID hold until the child writes its PID over it: as
+/// wide as any PID (pid_max is at most 4194304).
+const PID_PLACEHOLDER: &str = "0000000000";
 
 /// An exec prepared before a fork: NUL-terminated argument and environment strings, the
-/// null-terminated pointer arrays to them, and where the LISTEN_PID digits go.
+/// null-terminated pointer arrays to them, and where the PID digits go.
 struct Exec {
     _argv: Vec<Vec<u8>>,
     _envs: Vec<Vec<u8>>,
     argv_ptrs: Vec<*const libc::c_char>,
     env_ptrs: Vec<*const libc::c_char>,
-    pid_digits: *mut u8,
+    pid_digits: Vec<*mut u8>,
 }
 
 // SAFETY: the pointers lead into the buffers this value owns (heap memory that does not move
@@ -927,10 +945,15 @@ unsafe impl Send for Exec {}
 unsafe impl Sync for Exec {}
 
 impl Exec {
-    /// `envs` ends with the `LISTEN_PID=` placeholder.
-    fn new(argv: Vec<Vec<u8>>, mut envs: Vec<Vec<u8>>) -> Exec {
-        let last = envs.len() - 1;
-        let pid_digits = envs[last][b"LISTEN_PID=".len()..].as_mut_ptr();
+    /// `envs` ends with `VAR=` placeholders for the PID, from `first_pid_var` on.
+    fn new(argv: Vec<Vec<u8>>, mut envs: Vec<Vec<u8>>, first_pid_var: usize) -> Exec {
+        let pid_digits = envs[first_pid_var..]
+            .iter_mut()
+            .map(|e| {
+                let at = e.iter().position(|b| *b == b'=').map_or(0, |i| i + 1);
+                e[at..].as_mut_ptr()
+            })
+            .collect();
         let ptrs = |v: &Vec<Vec<u8>>| {
             let mut p: Vec<*const libc::c_char> = v.iter().map(|s| s.as_ptr().cast()).collect();
             p.push(std::ptr::null());
@@ -945,7 +968,7 @@ impl Exec {
         }
     }
 
-    /// Writes `pid` into LISTEN_PID and execs; returns only on failure.
+    /// Writes `pid` into the PID variables and execs; returns only on failure.
     ///
     /// # Safety
     /// Only in the forked child, once.
@@ -964,10 +987,12 @@ impl Exec {
         // SAFETY: the placeholder holds 10 digits and a NUL, room for any PID and its NUL;
         // the arrays are null-terminated and point at NUL-terminated strings.
         unsafe {
-            for i in 0..len {
-                *self.pid_digits.add(i) = digits[len - 1 - i];
+            for at in &self.pid_digits {
+                for i in 0..len {
+                    *at.add(i) = digits[len - 1 - i];
+                }
+                *at.add(len) = 0;
             }
-            *self.pid_digits.add(len) = 0;
             libc::execvpe(
                 self.argv_ptrs[0],
                 self.argv_ptrs.as_ptr(),

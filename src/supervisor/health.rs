@@ -85,10 +85,19 @@ impl<S: Spawner> Supervisor<S> {
         });
     }
 
-    pub(super) fn health_checked(&mut self, name: &str, instance: u64, tick: Tick) {
+    /// One result for the monitor and the recovery ladder: a round of checks, or the
+    /// watchdog's verdict (`trigger` names which, in the events it leads to).
+    pub(super) fn health_checked(
+        &mut self,
+        name: &str,
+        instance: u64,
+        tick: Tick,
+        trigger: &'static str,
+    ) {
         let Some(svc) = self.current(name, instance, State::Running) else {
             return;
         };
+        svc.recovery_trigger = trigger;
         let now = Instant::now();
         let h = &svc.spec.health;
         let before = svc.monitor.status();
@@ -105,13 +114,8 @@ impl<S: Spawner> Supervisor<S> {
             .recovery
             .observe(&svc.spec.recovery, threshold, status, now);
         if status != before {
-            let mut e = Event::new(
-                name,
-                "health_changed",
-                "health_check",
-                status == Status::Healthy,
-            )
-            .pid(pid);
+            let mut e =
+                Event::new(name, "health_changed", trigger, status == Status::Healthy).pid(pid);
             e.health_status = Some(status.as_str().to_owned());
             e.detail = Some(format!("{} → {}", before.as_str(), status.as_str()));
             if !problems.is_empty() {

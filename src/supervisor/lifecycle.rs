@@ -54,6 +54,7 @@ impl<S: Spawner> Supervisor<S> {
                                 .get_mut(name)
                                 .expect("UNWRAP: name comes from the map");
                             svc.state = State::Running;
+                            self.arm_watchdog(name);
                             self.record(
                                 Event::new(name, "adopted", "startup", true)
                                     .pid(pid)
@@ -104,6 +105,7 @@ impl<S: Spawner> Supervisor<S> {
             .expect("UNWRAP: callers pass known names");
         svc.state = State::Failed;
         svc.last_error = Some(msg);
+        self.ended_for_good(name, 1);
     }
 
     /// Picks the port (fixed, or the first free one of the range); a foreign holder is an error
@@ -186,12 +188,6 @@ impl<S: Spawner> Supervisor<S> {
         if let (Some(prefix), Some(level)) = (&spec.env_prefix, &spec.log_level) {
             env.insert(format!("{prefix}_LOG_LEVEL"), level.clone());
         }
-        if spec.ready == Some(Readiness::Notify) {
-            env.insert(
-                "NOTIFY_SOCKET".to_owned(),
-                notify_socket(&state_dir).display().to_string(),
-            );
-        }
         let command = match command {
             Ok(c) => c,
             Err(e) => return self.failed_start(name, e),
@@ -205,7 +201,7 @@ impl<S: Spawner> Supervisor<S> {
         if svc.public_env.as_deref() != Some(&public) {
             svc.public_env = (!public.is_empty()).then(|| Arc::new(public));
         }
-        let req = SpawnRequest {
+        let mut req = SpawnRequest {
             service: name.to_owned(),
             command: command.clone(),
             cwd: spec.cwd.clone(),
@@ -225,6 +221,11 @@ impl<S: Spawner> Supervisor<S> {
                 .iter()
                 .map(|(n, l)| (n.clone(), l.to_string()))
                 .collect(),
+            watchdog_pid: spec.watchdog.is_some(),
+            ready_line: match &spec.ready {
+                Some(Readiness::Log(_)) => svc.ready_pattern(),
+                _ => None,
+            },
         };
         let pending = PendingStart {
             name: name.to_owned(),
@@ -233,6 +234,15 @@ impl<S: Spawner> Supervisor<S> {
             shown: shown_command(&spec, &vars, &command, &req.env),
             command,
         };
+        // guardian's own, not the service's: never masked as secrets (SPEC §14).
+        req.env.insert(
+            "NOTIFY_SOCKET".to_owned(),
+            notify_socket(&state_dir).display().to_string(),
+        );
+        if let Some(d) = spec.watchdog {
+            req.env
+                .insert("WATCHDOG_USEC".to_owned(), d.as_micros().to_string());
+        }
         if let Some(batch) = &mut self.batch {
             batch.push((pending, req));
             if batch.len() >= BATCH {
@@ -344,28 +354,35 @@ impl<S: Spawner> Supervisor<S> {
         svc.monitor.restart();
         svc.last_tick = None;
         svc.status_text = None;
+        let mut spawned = spawned;
+        svc.notify = super::service::NotifyFacts {
+            ready_line: spawned.ready_line.take(),
+            ..Default::default()
+        };
         let instance = svc.instance;
         self.report_exit(name, instance, spawned);
     }
 
     /// Sends `ChildExited` for `instance` once the process has ended.
     pub(super) fn report_exit(&self, name: &str, instance: u64, spawned: Spawned) {
-        let (tx, name) = (self.facts_tx.clone(), name.to_owned());
+        let (tx, name, pid) = (self.facts_tx.clone(), name.to_owned(), spawned.pid);
         tokio::spawn(async move {
             let exit = spawned.exited.await;
             let _ = tx.send(Fact::ChildExited {
                 name,
                 instance,
+                pid,
                 exit,
             });
         });
     }
 
-    /// Ready when the port accepts; without a port, at the first healthy round of checks;
-    /// with neither, at once.
+    /// Ready as `ready` says (SPEC §14); unset, when the port accepts, else at the first
+    /// healthy round of checks, else at once. One deadline bounds every kind:
+    /// `startup_timeout`, which `EXTEND_TIMEOUT_USEC` may move.
     pub(super) fn probe_readiness(&mut self, name: &str, port: Option<u16>) {
         let probe = self.probe_of(name);
-        let svc = &self.services[name];
+        let svc = self.services.get_mut(name).expect("UNWRAP: known name");
         // A held socket always accepts: readiness is then the first healthy round, if any.
         let port = port.filter(|_| svc.spec.sockets.is_empty());
         let (instance, token, timeout) = (
@@ -373,66 +390,80 @@ impl<S: Spawner> Supervisor<S> {
             svc.instance_token.clone(),
             svc.spec.startup_timeout,
         );
-        // `ready` chooses (SPEC §14); unset, the port, else the checks, else at once.
-        let (port, probe) = match svc.spec.ready {
-            None | Some(Readiness::Port) => (port, probe),
-            Some(Readiness::Healthy) => (None, probe),
-            Some(Readiness::Started) => (None, None),
-            Some(Readiness::Notify) => {
-                // READY=1 arrives as a command (`notified`); only the deadline runs here.
-                let (tx, name) = (self.facts_tx.clone(), name.to_owned());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = tokio::time::sleep(timeout) => {
-                            let _ = tx.send(Fact::StartupTimedOut { name, instance });
-                        }
-                        _ = token.cancelled() => {}
-                    }
-                });
-                return;
-            }
+        let ready_line = svc.notify.ready_line.take();
+        let (port, probe, waits) = match &svc.spec.ready {
+            None | Some(Readiness::Port) => (port, probe, Waits::Probe),
+            Some(Readiness::Healthy) => (None, probe, Waits::Probe),
+            Some(Readiness::Started) => (None, None, Waits::Probe),
+            // READY=1 arrives as a command (`notified`); only the deadline runs here.
+            Some(Readiness::Notify) => (None, None, Waits::Notify),
+            Some(Readiness::Log(_)) => (None, None, Waits::Line(ready_line)),
         };
-        if port.is_none() && !probe.as_ref().is_some_and(Probe::has_checks) {
-            let _ = self.facts_tx.send(Fact::BecameReady {
-                name: name.to_owned(),
-                instance,
-            });
+        let tx = self.facts_tx.clone();
+        let became = Fact::BecameReady {
+            name: name.to_owned(),
+            instance,
+        };
+        if matches!(waits, Waits::Probe)
+            && port.is_none()
+            && !probe.as_ref().is_some_and(Probe::has_checks)
+        {
+            let _ = tx.send(became);
             return;
         }
-        let host = svc.spec.host.clone();
-        let every = svc.spec.health.interval.min(READINESS_POLL_MAX);
-        let tx = self.facts_tx.clone();
-        let name = name.to_owned();
-        tokio::spawn(async move {
-            let probe = async {
-                let mut sampler = Sampler::default();
-                loop {
-                    let ready = match (port, &probe) {
-                        (Some(port), _) => tokio::net::TcpStream::connect((host.as_str(), port))
-                            .await
-                            .is_ok(),
-                        (None, Some(p)) => p.tick(&mut sampler).await.status == Status::Healthy,
-                        (None, None) => true,
-                    };
-                    if ready {
-                        return;
+        self.after(
+            timeout,
+            Some(token.clone()),
+            Fact::StartupTimedOut {
+                name: name.to_owned(),
+                instance,
+            },
+        );
+        let svc = &self.services[name];
+        let (host, every) = (
+            svc.spec.host.clone(),
+            svc.spec.health.interval.min(READINESS_POLL_MAX),
+        );
+        if matches!(waits, Waits::Notify) {
+            return;
+        }
+        let ready = async move {
+            match waits {
+                Waits::Notify => {}
+                // The pump fires it at the first matching line; gone with the process.
+                Waits::Line(Some(rx)) => match rx.await {
+                    Ok(()) => {}
+                    Err(_) => std::future::pending().await,
+                },
+                Waits::Line(None) => std::future::pending().await,
+                Waits::Probe => {
+                    let mut sampler = Sampler::default();
+                    loop {
+                        let ready = match (port, &probe) {
+                            (Some(port), _) => {
+                                tokio::net::TcpStream::connect((host.as_str(), port))
+                                    .await
+                                    .is_ok()
+                            }
+                            (None, Some(p)) => p.tick(&mut sampler).await.status == Status::Healthy,
+                            (None, None) => true,
+                        };
+                        if ready {
+                            return;
+                        }
+                        let pause = if port.is_some() {
+                            Duration::from_millis(25)
+                        } else {
+                            every
+                        };
+                        tokio::time::sleep(pause).await;
                     }
-                    let pause = if port.is_some() {
-                        Duration::from_millis(25)
-                    } else {
-                        every
-                    };
-                    tokio::time::sleep(pause).await;
                 }
-            };
+            }
+        };
+        tokio::spawn(async move {
             tokio::select! {
-                r = tokio::time::timeout(timeout, probe) => {
-                    let fact = match r {
-                        Ok(()) => Fact::BecameReady { name, instance },
-                        Err(_) => Fact::StartupTimedOut { name, instance },
-                    };
-                    let _ = tx.send(fact);
-                }
+                () = ready => { let _ = tx.send(became); }
                 _ = token.cancelled() => {}
             }
         });
@@ -492,10 +523,12 @@ impl<S: Spawner> Supervisor<S> {
                     .or(svc.last_error.clone())
                     .unwrap_or_default();
                 let log = svc.spec.log.file.display().to_string();
+                let code = svc.last_status.unwrap_or(1);
                 self.record(Event::new(name, "failed", trigger, false).error(format!(
                     "{failures} consecutive failed starts (max_retries = {}); last: {why}\n  1. read its output: guardian logs {name}   ({log})\n  2. fix the cause, then: guardian start {name}",
                     failures - 1
                 )));
+                self.ended_for_good(name, code);
             }
         }
     }
@@ -518,6 +551,7 @@ impl<S: Spawner> Supervisor<S> {
                     .pid
                     .expect("UNWRAP: running and starting services have a pid");
                 svc.state = State::Stopping;
+                svc.notify.extended_until = None;
                 svc.stop_waiters.extend(reply);
                 let (sig, grace, instance, token) = (
                     svc.spec.stop_signal,
@@ -582,7 +616,7 @@ impl<S: Spawner> Supervisor<S> {
         }
     }
 
-    pub(super) fn exited(&mut self, name: &str, instance: u64, exit: ExitInfo) {
+    pub(super) fn exited(&mut self, name: &str, instance: u64, pid: i32, exit: ExitInfo) {
         if self.drained(name, instance, exit) {
             return;
         }
@@ -593,6 +627,10 @@ impl<S: Spawner> Supervisor<S> {
         else {
             return;
         };
+        // The first process of an instance that said MAINPID= for another: not the service.
+        if svc.pid.is_some_and(|p| p != pid) {
+            return;
+        }
         svc.instance_token.cancel();
         let pid = svc.pid.take().unwrap_or_default();
         if let Some(f) = svc.pidfile.take() {
@@ -602,11 +640,15 @@ impl<S: Spawner> Supervisor<S> {
         self.spawner.signal_group(name, pid, Signal::SIGKILL);
         let svc = self.services.get_mut(name).expect("UNWRAP: found above");
         let ran = svc.started_at.map_or(Duration::ZERO, |t| t.elapsed());
-        let text = if svc.timed_out {
+        let mut text = if svc.timed_out {
             format!("{exit} after startup_timeout")
         } else {
             exit.to_string()
         };
+        if let Some(errno) = svc.notify.errno {
+            let desc = nix::errno::Errno::from_raw(errno).desc();
+            text.push_str(&format!(" (it said ERRNO={errno}: {desc})"));
+        }
         svc.last_exit = Some(text.clone());
         let group = svc.spec.group.to_string();
         if svc.state == State::Stopping {
@@ -642,6 +684,7 @@ impl<S: Spawner> Supervisor<S> {
             return;
         }
         svc.exit_code = exit.code;
+        svc.last_status = Some(exit.status());
         let was_running = svc.state == State::Running;
         let after = deps::after_exit(svc.spec.restart, exit.code == Some(0));
         if after == AfterExit::Complete {
@@ -657,6 +700,7 @@ impl<S: Spawner> Supervisor<S> {
             self.record(e);
             self.restart_step_ended(name, Ok(format!("{name} completed")));
             self.roll_on(name);
+            self.ended_for_good(name, exit.status());
             return;
         }
         svc.total_failures += 1;
@@ -688,6 +732,7 @@ impl<S: Spawner> Supervisor<S> {
             );
             svc.last_error = Some(msg.clone());
             self.record(Event::new(name, "failed", "crash", false).error(msg));
+            self.ended_for_good(name, exit.status());
             return;
         }
         self.restart_dependents(&group);
@@ -736,6 +781,16 @@ impl<S: Spawner> Supervisor<S> {
         }
         true
     }
+}
+
+/// What a starting instance's readiness waits for, besides its deadline.
+enum Waits {
+    /// `READY=1`, which arrives as a command.
+    Notify,
+    /// The first output line that matches (`None`: the pump could not watch).
+    Line(Option<oneshot::Receiver<()>>),
+    /// The port, or the checks.
+    Probe,
 }
 
 /// Where services send sd_notify messages (one datagram socket for all, SPEC §14).

@@ -10,6 +10,7 @@ mod tests;
 mod handoff;
 mod health;
 mod lifecycle;
+mod notify;
 mod recovery;
 mod reload;
 mod service;
@@ -40,6 +41,7 @@ use crate::policy::recovery::{Action, Advice, Recovery};
 use crate::process::{ExitInfo, SpawnRequest, Spawned, Spawner};
 use crate::procinfo;
 pub use handle::{Command, Reply, SupervisorHandle};
+use notify::extended;
 use service::Service;
 pub use snapshot::{Detail, RecoveryCount, ServiceSnapshot, Snapshot, State};
 
@@ -52,7 +54,14 @@ enum Fact {
     ChildExited {
         name: String,
         instance: u64,
+        /// Which process: after `MAINPID=` the instance's first one may end on its own.
+        pid: i32,
         exit: ExitInfo,
+    },
+    /// The watchdog's period has passed: was there a `WATCHDOG=1`?
+    WatchdogDue {
+        name: String,
+        instance: u64,
     },
     BecameReady {
         name: String,
@@ -95,6 +104,7 @@ impl Fact {
         match self {
             Fact::ChildExited { name, .. }
             | Fact::BecameReady { name, .. }
+            | Fact::WatchdogDue { name, .. }
             | Fact::DrainExpired { name, .. }
             | Fact::StartupTimedOut { name, .. }
             | Fact::RestartDue { name, .. }
@@ -132,6 +142,8 @@ pub struct Supervisor<S: Spawner> {
     ordered: stack::OrderedStop,
     /// Rolling restarts in progress, by declared service.
     rolling: BTreeMap<String, stack::Rolling>,
+    /// Set when an essential service ended for good: guardian's exit code (SPEC §14).
+    exit_code: Option<i32>,
 }
 
 impl<S: Spawner> Supervisor<S> {
@@ -169,6 +181,7 @@ impl<S: Spawner> Supervisor<S> {
             batch: None,
             ordered: stack::OrderedStop::default(),
             rolling: BTreeMap::new(),
+            exit_code: None,
             notify_dropped: notify_dropped.clone(),
         };
         (
@@ -181,8 +194,9 @@ impl<S: Spawner> Supervisor<S> {
         )
     }
 
-    /// Adopts or starts every autostart service, then serves until shutdown.
-    pub async fn run(mut self, token: CancellationToken) {
+    /// Adopts or starts every autostart service, then serves until shutdown. Returns the
+    /// exit code of the essential service whose end stopped guardian, if one did.
+    pub async fn run(mut self, token: CancellationToken) -> Option<i32> {
         let names: Vec<String> = self
             .services
             .iter()
@@ -208,7 +222,16 @@ impl<S: Spawner> Supervisor<S> {
                         tokio::time::sleep(d).await;
                         continue;
                     }
-                    self.command(cmd)
+                    // An sd_notify message touches one service at most, and a ping nothing
+                    // that `/status` shows: a thousand pings a second rebuild no snapshot.
+                    if let Command::Notify { from, notice } = cmd {
+                        match self.notified(&from, notice) {
+                            Some(name) => only = Some(name),
+                            None => continue,
+                        }
+                    } else {
+                        self.command(cmd)
+                    }
                 }
                 Some(fact) = self.facts.recv() => {
                     only = Some(fact.service().to_owned());
@@ -231,7 +254,7 @@ impl<S: Spawner> Supervisor<S> {
                 }
             }
             if self.shutdown_complete() {
-                break;
+                return self.exit_code;
             }
         }
     }
@@ -305,7 +328,7 @@ impl<S: Spawner> Supervisor<S> {
                 reply,
             } => self.begin_shutdown(keep_services, Some(reply)),
             Command::Ping(reply) => drop(reply.send(Reply::Done("pong".into()))),
-            Command::Notify { from, notice } => self.notified(&from, notice),
+            Command::Notify { from, notice } => drop(self.notified(&from, notice)),
             // Handled in the loop itself, which it holds up.
             #[cfg(debug_assertions)]
             Command::Stall(_) => {}
@@ -364,35 +387,6 @@ impl<S: Spawner> Supervisor<S> {
         }
     }
 
-    /// An sd_notify message: it counts for the service whose current process sent it or is
-    /// an ancestor of its sender; any other is dropped.
-    fn notified(&mut self, from: &[i32], notice: crate::policy::notify::Notice) {
-        let Some(name) = self
-            .services
-            .iter()
-            .find(|(_, s)| s.pid.is_some_and(|p| from.contains(&p)))
-            .map(|(n, _)| n.clone())
-        else {
-            self.notify_dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return;
-        };
-        let svc = self.services.get_mut(&name).expect("UNWRAP: found above");
-        if let Some(text) = notice.status {
-            svc.status_text = Some(text);
-        }
-        if notice.ready
-            && svc.state == State::Starting
-            && svc.spec.ready == Some(crate::config::Readiness::Notify)
-        {
-            let _ = self.facts_tx.send(Fact::BecameReady {
-                name: name.clone(),
-                instance: svc.instance,
-            });
-        }
-        self.publish_one(&name);
-    }
-
     /// The service, if `instance` is still its current one and it is in `state`: a fact about
     /// an older instance, or one that arrives after a state change, is ignored.
     fn current(&mut self, name: &str, instance: u64, state: State) -> Option<&mut Service> {
@@ -406,8 +400,10 @@ impl<S: Spawner> Supervisor<S> {
             Fact::ChildExited {
                 name,
                 instance,
+                pid,
                 exit,
-            } => self.exited(&name, instance, exit),
+            } => self.exited(&name, instance, pid, exit),
+            Fact::WatchdogDue { name, instance } => self.watchdog_due(&name, instance),
             Fact::BecameReady { name, instance } => {
                 let Some(svc) = self.current(&name, instance, State::Starting) else {
                     return;
@@ -419,6 +415,7 @@ impl<S: Spawner> Supervisor<S> {
                 e.duration_ms = took;
                 self.record(e);
                 self.monitor_health(&name);
+                self.arm_watchdog(&name);
                 self.restart_step_ended(&name, Ok(format!("running again as pid {pid}")));
                 self.roll_on(&name);
                 self.drain_old(&name);
@@ -428,7 +425,7 @@ impl<S: Spawner> Supervisor<S> {
                 name,
                 instance,
                 tick,
-            } => self.health_checked(&name, instance, tick),
+            } => self.health_checked(&name, instance, tick, "health_check"),
             Fact::RecoveryFinished {
                 name,
                 action,
@@ -440,6 +437,10 @@ impl<S: Spawner> Supervisor<S> {
                 let Some(svc) = self.current(&name, instance, State::Starting) else {
                     return;
                 };
+                if let Some(later) = extended(svc) {
+                    let token = Some(svc.instance_token.clone());
+                    return self.after(later, token, Fact::StartupTimedOut { name, instance });
+                }
                 svc.timed_out = true;
                 let pid = svc.pid.unwrap_or_default();
                 let limit = crate::config::duration::Secs(svc.spec.startup_timeout);
@@ -463,6 +464,10 @@ impl<S: Spawner> Supervisor<S> {
                 let Some(svc) = self.current(&name, instance, State::Stopping) else {
                     return;
                 };
+                if let Some(later) = extended(svc) {
+                    let token = Some(svc.instance_token.clone());
+                    return self.after(later, token, Fact::GraceExpired { name, instance });
+                }
                 let pid = svc.pid.unwrap_or_default();
                 let grace = crate::config::duration::Secs(svc.spec.shutdown_timeout);
                 self.spawner.signal_group(&name, pid, Signal::SIGKILL);
@@ -504,6 +509,12 @@ impl<S: Spawner> Supervisor<S> {
             replica_of: (s.spec.replicas > 1).then(|| s.spec.group.to_string()),
             env: s.public_env.clone(),
             status_text: s.status_text.clone(),
+            last_watchdog: None,
+            watchdog_ping: s
+                .spec
+                .watchdog
+                .map(|_| snapshot::LastPing(s.notify.last_ping.clone())),
+            errno: s.notify.errno,
             sockets: s
                 .spec
                 .sockets

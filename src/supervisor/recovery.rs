@@ -10,7 +10,7 @@ impl<S: Spawner> Supervisor<S> {
         if let Some((action, worked)) = advice.judged {
             *svc.recoveries.entry((action, worked)).or_default() += 1;
             let threshold = svc.spec.health.unhealthy_threshold;
-            let mut e = Event::new(name, "recovery_verdict", "health_check", worked);
+            let mut e = Event::new(name, "recovery_verdict", svc.recovery_trigger, worked);
             e.health_status = Some(status.as_str().to_owned());
             if worked {
                 e.detail = Some(format!(
@@ -40,10 +40,11 @@ impl<S: Spawner> Supervisor<S> {
                     format!("closed after {} successful recoveries", b.success_threshold)
                 }
             };
+            let trigger = self.services[name].recovery_trigger;
             let mut e = Event::new(
                 name,
                 "circuit_breaker",
-                "health_check",
+                trigger,
                 state != BreakerState::Open,
             )
             .detail(text);
@@ -142,11 +143,13 @@ impl<S: Spawner> Supervisor<S> {
                 svc.recovery_restart = Some((now, status));
                 svc.start_after_stop = true;
                 svc.restarts += 1;
-                self.stop(name, "health_check", None);
+                let trigger = svc.recovery_trigger;
+                self.stop(name, trigger, None);
             }
             Action::EmergencyStop => {
                 svc.fail_after_stop = true;
-                self.stop(name, "health_check", None);
+                let trigger = svc.recovery_trigger;
+                self.stop(name, trigger, None);
                 let svc = &self.services[name];
                 let result = match (svc.state, svc.pid) {
                     (State::Stopping, Some(pid)) => {
@@ -181,7 +184,7 @@ impl<S: Spawner> Supervisor<S> {
         let advice = svc
             .recovery
             .finished(&svc.spec.recovery, ok, Instant::now());
-        let mut e = Event::new(name, action.as_str(), "health_check", ok);
+        let mut e = Event::new(name, action.as_str(), svc.recovery_trigger, ok);
         e.health_status = Some(health.as_str().to_owned());
         e.duration_ms = Some(took.as_secs_f64() * 1000.0);
         e.pid = svc.pid;

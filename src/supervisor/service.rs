@@ -43,6 +43,9 @@ pub(super) struct Service {
     pub(super) waiting_for: Option<String>,
     /// The exit code of the last run that ended on its own.
     pub(super) exit_code: Option<i32>,
+    /// The last run's end as a shell reports it (exit code, or 128 + signal): guardian's
+    /// exit code when it is essential.
+    pub(super) last_status: Option<i32>,
     /// The environment values of the last start that may show (`public_env`, placeholders'
     /// expansions) for `/status`; `None` when there is none.
     pub(super) public_env: Option<Arc<BTreeMap<String, String>>>,
@@ -50,6 +53,32 @@ pub(super) struct Service {
     pub(super) status_text: Option<String>,
     /// The instance a start-first restart replaces, until it has drained.
     pub(super) draining: Option<super::handoff::Draining>,
+    /// What the current instance said with sd_notify beyond STATUS= (SPEC §14).
+    pub(super) notify: NotifyFacts,
+    /// The trigger of the recovery events under way: `health_check` or `watchdog`.
+    pub(super) recovery_trigger: &'static str,
+    /// `ready = "log:…"` compiled once (again only when a reload changes it).
+    ready_regex: Option<crate::process::LinePattern>,
+}
+
+/// sd_notify facts of the current instance, reset when a new one starts.
+#[derive(Default)]
+pub(super) struct NotifyFacts {
+    /// Unix milliseconds of the last `WATCHDOG=1` (0: none): snapshots read it when asked,
+    /// so a ping costs no publish.
+    pub(super) last_ping: Arc<std::sync::atomic::AtomicU64>,
+    /// The last `WATCHDOG=1`, or when the watchdog began (at ready).
+    pub(super) pinged_at: Option<Instant>,
+    /// The last watchdog verdict was a miss: the next ping in time is a healthy result.
+    pub(super) missed: bool,
+    /// `EXTEND_TIMEOUT_USEC`: the start-up or stop deadline is not before this.
+    pub(super) extended_until: Option<Instant>,
+    /// `ERRNO=`: the error the service said it failed with.
+    pub(super) errno: Option<i32>,
+    /// `RELOADING=1` or `STOPPING=1` said, until `READY=1` (or the end): the watchdog waits.
+    pub(super) phase: Option<&'static str>,
+    /// `ready = "log:…"`: fires at the first matching output line.
+    pub(super) ready_line: Option<oneshot::Receiver<()>>,
 }
 
 impl Service {
@@ -70,6 +99,9 @@ impl Service {
             public_env: None,
             status_text: None,
             draining: None,
+            notify: NotifyFacts::default(),
+            recovery_trigger: "health_check",
+            ready_regex: None,
             restart_at: None,
             start_after_stop: false,
             stop_waiters: Vec::new(),
@@ -90,7 +122,21 @@ impl Service {
             last_failure: None,
             waiting_for: None,
             exit_code: None,
+            last_status: None,
         }
+    }
+
+    /// The compiled `log:` pattern of `ready`, if it has one.
+    pub(super) fn ready_pattern(&mut self) -> Option<crate::process::LinePattern> {
+        let Some(crate::config::Readiness::Log(p)) = &self.spec.ready else {
+            return None;
+        };
+        if self.ready_regex.as_ref().is_none_or(|r| r.0.as_str() != p) {
+            self.ready_regex = regex::Regex::new(p)
+                .ok()
+                .map(|r| crate::process::LinePattern(Arc::new(r)));
+        }
+        self.ready_regex.clone()
     }
 
     /// `guardian start` / `restart`: a fresh retry count and a closed breaker.

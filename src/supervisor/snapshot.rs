@@ -80,6 +80,14 @@ pub struct ServiceSnapshot {
     /// The last `STATUS=` line its process sent with sd_notify (SPEC §14).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_text: Option<String>,
+    /// Unix seconds of its last `WATCHDOG=1` (SPEC §14); computed when read (`Snapshot::at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_watchdog: Option<f64>,
+    #[serde(skip)]
+    pub watchdog_ping: Option<LastPing>,
+    /// `ERRNO=` as its process said it with sd_notify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<i32>,
     /// The listening sockets guardian holds for it (SPEC §13): name → address.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub sockets: std::collections::BTreeMap<String, String>,
@@ -116,7 +124,26 @@ impl ServiceSnapshot {
             && self.replica_of == o.replica_of
             && self.env == o.env
             && self.status_text == o.status_text
+            && self.errno == o.errno
             && self.sockets == o.sockets
+    }
+}
+
+/// A service's last `WATCHDOG=1`, shared with the actor: a ping is stored, not published.
+#[derive(Clone, Debug, Default)]
+pub struct LastPing(pub std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl LastPing {
+    /// Unix seconds, if it has pinged.
+    pub fn get(&self) -> Option<f64> {
+        let ms = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (ms > 0).then(|| ms as f64 / 1000.0)
+    }
+}
+
+impl PartialEq for LastPing {
+    fn eq(&self, o: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &o.0)
     }
 }
 
@@ -179,6 +206,7 @@ impl Snapshot {
             s.next_restart_in = s
                 .restart_at
                 .map(|t| t.saturating_duration_since(now).as_secs_f64());
+            s.last_watchdog = s.watchdog_ping.as_ref().and_then(LastPing::get);
         }
         self
     }

@@ -241,3 +241,108 @@ async fn reload_touches_only_what_changed() {
     assert_eq!(pid_of("web"), now);
     r.token.cancel();
 }
+
+/// The watchdog on the paused clock (SPEC §14): a service that pings within the period is
+/// left alone; one that stops pinging gets a critical `watchdog` result (health critical at
+/// unhealthy_threshold = 1) and an event with trigger `watchdog`; pings that resume make it
+/// healthy again.
+#[tokio::test(start_paused = true)]
+async fn the_watchdog_judges_each_period_by_its_pings() {
+    use crate::policy::notify::Notice;
+    let ping = Notice {
+        watchdog: true,
+        ..Notice::default()
+    };
+    // (ping every, for how long, then: health after 10 s, watchdog events)
+    let table: [(u64, u64, Status, bool); 4] = [
+        (400, 10_000, Status::Healthy, false),
+        (900, 10_000, Status::Healthy, false),
+        (0, 0, Status::Critical, true),
+        (400, 3_000, Status::Critical, true),
+    ];
+    for (every, until, health, missed) in table {
+        let r = rig(
+            "watchdog = \"1s\"\n[services.web.health]\nunhealthy_threshold = 1\n[services.web.recovery]\nenabled = false\n",
+            vec![],
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let pid = r.handle.snapshot().services[0].pid.unwrap();
+        let mut at = 0;
+        while every > 0 && at < until {
+            tokio::time::sleep(Duration::from_millis(every)).await;
+            at += every;
+            r.handle.notify(vec![pid], ping.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(10_000 - at.min(10_000))).await;
+        let s = &r.handle.snapshot().services[0];
+        assert_eq!(
+            (s.state, s.health),
+            (State::Running, health),
+            "every {every} ms until {until}"
+        );
+        let events = std::fs::read_to_string(r._dir.path().join("events.jsonl")).unwrap();
+        let seen = events.lines().any(|l| {
+            l.contains("\"action\":\"watchdog\"") && l.contains("\"trigger\":\"watchdog\"")
+        });
+        assert_eq!(seen, missed, "every {every} ms until {until}: {events}");
+        r.token.cancel();
+    }
+}
+
+/// Pings that come back after a miss count as a healthy result.
+#[tokio::test(start_paused = true)]
+async fn pings_that_resume_after_a_miss_make_it_healthy_again() {
+    use crate::policy::notify::Notice;
+    let r = rig(
+        "watchdog = \"1s\"\n[services.web.health]\nunhealthy_threshold = 1\n[services.web.recovery]\nenabled = false\n",
+        vec![],
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(r.handle.snapshot().services[0].health, Status::Critical);
+    let pid = r.handle.snapshot().services[0].pid.unwrap();
+    for _ in 0..10 {
+        r.handle.notify(
+            vec![pid],
+            Notice {
+                watchdog: true,
+                ..Notice::default()
+            },
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(r.handle.snapshot().services[0].health, Status::Healthy);
+    r.token.cancel();
+}
+
+/// EXTEND_TIMEOUT_USEC moves the start-up deadline: without it the instance is killed at
+/// startup_timeout; with it, READY=1 later still counts.
+#[tokio::test(start_paused = true)]
+async fn extend_timeout_moves_the_startup_deadline() {
+    use crate::policy::notify::Notice;
+    for extend in [false, true] {
+        let r = rig("ready = \"notify\"\nstartup_timeout = \"2s\"\n", vec![]);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let pid = r.handle.snapshot().services[0].pid.unwrap();
+        if extend {
+            let n = Notice {
+                extend_timeout_usec: Some(5_000_000),
+                ..Notice::default()
+            };
+            r.handle.notify(vec![pid], n);
+        }
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let ready = Notice {
+            ready: true,
+            ..Notice::default()
+        };
+        r.handle.notify(vec![pid], ready);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = &r.handle.snapshot().services[0];
+        if extend {
+            assert_eq!((s.state, s.pid), (State::Running, Some(pid)));
+        } else {
+            assert_ne!(s.pid, Some(pid), "killed at startup_timeout: {s:?}");
+        }
+        r.token.cancel();
+    }
+}
