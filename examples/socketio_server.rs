@@ -231,6 +231,8 @@ async fn main() {
         eprintln!("socketio_server: --unhealthy-after reached: /health answers 500");
         st.unhealthy.store(true, Ordering::Relaxed);
     });
+    // The fault is to block: the one place a thread sleeps in an async task, on purpose.
+    #[allow(clippy::disallowed_methods)]
     if let Some(d) = args.block_loop_after {
         tokio::spawn(async move {
             tokio::time::sleep(d).await;

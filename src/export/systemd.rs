@@ -276,6 +276,14 @@ fn unit(
         let _ = writeln!(u, "Requires={}", names.join(" "));
         let _ = writeln!(u, "After={}", names.join(" "));
     }
+    if s.essential {
+        // essential (SPEC §14): when it ends for good, the service manager exits with its
+        // code: in a container, the container ends; on a host, the stack's user manager.
+        let _ = writeln!(u, "FailureAction=exit");
+        if s.restart != RestartPolicy::Always {
+            let _ = writeln!(u, "SuccessAction=exit");
+        }
+    }
     let _ = writeln!(u, "\n[Service]");
     if !replicated && !s.sockets.is_empty() {
         let names: Vec<String> = socket_unit_names(s).into_iter().map(|(_, f)| f).collect();
@@ -328,14 +336,6 @@ fn unit(
         let _ = writeln!(u, "WatchdogSec={}ms", w.as_millis());
         if s.ready != Some(crate::config::Readiness::Notify) {
             let _ = writeln!(u, "NotifyAccess=all");
-        }
-    }
-    if s.essential {
-        // essential (SPEC §14): when it ends for good, the service manager exits with its
-        // code: in a container, the container ends; on a host, the stack's user manager.
-        let _ = writeln!(u, "FailureAction=exit");
-        if s.restart != RestartPolicy::Always {
-            let _ = writeln!(u, "SuccessAction=exit");
         }
     }
     let _ = writeln!(u, "TimeoutStartSec={}ms", s.startup_timeout.as_millis());

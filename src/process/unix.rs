@@ -451,6 +451,9 @@ impl Spawner for UnixSpawner {
     }
 
     fn signal(&self, pid: i32, sig: Signal) -> std::io::Result<()> {
+        if pid <= 1 {
+            return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+        }
         // Held across the kill: a child of ours cannot be reaped (and its PID reused) between.
         let _children = self
             .children
@@ -460,6 +463,10 @@ impl Spawner for UnixSpawner {
     }
 
     fn signal_group(&self, service: &str, pid: i32, sig: Signal) {
+        // 0 would be guardian's own group, 1 init's: never a service's.
+        if pid <= 1 {
+            return;
+        }
         // Found before the signal: once the leader dies its children move to guardian.
         let children = self
             .children
@@ -468,7 +475,10 @@ impl Spawner for UnixSpawner {
         let members = family(service, pid, self.launcher.tid, |p| {
             children.contains_key(&p)
         });
-        let _ = killpg(Pid::from_raw(pid), sig);
+        // A main PID named with MAINPID= may not lead a group of its own.
+        if killpg(Pid::from_raw(pid), sig) == Err(nix::errno::Errno::ESRCH) {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
         // Descendants that left the group (daemonized with setsid) but carry the service mark.
         for member in members {
             if member != pid {
@@ -492,6 +502,16 @@ struct Launcher {
     /// sending to the receipt of its descriptors, so that each caller reads its own.
     inbox: Mutex<std::os::unix::net::UnixDatagram>,
 }
+
+/// One spawn as `launch_all` takes it: the command, whether stderr has a pipe of its own,
+/// where its exit goes, its held sockets' addresses and its PID variables.
+type JobSpec = (
+    std::process::Command,
+    bool,
+    oneshot::Sender<ExitInfo>,
+    Vec<String>,
+    Vec<&'static str>,
+);
 
 /// A started child as the spawning thread reports it: PID, pipes sent.
 type Launched = (i32, usize);
@@ -593,16 +613,7 @@ impl Launcher {
     /// Queues every job (a command, whether stderr gets a pipe of its own, where its exit
     /// goes) and returns their results in order as the spawning thread gets to them: each a
     /// PID and the read ends (stdout's, then stderr's), owned by guardian's table.
-    fn launch_all(
-        &self,
-        jobs: Vec<(
-            std::process::Command,
-            bool,
-            oneshot::Sender<ExitInfo>,
-            Vec<String>,
-            Vec<&'static str>,
-        )>,
-    ) -> Launches<'_> {
+    fn launch_all(&self, jobs: Vec<JobSpec>) -> Launches<'_> {
         // Held until the last result is read: the read ends arrive in the order of the jobs.
         let inbox = self
             .inbox

@@ -627,8 +627,9 @@ impl<S: Spawner> Supervisor<S> {
         else {
             return;
         };
-        // The first process of an instance that said MAINPID= for another: not the service.
-        if svc.pid.is_some_and(|p| p != pid) {
+        // Only the tracked process's end is the service's: not the first process of an
+        // instance that said MAINPID= for another, nor a second report once it is gone.
+        if svc.pid != Some(pid) {
             return;
         }
         svc.instance_token.cancel();
