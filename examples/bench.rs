@@ -30,6 +30,8 @@ fn main() {
     match what {
         "stamp" => stamp(&args[2]),
         "listen" => listen(args[2].parse().expect("port")),
+        "pinger" => pinger(),
+        "notify-flood" => notify_flood(args[2].parse().expect("count"), &args[3]),
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -62,6 +64,9 @@ fn main() {
     }
     if all || what == "startup" {
         startup(&mut table);
+    }
+    if all || what == "notify" {
+        notify(&mut table, if quick { 10 } else { 30 });
     }
     if all || what == "scale" {
         scale(&mut table, 100, 0.1, 1);
@@ -127,6 +132,32 @@ fn listen(port: u16) -> ! {
     let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
     loop {
         let _ = l.accept();
+    }
+}
+
+/// A service that says WATCHDOG=1 to $NOTIFY_SOCKET every second, forever.
+fn pinger() -> ! {
+    let to = std::env::var("NOTIFY_SOCKET").expect("NOTIFY_SOCKET");
+    let sock = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+    loop {
+        let _ = sock.send_to(b"WATCHDOG=1", &to);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A service that sends `count` WATCHDOG=1 datagrams as fast as guardian takes them (a
+/// datagram send waits while the receiver's queue is full), then writes the seconds it took
+/// to `file` and sleeps.
+fn notify_flood(count: u64, file: &str) -> ! {
+    let to = std::env::var("NOTIFY_SOCKET").expect("NOTIFY_SOCKET");
+    let sock = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+    let t0 = Instant::now();
+    for _ in 0..count {
+        let _ = sock.send_to(b"WATCHDOG=1", &to);
+    }
+    let _ = std::fs::write(file, format!("{}", t0.elapsed().as_secs_f64()));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }
 
@@ -725,6 +756,67 @@ fn service_pid(g: &Guardian, name: &str) -> Option<i32> {
         pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
     });
     pid
+}
+
+/// sd_notify (SPEC §14): guardian's CPU while 1000 services each ping their watchdog every
+/// second (against the same 1000 silent), and how many messages a second it takes from one
+/// service that sends as fast as it can.
+fn notify(t: &mut Table, secs: u64) {
+    let n = 1000;
+    let cpu = |mode: &str, extra: &str| {
+        let services: String = (0..n)
+            .map(|i| {
+                format!(
+                    "[services.p{i}]\ncommand = [\"{}\", {mode}]\n{extra}",
+                    bench_exe().display()
+                )
+            })
+            .collect();
+        let g = Guardian::start(&services);
+        g.wait_socket();
+        wait(Duration::from_secs(120), || {
+            get(&g, "/status").matches("\"state\":\"running\"").count() >= n
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        let (used_ms, _) = cpu_over(g.pid(), Duration::from_secs(secs));
+        let missed = get(&g, "/events?n=100000")
+            .matches("\"action\":\"watchdog\"")
+            .count();
+        (used_ms / 1000.0 / secs as f64 * 100.0, missed)
+    };
+    let (quiet, _) = cpu("\"stamp\", \"/dev/null\"", "");
+    let (pinging, missed) = cpu("\"pinger\"", "watchdog = \"3s\"\n");
+    t.row(
+        "guardian CPU, 1000 services pinging their watchdog every second",
+        format!("{pinging:.2} % of one core"),
+        format!("same services silent: {quiet:.2} %; watchdog misses seen: {missed}"),
+        "",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let done = dir.path().join("flood.secs");
+    let count = 200_000;
+    let g = Guardian::start(&format!(
+        "[services.f]\ncommand = [\"{}\", \"notify-flood\", \"{count}\", \"{}\"]\n",
+        bench_exe().display(),
+        done.display()
+    ));
+    g.wait_socket();
+    wait(Duration::from_secs(120), || done.exists());
+    let took: f64 = std::fs::read_to_string(&done)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    let dropped: f64 = get(&g, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("guardian_notify_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    t.row(
+        "sd_notify messages taken per second, one service sending WATCHDOG=1 flat out",
+        format!("{:.0} /s", (count as f64 - dropped) / took),
+        format!("{count} sent in {took:.2} s, {dropped} dropped (engine queue full)"),
+        "",
+    );
 }
 
 fn many(n: usize, dir: &Path, extra: impl Fn(usize) -> String) -> String {

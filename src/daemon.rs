@@ -467,6 +467,10 @@ async fn read_notify(
         };
         let notice = parse(&String::from_utf8_lossy(&buf[..len]));
         handle.notify(crate::procinfo::ancestors(pid), notice);
+        // The engine was just woken on this thread: let it take the message before the
+        // next one (under a flood it would otherwise wait for this loop's budget to run out,
+        // and the queue would overflow meanwhile).
+        tokio::task::yield_now().await;
     }
 }
 

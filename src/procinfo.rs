@@ -50,14 +50,20 @@ pub fn facts(pid: i32) -> Option<Facts> {
     })
 }
 
-/// Only the start ticks of `pid`: one read of /proc/PID/stat.
-/// `pid` and its ancestors, nearest first (at most 64, stopping at PID 1).
+/// `pid` and its ancestors below guardian, nearest first (at most 64): the chain that says
+/// which service's tree a process is of. One read of /proc/PID/stat each, and none above
+/// guardian itself, so a service's own message costs one read.
 pub fn ancestors(pid: i32) -> Vec<i32> {
+    use procfs::FromRead;
+    let me = std::process::id() as i32;
     let mut out = vec![pid];
     let mut at = pid;
     while out.len() < 64 {
-        match facts(at).map(|f| f.ppid) {
-            Some(p) if p > 1 && !out.contains(&p) => {
+        let parent = procfs::process::Stat::from_file(format!("/proc/{at}/stat"))
+            .ok()
+            .map(|s| s.ppid);
+        match parent {
+            Some(p) if p > 1 && p != me && !out.contains(&p) => {
                 out.push(p);
                 at = p;
             }
@@ -67,6 +73,7 @@ pub fn ancestors(pid: i32) -> Vec<i32> {
     out
 }
 
+/// Only the start ticks of `pid`: one read of /proc/PID/stat.
 pub fn start_ticks(pid: i32) -> Option<u64> {
     use procfs::FromRead;
     procfs::process::Stat::from_file(format!("/proc/{pid}/stat"))

@@ -609,6 +609,7 @@ mod tests {
         a.header = "guardian pid 1".into();
         a.services = vec![
             json!({"name": "api.1", "state": "running", "pid": 41, "port": 8000, "uptime_seconds": 75.0, "restarts": 2, "health": "healthy", "circuit_breaker": "closed", "replica_of": "api"}),
+            json!({"name": "cache", "state": "running", "pid": 60, "port": null, "uptime_seconds": 9.0, "restarts": 0, "health": "healthy", "circuit_breaker": "closed", "status_text": "warm: 3 maps\nsecond line"}),
             json!({"name": "db", "state": "failed", "pid": null, "port": 5432, "uptime_seconds": null, "restarts": 10, "health": "unknown", "circuit_breaker": "open", "last_error": "10 consecutive failed starts\nmore"}),
             json!({"name": "worker", "state": "waiting", "pid": null, "port": null, "uptime_seconds": null, "restarts": 0, "health": "unknown", "circuit_breaker": "closed", "waiting_for": "waiting for api (ready)"}),
             json!({"name": "web", "state": "running", "pid": 52, "port": 8765, "uptime_seconds": 5.0, "restarts": 0, "health": "healthy", "circuit_breaker": "closed", "sockets": {"http": "tcp://127.0.0.1:8765"}}),
@@ -664,12 +665,17 @@ mod tests {
             "worker",
             "waiting for api (ready)",
             "holds http tcp://127.0.0.1",
+            "warm: 3 maps",
             "log of api.1",
             "GET /health 200",
         ] {
             assert!(s.contains(want), "{want} missing:\n{s}");
         }
         assert!(!s.contains("more"), "only the first line of an error:\n{s}");
+        assert!(
+            !s.contains("second line"),
+            "only the first line of STATUS=:\n{s}"
+        );
     }
 
     #[test]
@@ -684,6 +690,7 @@ mod tests {
     #[test]
     fn keys_select_filter_search_confirm_and_act() {
         let mut a = app();
+        assert_eq!(on_key(&mut a, key('j')), Action::None);
         assert_eq!(on_key(&mut a, key('j')), Action::None);
         assert_eq!(a.selected_name().as_deref(), Some("db"));
         assert_eq!(

@@ -234,6 +234,13 @@ impl<S: Spawner> Supervisor<S> {
                     }
                 }
                 Some(fact) = self.facts.recv() => {
+                    // A watchdog period that passed with its pings in time changes nothing
+                    // shown: no publish.
+                    if let Fact::WatchdogDue { name, instance } = &fact {
+                        if !self.watchdog_due(name, *instance) {
+                            continue;
+                        }
+                    }
                     only = Some(fact.service().to_owned());
                     self.fact(fact);
                 }
@@ -403,7 +410,8 @@ impl<S: Spawner> Supervisor<S> {
                 pid,
                 exit,
             } => self.exited(&name, instance, pid, exit),
-            Fact::WatchdogDue { name, instance } => self.watchdog_due(&name, instance),
+            // Judged in the loop (`watchdog_due`), which hands over only the verdicts.
+            Fact::WatchdogDue { .. } => {}
             Fact::BecameReady { name, instance } => {
                 let Some(svc) = self.current(&name, instance, State::Starting) else {
                     return;

@@ -190,13 +190,14 @@ impl<S: Spawner> Supervisor<S> {
 
     /// A watchdog period has passed: a ping within it re-arms the timer for the rest of the
     /// period after that ping (after a miss, it also counts as a healthy result); none is a
-    /// miss. `RELOADING=1` and `STOPPING=1` pause the verdicts.
-    pub(super) fn watchdog_due(&mut self, name: &str, instance: u64) {
+    /// miss. `RELOADING=1` and `STOPPING=1` pause the verdicts. Returns whether it judged
+    /// (a miss, or a recovery), that is whether anything shown changed.
+    pub(super) fn watchdog_due(&mut self, name: &str, instance: u64) -> bool {
         let Some(svc) = self.current(name, instance, State::Running) else {
-            return;
+            return false;
         };
         let Some(limit) = svc.spec.watchdog else {
-            return;
+            return false;
         };
         let now = Instant::now();
         let since = svc
@@ -231,13 +232,14 @@ impl<S: Spawner> Supervisor<S> {
                 };
                 self.judge_watchdog(name, ok);
             }
-            return;
+            return recovered;
         }
         // The next verdict is one whole period later.
         svc.notify.pinged_at = Some(now);
         let (wait, token, fact) = due(limit);
         self.after(wait, token, fact);
         self.watchdog_missed(name, format!("no WATCHDOG=1 for {}", Secs(since)));
+        true
     }
 
     /// A missed ping (or `WATCHDOG=trigger`): an event, and a critical result with the
