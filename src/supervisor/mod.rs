@@ -236,10 +236,10 @@ impl<S: Spawner> Supervisor<S> {
                 Some(fact) = self.facts.recv() => {
                     // A watchdog period that passed with its pings in time changes nothing
                     // shown: no publish.
-                    if let Fact::WatchdogDue { name, instance } = &fact {
-                        if !self.watchdog_due(name, *instance) {
-                            continue;
-                        }
+                    if let Fact::WatchdogDue { name, instance } = &fact
+                        && !self.watchdog_due(name, *instance)
+                    {
+                        continue;
                     }
                     only = Some(fact.service().to_owned());
                     self.fact(fact);
