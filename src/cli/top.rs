@@ -192,6 +192,12 @@ pub fn draw(f: &mut Frame, app: &App) {
                         .map(|t| t.lines().next().unwrap_or("").to_owned())
                 })
                 .or_else(|| {
+                    s["last_watchdog"].as_f64().map(|at| {
+                        let ago = (crate::pidfile::unix_now() - at).max(0.0);
+                        format!("watchdog ping {} ago", human(Some(ago)))
+                    })
+                })
+                .or_else(|| {
                     s["sockets"].as_object().map(|m| {
                         let held: Vec<String> = m
                             .iter()
@@ -610,6 +616,7 @@ mod tests {
         a.services = vec![
             json!({"name": "api.1", "state": "running", "pid": 41, "port": 8000, "uptime_seconds": 75.0, "restarts": 2, "health": "healthy", "circuit_breaker": "closed", "replica_of": "api"}),
             json!({"name": "cache", "state": "running", "pid": 60, "port": null, "uptime_seconds": 9.0, "restarts": 0, "health": "healthy", "circuit_breaker": "closed", "status_text": "warm: 3 maps\nsecond line"}),
+            json!({"name": "cron", "state": "running", "pid": 61, "port": null, "uptime_seconds": 9.0, "restarts": 0, "health": "healthy", "circuit_breaker": "closed", "last_watchdog": crate::pidfile::unix_now() - 2.0}),
             json!({"name": "db", "state": "failed", "pid": null, "port": 5432, "uptime_seconds": null, "restarts": 10, "health": "unknown", "circuit_breaker": "open", "last_error": "10 consecutive failed starts\nmore"}),
             json!({"name": "worker", "state": "waiting", "pid": null, "port": null, "uptime_seconds": null, "restarts": 0, "health": "unknown", "circuit_breaker": "closed", "waiting_for": "waiting for api (ready)"}),
             json!({"name": "web", "state": "running", "pid": 52, "port": 8765, "uptime_seconds": 5.0, "restarts": 0, "health": "healthy", "circuit_breaker": "closed", "sockets": {"http": "tcp://127.0.0.1:8765"}}),
@@ -666,6 +673,7 @@ mod tests {
             "waiting for api (ready)",
             "holds http tcp://127.0.0.1",
             "warm: 3 maps",
+            "watchdog ping 2s ago",
             "log of api.1",
             "GET /health 200",
         ] {
@@ -690,8 +698,9 @@ mod tests {
     #[test]
     fn keys_select_filter_search_confirm_and_act() {
         let mut a = app();
-        assert_eq!(on_key(&mut a, key('j')), Action::None);
-        assert_eq!(on_key(&mut a, key('j')), Action::None);
+        for _ in 0..3 {
+            assert_eq!(on_key(&mut a, key('j')), Action::None);
+        }
         assert_eq!(a.selected_name().as_deref(), Some("db"));
         assert_eq!(
             on_key(&mut a, key('r')),

@@ -70,12 +70,16 @@ async fn text(c: &fantoccini::Client, css: &str) -> Option<String> {
 
 #[test]
 fn the_status_page_shows_services_and_drives_them() {
+    let notify = require("systemd-notify", "systemd");
     let sb = Sandbox::new();
     let (api, addr) = sb.api_section(TOKEN);
+    // gamma holds a socket (SPEC §13) and says how it is (STATUS=, SPEC §14).
     let cfg = sb.write(
         "g.toml",
         &format!(
-            "{api}[services.alpha]\ncommand = [\"sleep\", \"300\"]\n[services.alpha.backoff]\ninitial_delay = \"100ms\"\n[services.beta]\ncommand = [\"sleep\", \"301\"]\n"
+            "{api}[services.alpha]\ncommand = [\"sleep\", \"300\"]\n[services.alpha.backoff]\ninitial_delay = \"100ms\"\n[services.beta]\ncommand = [\"sleep\", \"301\"]\n[services.gamma]\ncommand = [\"sh\", \"-c\", \"{} '--status=warm: 3 maps'; exec sleep 302\"]\nsockets = {{ http = \"tcp://127.0.0.1:{}\" }}\n",
+            notify.display(),
+            free_port()
         ),
     );
     let _g = sb.start(&cfg);
@@ -110,6 +114,19 @@ fn the_status_page_shows_services_and_drives_them() {
             })
             .await;
         }
+
+        // What gamma says of itself shows under its state; its port cell says it is held.
+        eventually("gamma's STATUS= on the page", || async {
+            text(&c, "tr[data-service=\"gamma\"] td:nth-child(2)")
+                .await
+                .filter(|t| t.contains("warm: 3 maps"))
+        })
+        .await;
+        let port = text(&c, "tr[data-service=\"gamma\"] td:nth-child(4)").await;
+        assert!(
+            port.as_deref().is_some_and(|p| p.ends_with("(held)")),
+            "{port:?}"
+        );
 
         // Nothing changes: the page's polls are answered 304 without a body, and uptimes
         // still move on (the page adds the time elapsed since the last full answer).
