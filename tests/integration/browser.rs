@@ -197,7 +197,7 @@ fn the_status_page_shows_services_and_drives_them() {
             .await
             .unwrap();
         eventually("no failed service listed", || async {
-            text(&c, "#count").await.filter(|t| t.starts_with("0 of 2"))
+            text(&c, "#count").await.filter(|t| t.starts_with("0 of 3"))
         })
         .await;
         c.find(Locator::Css("#state option[value=\"\"]"))
