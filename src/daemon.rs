@@ -184,7 +184,18 @@ async fn serve(
     sockets.bind_new(&config).map_err(FatalError::Sockets)?;
     let seed = u64::from(std::process::id()) ^ (pidfile::unix_now() * 1e6) as u64;
     let api_listen = config.guardian.api.clone();
+    let alert_sinks = config.alerts.clone();
+    let services_count = config.services.len();
     let (sup, handle) = Supervisor::new(config, spawner.clone(), events.clone(), seed);
+    // Alerts (SPEC §15): every recorded event is offered to the sinks, off the engine.
+    let alerts = crate::alerts::Hub::new(state_dir.clone(), Some(handle.watch()));
+    for e in alerts.configure(&alert_sinks) {
+        tracing::error!(error = %e, "an alert sink cannot send");
+    }
+    {
+        let hub = alerts.clone();
+        events.observe(move |e| hub.observe(e));
+    }
 
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -262,6 +273,7 @@ async fn serve(
             on_shutdown: shutdown_requested.clone(),
             reload: reload_tx.clone(),
             dropped: dropped.clone(),
+            alerts: alerts.clone(),
         })
     };
     // sd_notify (SPEC §14): one datagram socket for every service with ready = "notify".
@@ -291,6 +303,13 @@ async fn serve(
     ));
     crate::systemd::spawn(&handle, &tracker, &root);
     tracing::info!(state_dir = %state_dir.display(), pid = std::process::id(), "guardian running");
+    alerts.guardian(
+        crate::config::alerts::AlertEvent::GuardianStarted,
+        format!(
+            "guardian started (pid {}, {services_count} services)",
+            std::process::id()
+        ),
+    );
 
     let mut stopping = false;
     let mut sup_done = std::pin::pin!(sup_done);
@@ -307,7 +326,7 @@ async fn serve(
             Some(req) = reload_rx.recv() => {
                 crate::systemd::reloading();
                 let (reply, applied) =
-                    reload_once(&reload_opts, &handle, &mut sockets, req.trigger).await;
+                    reload_once(&reload_opts, &handle, &mut sockets, &alerts, req.trigger).await;
                 crate::systemd::reloaded();
                 if let Some(new) = applied {
                     if let Some(l) = &logs {
@@ -346,6 +365,15 @@ async fn serve(
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // The services are stopped: this alert is the last thing guardian says.
+    alerts.guardian(
+        crate::config::alerts::AlertEvent::GuardianStopping,
+        match essential_code {
+            Some(code) => format!("guardian stopped: an essential service ended (exit {code})"),
+            None => "guardian stopped".to_owned(),
+        },
+    );
+    alerts.flush(std::time::Duration::from_secs(10)).await;
     api_token.cancel();
     root.cancel();
     tracker.close();
@@ -372,6 +400,7 @@ async fn reload_once(
     opts: &LoadOptions,
     handle: &SupervisorHandle,
     sockets: &mut HeldSockets,
+    alerts: &crate::alerts::Hub,
     trigger: &str,
 ) -> (Reply, Option<GuardianSpec>) {
     let opts = opts.clone();
@@ -392,8 +421,21 @@ async fn reload_once(
     let new_config = loaded.as_ref().ok().cloned();
     let reply = handle.reload(loaded).await;
     match (&reply, new_config) {
-        (Reply::Done(_), Some(c)) => sockets.keep_only(&c),
-        _ => sockets.release(&bound),
+        (Reply::Done(_), Some(c)) => {
+            sockets.keep_only(&c);
+            for e in alerts.configure(&c.alerts) {
+                tracing::error!(error = %e, "an alert sink cannot send");
+            }
+        }
+        _ => {
+            sockets.release(&bound);
+            // Why stays in guardian's log and the reload's answer: a config error can quote
+            // the file's text, and an alert never carries a secret.
+            alerts.guardian(
+                crate::config::alerts::AlertEvent::ReloadRefused,
+                format!("config reload ({trigger}) refused; the running config stays (why: guardian's log, or `guardian validate`)"),
+            );
+        }
     }
     // Loading and diffing a big config leaves freed memory resident.
     let _ = tokio::task::spawn_blocking(crate::process::unix::release_free_memory).await;

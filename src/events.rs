@@ -71,9 +71,14 @@ pub const RECENT_PER_SERVICE: usize = 100;
 
 /// Appends events to a size-rotated file and keeps the recent ones in memory; a failure to
 /// write is logged and never stops supervision.
+/// What is told of each recorded event.
+type Observer = Box<dyn Fn(&Event) + Send + Sync>;
+
 pub struct EventLog {
     /// std Mutex: held only for one append or one read of the ring, never across .await.
     inner: Mutex<Sink>,
+    /// Told of every event once it is written (the alert hub); it must not wait.
+    observer: std::sync::OnceLock<Observer>,
 }
 
 struct Sink {
@@ -116,6 +121,7 @@ impl EventLog {
         }
         EventLog {
             inner: Mutex::new(sink),
+            observer: std::sync::OnceLock::new(),
         }
     }
 
@@ -144,9 +150,19 @@ impl EventLog {
         }
         let mut line = serde_json::to_vec(event).expect("UNWRAP: events always serialize");
         line.push(b'\n');
-        let mut sink = self.sink();
-        sink.log.write(&line);
-        sink.remember(event.clone());
+        {
+            let mut sink = self.sink();
+            sink.log.write(&line);
+            sink.remember(event.clone());
+        }
+        if let Some(f) = self.observer.get() {
+            f(event);
+        }
+    }
+
+    /// Sets what is told of every recorded event (once; later calls are ignored).
+    pub fn observe(&self, f: impl Fn(&Event) + Send + Sync + 'static) {
+        let _ = self.observer.set(Box::new(f));
     }
 
     /// The last `n` events (of one service, or of all), oldest first, from memory.

@@ -6,6 +6,7 @@
 //! - `cli`: argument types, the one-shot commands, the API client, `doctor`.
 //! - `daemon`: `guardian run`'s wiring: the lock, the runtime, the tasks, ordered shutdown.
 //! - `api`: the HTTP API on the Unix socket and TCP, `/metrics`, the status page.
+//! - `alerts`: events that page a human, delivered to webhooks and commands off the engine.
 //! - `reload`: SIGHUP and file changes → debounce → load → the supervisor.
 //! - `systemd`: READY, STATUS, RELOADING, WATCHDOG.
 //! - `metrics_files`: the metrics JSON files, rewritten at most once a second.
@@ -20,6 +21,7 @@
 // Errors here are cold: built once when a command or a load fails, never in a loop.
 #![allow(clippy::result_large_err)]
 
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod config;

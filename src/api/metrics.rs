@@ -23,12 +23,14 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// `dropped`: output bytes dropped per service (SPEC §11).
 /// `auth_failures`: wrong or missing tokens on TCP (SPEC §12).
 /// `notify_dropped`: sd_notify messages dropped (SPEC §14).
+/// `alerts`: deliveries per sink and result (SPEC §15).
 pub fn render(
     snap: Snapshot,
     uptime_seconds: f64,
     dropped: Vec<(String, u64)>,
     auth_failures: u64,
     notify_dropped: u64,
+    alerts: Vec<(String, &'static str, u64)>,
 ) -> String {
     let mut r = Registry::default();
     r.register_collector(Box::new(View {
@@ -37,6 +39,7 @@ pub fn render(
         dropped,
         auth_failures,
         notify_dropped,
+        alerts,
     }));
     let mut out = String::with_capacity(1024);
     encode(&mut out, &r).expect("UNWRAP: writing to a String cannot fail");
@@ -50,6 +53,7 @@ struct View {
     dropped: Vec<(String, u64)>,
     auth_failures: u64,
     notify_dropped: u64,
+    alerts: Vec<(String, &'static str, u64)>,
 }
 
 /// One sample's value: a gauge (integer or float) or a counter.
@@ -256,6 +260,16 @@ impl Collector for View {
         )?;
         family(
             &mut enc,
+            "guardian_alerts",
+            "Alerts per sink: sent, failed (after 3 retries) or dropped (the sink's queue was full)",
+            Counter,
+            self.alerts
+                .iter()
+                .filter(|(_, r, _)| *r != "suppressed")
+                .map(|(s, r, n)| ([("sink", s.as_str()), ("result", *r)], V::Count(*n))),
+        )?;
+        family(
+            &mut enc,
             "guardian_config_reloads",
             "Config reloads by result",
             Counter,
@@ -303,7 +317,14 @@ mod tests {
             reloads_ok: 4,
             ..Default::default()
         };
-        let text = render(snap, 9.5, vec![("gone".into(), 7)], 1, 2);
+        let text = render(
+            snap,
+            9.5,
+            vec![("gone".into(), 7)],
+            1,
+            2,
+            vec![("ops".into(), "sent", 3), ("ops".into(), "suppressed", 9)],
+        );
         for line in [
             "guardian_up 1",
             "guardian_uptime_seconds 9.5",
@@ -323,11 +344,13 @@ mod tests {
             "guardian_log_dropped_bytes_total{service=\"gone\"} 7",
             "guardian_api_auth_failures_total 1",
             "guardian_notify_dropped_total 2",
+            "guardian_alerts_total{sink=\"ops\",result=\"sent\"} 3",
             "guardian_config_reloads_total{result=\"success\"} 4",
             "# TYPE guardian_service_restarts counter",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
+        assert!(!text.contains("suppressed"), "{text}");
         // A service without process facts has no process series.
         assert!(!text.contains("guardian_service_memory_bytes{service=\"b\"}"));
         let a_up = text.find("service_up{service=\"a\"}").unwrap();

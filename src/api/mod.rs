@@ -38,6 +38,8 @@ pub struct ApiState {
     pub lockout: Arc<lockout::Lockout>,
     /// Process facts of services without resource checks, read at most once a second.
     pub facts: Arc<facts::FactsCache>,
+    /// The alert sinks and their last deliveries (SPEC §15).
+    pub alerts: Arc<crate::alerts::Hub>,
 }
 
 /// The TCP peer of a request, put in by `serve_tcp`.
@@ -51,6 +53,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let app = app.route("/debug/stall", post(stall));
     app.route("/", get(page))
         .route("/events", get(all_events))
+        .route("/alerts", get(alerts_route))
         .route("/status", get(status))
         .route("/health", get(health))
         .route("/diagnostics", get(diagnostics))
@@ -486,6 +489,7 @@ async fn metrics_route(State(state): State<Arc<ApiState>>) -> Response {
         state.dropped.totals(),
         state.lockout.failures_total(),
         state.handle.notify_dropped(),
+        state.alerts.counts(),
     );
     (
         [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
@@ -651,6 +655,11 @@ async fn page() -> Response {
         include_str!("page.html"),
     )
         .into_response()
+}
+
+/// The last alert deliveries, oldest first, with their result (SPEC §15).
+async fn alerts_route(State(state): State<Arc<ApiState>>) -> Response {
+    Json(json!(state.alerts.recent())).into_response()
 }
 
 /// The recent events of every service, newest last.

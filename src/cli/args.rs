@@ -144,6 +144,21 @@ pub enum Command {
         #[command(subcommand)]
         engine: ExportEngine,
     },
+    /// Alert sinks (`[alerts.NAME]`).
+    Alert {
+        #[command(subcommand)]
+        action: AlertAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertAction {
+    /// Send a test alert through one sink, from this process: exit 0 when it was delivered,
+    /// 1 with the reason when not.
+    Test {
+        /// The sink's name (`[alerts.NAME]`).
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,6 +46,9 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
         }
         Command::Man => man(),
         Command::Export { engine } => export(&g, engine),
+        Command::Alert {
+            action: crate::cli::AlertAction::Test { name },
+        } => alert_test(&g, &name),
         Command::CheckRunning {
             service,
             port,
@@ -54,6 +57,44 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
         Command::Run => crate::daemon::run(load_options(&g)),
         Command::Doctor => super::doctor::run(&g),
         other => super::client::run(&g, other),
+    }
+}
+
+/// `guardian alert test NAME`: one test alert through the sink, with its retries.
+fn alert_test(g: &Global, name: &str) -> Result<u8, FatalError> {
+    let loaded = load(g)?;
+    let c = &loaded.config;
+    let Some(spec) = c.alerts.get(name) else {
+        let known: Vec<&str> = c.alerts.keys().map(String::as_str).collect();
+        eprintln!(
+            "error: there is no alert sink `{name}`{}",
+            if known.is_empty() {
+                " (the config has no [alerts.NAME] section)".to_owned()
+            } else {
+                format!("; sinks: {}", known.join(", "))
+            }
+        );
+        return Ok(exit::CONFIG);
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| FatalError::Message(format!("cannot start the runtime: {e}")))?;
+    let shown = match &spec.target {
+        crate::config::alerts::AlertTarget::Webhook(u) => u.shown(),
+        crate::config::alerts::AlertTarget::Exec(argv) => argv.join(" "),
+    };
+    match rt.block_on(crate::alerts::test(name, spec, &c.guardian.state_dir)) {
+        Ok(said) => {
+            println!("alert sink {name} ({shown}): delivered ({said})");
+            Ok(exit::OK)
+        }
+        Err(why) => {
+            eprintln!(
+                "error: alert sink {name} ({shown}): not delivered: {why}\n  1. check the receiver, then: guardian alert test {name}"
+            );
+            Ok(exit::FAILURE)
+        }
     }
 }
 

@@ -451,6 +451,23 @@ fn tail(path: &Path, lines: usize) -> Vec<String> {
         .collect()
 }
 
+/// `last alert 12:00:01 ops: failed api → sent` from `GET /alerts`.
+fn last_alert(list: &Value) -> Option<String> {
+    let a = list.as_array()?.last()?;
+    let time = a["time"].as_str().unwrap_or("");
+    let service = a["service"]
+        .as_str()
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
+    Some(format!(
+        "last alert {} {}: {}{service} → {}",
+        time.get(11..19).unwrap_or(time),
+        a["sink"].as_str().unwrap_or("?"),
+        a["event"].as_str().unwrap_or("?"),
+        a["result"].as_str().unwrap_or("?"),
+    ))
+}
+
 async fn refresh(app: &mut App, at: &Endpoint) -> Result<(), FatalError> {
     let (_, doc) = call_at(at, "GET", "/status", "top").await?;
     let g = &doc["guardian"];
@@ -465,6 +482,13 @@ async fn refresh(app: &mut App, at: &Endpoint) -> Result<(), FatalError> {
             Endpoint::Tcp { addr, .. } => addr.clone(),
         }
     );
+    // The last alert delivery and its result (SPEC §15), when there has been one.
+    if let Ok((_, alerts)) = call_at(at, "GET", "/alerts", "top").await
+        && let Some(line) = last_alert(&alerts)
+    {
+        app.header.push_str(" · ");
+        app.header.push_str(&line);
+    }
     app.services = doc["services"].as_array().cloned().unwrap_or_default();
     for s in &app.services {
         let name = s["name"].as_str().unwrap_or("").to_owned();
@@ -684,6 +708,19 @@ mod tests {
             !s.contains("second line"),
             "only the first line of STATUS=:\n{s}"
         );
+    }
+
+    #[test]
+    fn the_last_alert_is_said_in_one_line() {
+        let list = json!([
+            {"sink": "ops", "event": "failed", "service": "api", "time": "2026-12-04T12:00:01.5Z", "result": "failed", "detail": "HTTP 500"},
+            {"sink": "ops", "event": "guardian_started", "service": null, "time": "2026-12-04T12:00:09.0Z", "result": "sent", "detail": "HTTP 200"},
+        ]);
+        assert_eq!(
+            last_alert(&list).as_deref(),
+            Some("last alert 12:00:09 ops: guardian_started → sent")
+        );
+        assert_eq!(last_alert(&json!([])), None);
     }
 
     #[test]

@@ -150,24 +150,30 @@ pub fn check_token_file(path: &Path) -> Result<(), String> {
 /// The token in the API's token file, after the checks of `check_token_file`: the one
 /// reader for `validate` and for `run`'s listener.
 pub fn read_token_file(path: &Path) -> Result<String, String> {
+    read_secret_file(path, "token file")
+}
+
+/// A secret kept in a file (the API's token, an alert sink's signing key): present, only
+/// its owner may read it, owned by guardian's user, not empty. `what` names it in errors.
+pub fn read_secret_file(path: &Path, what: &str) -> Result<String, String> {
     use std::os::unix::fs::MetadataExt;
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| {
-        format!("cannot read token file {shown}: {e}\n  1. create it: head -c 32 /dev/urandom | base64 > {shown} && chmod 600 {shown}")
+        format!("cannot read {what} {shown}: {e}\n  1. create it: head -c 32 /dev/urandom | base64 > {shown} && chmod 600 {shown}")
     })?;
     if meta.mode() & 0o077 != 0 {
         return Err(format!(
-            "token file {shown} is readable by group or others (mode {:o})\n  1. fix it: chmod 600 {shown}",
+            "{what} {shown} is readable by group or others (mode {:o})\n  1. fix it: chmod 600 {shown}",
             meta.mode() & 0o777
         ));
     }
     owned_by_us(path, &meta)?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read token file {shown}: {e}"))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} {shown}: {e}"))?;
     let token = text.trim();
     if token.is_empty() {
         return Err(format!(
-            "token file {shown} is empty\n  1. write a long random token: head -c 32 /dev/urandom | base64 > {shown}"
+            "{what} {shown} is empty\n  1. write a long random key: head -c 32 /dev/urandom | base64 > {shown}"
         ));
     }
     Ok(token.to_owned())

@@ -1,6 +1,7 @@
 //! The validated config: typed, defaults filled, every cross-field rule checked. Built from the
 //! layers in `load.rs`, checked in `validate.rs`, compared in `diff.rs`. Pure: no IO here.
 
+pub mod alerts;
 pub mod diff;
 pub mod duration;
 pub mod graph;
@@ -28,6 +29,9 @@ pub struct Config {
     pub guardian: GuardianSpec,
     /// The services as declared; `instances()` expands replicas.
     pub services: BTreeMap<ServiceName, ServiceSpec>,
+    /// Alert sinks by name (SPEC §15).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub alerts: BTreeMap<String, alerts::AlertSpec>,
 }
 
 impl Config {

@@ -26,6 +26,37 @@ pub struct RawConfig {
     pub guardian: Option<RawGuardian>,
     /// Services to guard, by name (lowercase letters, digits and `_`).
     pub services: Option<BTreeMap<String, RawService>>,
+    /// Where alerts go (SPEC §15): sinks by name, each a webhook or a command.
+    pub alerts: Option<BTreeMap<String, RawAlert>>,
+}
+
+/// One alert sink.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    /// POST each alert here: http:// or https:// (the system's CA roots, or `ca_file`).
+    pub webhook: Option<String>,
+    /// Instead of a webhook: run this command with the alert as JSON on stdin and
+    /// GUARDIAN_ALERT_EVENT, GUARDIAN_ALERT_SERVICE, GUARDIAN_ALERT_MESSAGE set.
+    pub exec: Option<Vec<String>>,
+    /// The webhook's body: "json" (default), "slack" ({"text": …}) or "alertmanager" (an
+    /// Alertmanager /api/v2/alerts list; `recovered` resolves what it recovers from).
+    pub format: Option<String>,
+    /// failed, breaker_open, breaker_closed, unhealthy, recovered, watchdog, restarted,
+    /// reload_refused, guardian_started, guardian_stopping. Default: every one but restarted.
+    pub events: Option<Vec<String>>,
+    /// Only these services (guardian's own events always pass). Default: every service.
+    pub services: Option<Vec<String>>,
+    /// A key file (owner-only, as the API's token file): each body is signed with
+    /// X-Guardian-Signature: sha256=HEX, its HMAC-SHA256.
+    pub secret_file: Option<String>,
+    /// CA certificates (PEM) for an https webhook, instead of the system's roots.
+    pub ca_file: Option<String>,
+    /// The same (service, event) at most once in this window; the next one says how many
+    /// were held back. Default: 10m.
+    pub repeat_after: Option<Secs>,
+    /// Each delivery attempt's limit (3 retries with backoff follow a failure). Default: 5s.
+    pub timeout: Option<Secs>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -86,13 +86,13 @@ pub struct Context<'a> {
     pub origin: &'a dyn Fn(&str) -> Option<String>,
 }
 
-struct Check<'a> {
+pub(super) struct Check<'a> {
     errors: Vec<ValidationError>,
     ctx: &'a Context<'a>,
 }
 
 impl Check<'_> {
-    fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
         let key = key.into();
         let origin = (self.ctx.origin)(&key);
         self.errors.push(ValidationError {
@@ -286,6 +286,8 @@ pub fn validate(raw: RawConfig, ctx: &Context<'_>) -> Result<Config, ValidationE
         }
     }
     cross_service(&mut c, &services);
+    let names: Vec<&str> = services.keys().map(|n| n.as_str()).collect();
+    let alerts = super::alerts::validate(&mut c, raw.alerts.unwrap_or_default(), &names);
 
     if !c.errors.is_empty() {
         return Err(ValidationErrors(c.errors));
@@ -305,6 +307,7 @@ pub fn validate(raw: RawConfig, ctx: &Context<'_>) -> Result<Config, ValidationE
             api,
         },
         services,
+        alerts,
     })
 }
 

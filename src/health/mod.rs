@@ -209,43 +209,59 @@ pub async fn run_command(
     let Some(program) = command.first() else {
         return (Status::Unknown, "no command".into());
     };
-    let timed_out = || {
-        (
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(&command[1..]);
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    match run_to_end(cmd, timeout).await {
+        Ran::Exited { ok: true, .. } => (Status::Healthy, "exit 0".to_owned()),
+        Ran::Exited { how, .. } => (Status::Critical, format!("`{program}` failed: {how}")),
+        Ran::TimedOut => (
             Status::Critical,
             format!(
                 "`{program}` did not finish within the timeout of {}; its process group was killed",
                 crate::config::duration::Secs(timeout)
             ),
-        )
-    };
-    let ended = |ok: bool, how: &dyn std::fmt::Display| {
-        if ok {
-            (Status::Healthy, "exit 0".to_owned())
-        } else {
-            (Status::Critical, format!("`{program}` failed: {how}"))
-        }
-    };
-    let mut cmd = std::process::Command::new(program);
-    std::os::unix::process::CommandExt::process_group(cmd.args(&command[1..]), 0);
-    if let Some(d) = cwd {
-        cmd.current_dir(d);
+        ),
+        Ran::CannotRun(e) => (Status::Unknown, format!("cannot run `{program}`: {e}")),
     }
-    // Under a running guardian: from its spawning thread (see `spawn_check`).
+}
+
+/// How a command run by `run_to_end` ended.
+#[derive(Debug, PartialEq)]
+pub enum Ran {
+    /// It exited (`ok`: with 0); `how` in words.
+    Exited {
+        ok: bool,
+        how: String,
+    },
+    /// Past the timeout: its process group was killed.
+    TimedOut,
+    CannotRun(String),
+}
+
+/// Runs `cmd` in its own process group with stdin, stdout and stderr on the null device,
+/// bounded by `timeout` (then the group is killed): an exec check, a clear_connections
+/// command, an alert's exec sink. Under a running guardian it starts from the spawning
+/// thread and is reaped with the services (see `spawn_check`).
+pub async fn run_to_end(mut cmd: std::process::Command, timeout: Duration) -> Ran {
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let cmd = match crate::process::unix::spawn_check(cmd).await {
         Err(cmd) => cmd,
-        Ok(Err(e)) => return (Status::Unknown, format!("cannot run `{program}`: {e}")),
+        Ok(Err(e)) => return Ran::CannotRun(e.to_string()),
         Ok(Ok(mut child)) => {
             return tokio::select! {
-                exit = child.wait() => ended(exit.code == Some(0), &exit),
+                exit = child.wait() => Ran::Exited { ok: exit.code == Some(0), how: exit.to_string() },
                 _ = tokio::time::sleep(timeout) => {
                     child.kill_group();
                     let _ = child.wait().await;
-                    timed_out()
+                    Ran::TimedOut
                 }
             };
         }
     };
-    // Without one (the supervisor's tests, a fake spawner): tokio spawns it here.
+    // Without one (the supervisor's tests, the CLI): tokio spawns it here.
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -253,20 +269,20 @@ pub async fn run_command(
         .kill_on_drop(true);
     let (mut child, _waited) = match crate::process::spawn_waited(&mut cmd) {
         Ok(c) => c,
-        Err(e) => return (Status::Unknown, format!("cannot run `{program}`: {e}")),
+        Err(e) => return Ran::CannotRun(e.to_string()),
     };
     let pid = child.id().map(|p| p as i32);
     tokio::select! {
         r = child.wait() => match r {
-            Ok(s) => ended(s.success(), &s),
-            Err(e) => (Status::Unknown, format!("cannot wait for `{program}`: {e}")),
+            Ok(s) => Ran::Exited { ok: s.success(), how: s.to_string() },
+            Err(e) => Ran::CannotRun(format!("cannot wait for it: {e}")),
         },
         _ = tokio::time::sleep(timeout) => {
             if let Some(pid) = pid {
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             }
             let _ = child.wait().await;
-            timed_out()
+            Ran::TimedOut
         }
     }
 }

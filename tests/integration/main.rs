@@ -5,6 +5,7 @@
 
 mod support;
 
+mod alerts;
 mod api;
 mod bounds;
 mod browser;
