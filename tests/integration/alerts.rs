@@ -536,3 +536,120 @@ fn bad_sinks_are_config_errors_naming_the_key() {
         );
     }
 }
+
+/// contrib/: the Prometheus rules pass `promtool check rules` and their unit tests
+/// (`promtool test rules`), and every metric the rules and the Grafana dashboard use is one
+/// a running guardian serves.
+#[test]
+fn the_prometheus_rules_and_the_grafana_dashboard_use_what_guardian_serves() {
+    let promtool = require("promtool", "prometheus");
+    let dir = repo_file("contrib/prometheus");
+    for args in [
+        ["check", "rules", "guardian.rules.yml"],
+        ["test", "rules", "guardian.rules.test.yml"],
+    ] {
+        let out = output(
+            std::process::Command::new(&promtool)
+                .args(args)
+                .current_dir(&dir),
+        );
+        assert_eq!(out.code, 0, "promtool {args:?}: {}", out.all());
+        assert!(out.all().contains("SUCCESS"), "{}", out.all());
+    }
+    // What a guardian with a TCP API (auth failures), a breaker, checks and a sink serves.
+    let sb = Sandbox::new();
+    let rx = Receiver::start(200);
+    let (api, _) = sb.api_section("contrib-token-123");
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "{api}[services.a]\ncommand = [\"sleep\", \"300\"]\n[services.a.health.resources]\nmemory_mb = {{ warning = 1000, critical = 2000 }}\n[services.a.health]\ninterval = \"1s\"\ntimeout = \"500ms\"\n[alerts.ops]\nwebhook = \"{}\"\n",
+            rx.url("/")
+        ),
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || !rx.events("guardian_started").is_empty()));
+    assert!(wait_for(LONG, || metrics(&sb)
+        .lines()
+        .any(|l| l.starts_with("guardian_service_cpu_percent{"))));
+    let served: std::collections::BTreeSet<String> = metrics(&sb)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
+        .collect();
+    let rules = std::fs::read_to_string(dir.join("guardian.rules.yml")).unwrap();
+    let dashboard = std::fs::read_to_string(repo_file("contrib/grafana/guardian.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let panels = doc["panels"].as_array().unwrap();
+    let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
+    for want in [
+        "Services up",
+        "Restarts",
+        "Health",
+        "Circuit breaker",
+        "Recovery actions",
+        "API auth failures",
+        "Alerts",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.starts_with(want)),
+            "no {want} panel: {titles:?}"
+        );
+    }
+    let exprs: Vec<String> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .chain(
+            rules
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("expr:").map(str::to_owned)),
+        )
+        .collect();
+    assert!(exprs.len() >= 14, "{exprs:?}");
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(i) = rest.find("guardian_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                served.contains(&name),
+                "`{name}` (in `{expr}`) is not served; served: {served:?}"
+            );
+            rest = &rest[i + name.len()..];
+        }
+    }
+}
+
+/// Sinks are reloadable: after a reload the next alert goes to the new webhook. A refused
+/// reload is itself an alert, which never quotes the config (it may hold secrets).
+#[test]
+fn sinks_follow_a_reload_and_a_refused_reload_is_alerted_without_the_config() {
+    let sb = Sandbox::new();
+    let (old, new) = (Receiver::start(200), Receiver::start(200));
+    let write = |url: &str, extra: &str| {
+        sb.write(
+            "g.toml",
+            &format!(
+                "[guardian]\nwatch_config = false\n[services.a]\ncommand = [\"sleep\", \"300\"]\nenv = {{ TOKEN = \"hunter2-secret\" }}\n{extra}\n[alerts.ops]\nwebhook = \"{url}\"\nevents = [\"reload_refused\"]\n"
+            ),
+        )
+    };
+    let cfg = write(&old.url("/"), "");
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || state(&sb, &cfg, "a") == "running"));
+    write(&new.url("/"), "");
+    assert_eq!(sb.client(&cfg, &["reload"]).code, 0);
+    write(&new.url("/"), "restart = \"sometimes\"");
+    assert_ne!(sb.client(&cfg, &["reload"]).code, 0);
+    assert!(wait_for(LONG, || !new.events("reload_refused").is_empty()));
+    assert!(old.got().is_empty(), "the old sink still gets alerts");
+    let body = String::from_utf8_lossy(&new.got()[0].body).into_owned();
+    assert!(body.contains("refused"), "{body}");
+    assert!(
+        !body.contains("hunter2") && !body.contains("sometimes"),
+        "{body}"
+    );
+}
