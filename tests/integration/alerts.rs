@@ -358,6 +358,17 @@ fn failing_sinks_are_retried_counted_and_never_delay_a_restart() {
         .as_u64()
         .is_some_and(|r| r >= 20)));
     assert!(silent.got().len() < 20, "{} attempts", silent.got().len());
+    // Each of its attempts is cut at its timeout.
+    assert!(wait_for(LONG, || {
+        let (_, alerts) = http(
+            Target::Unix(&sb.state_dir().join("guardian.sock")),
+            "GET",
+            "/alerts",
+            &[],
+            b"",
+        );
+        alerts.contains("no answer within the timeout of 1s (after 3 retries)")
+    }));
     // Its queue filled meanwhile: dropped, counted.
     assert!(wait_for(LONG, || metrics(&sb).contains(
         "guardian_alerts_total{sink=\"silent\",result=\"dropped\"}"

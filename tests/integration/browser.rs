@@ -77,7 +77,7 @@ fn the_status_page_shows_services_and_drives_them() {
     let cfg = sb.write(
         "g.toml",
         &format!(
-            "{api}[services.alpha]\ncommand = [\"sleep\", \"300\"]\n[services.alpha.backoff]\ninitial_delay = \"100ms\"\n[services.beta]\ncommand = [\"sleep\", \"301\"]\n[services.gamma]\ncommand = [\"sh\", \"-c\", \"{} '--status=warm: 3 maps'; exec sleep 302\"]\nsockets = {{ http = \"tcp://127.0.0.1:{}\" }}\n",
+            "{api}[services.alpha]\ncommand = [\"sleep\", \"300\"]\n[services.alpha.backoff]\ninitial_delay = \"100ms\"\n[services.beta]\ncommand = [\"sleep\", \"301\"]\n[services.gamma]\ncommand = [\"sh\", \"-c\", \"{} '--status=warm: 3 maps'; exec sleep 302\"]\nsockets = {{ http = \"tcp://127.0.0.1:{}\" }}\n[alerts.ops]\nexec = [\"true\"]\nevents = [\"guardian_started\"]\n",
             notify.display(),
             free_port()
         ),
@@ -127,6 +127,14 @@ fn the_status_page_shows_services_and_drives_them() {
             port.as_deref().is_some_and(|p| p.ends_with("(held)")),
             "{port:?}"
         );
+
+        // The last alerts and their delivery (SPEC §15).
+        eventually("the alert on the page", || async {
+            text(&c, "#alerts li")
+                .await
+                .filter(|t| t.contains("ops: guardian_started → sent"))
+        })
+        .await;
 
         // Nothing changes: the page's polls are answered 304 without a body, and uptimes
         // still move on (the page adds the time elapsed since the last full answer).
