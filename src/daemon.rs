@@ -171,9 +171,14 @@ async fn serve(
         g.events_backup_count,
     ));
     let dropped = Arc::new(DroppedBytes::default());
+    let followers = Arc::new(crate::process::output::Followers::default());
     let spawner = Arc::new(
-        UnixSpawner::new(dropped.clone(), crate::process::output::color_wanted())
-            .map_err(|e| FatalError::Message(format!("cannot start the output thread: {e}")))?,
+        UnixSpawner::new(
+            dropped.clone(),
+            followers.clone(),
+            crate::process::output::color_wanted(),
+        )
+        .map_err(|e| FatalError::Message(format!("cannot start the output thread: {e}")))?,
     );
     // Every held socket is bound before any service starts (SPEC §13); one that cannot be is
     // a config error (exit 2) and nothing starts.
@@ -259,6 +264,7 @@ async fn serve(
     let (reload_tx, mut reload_rx) = mpsc::channel::<reload::Request>(4);
     let lockout = Arc::new(api::lockout::Lockout::default());
     let facts = Arc::new(api::facts::FactsCache::default());
+    let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let state = |tcp: bool, token: Option<String>, reads_need_token: bool| {
         Arc::new(ApiState {
             reads_need_token,
@@ -274,6 +280,8 @@ async fn serve(
             reload: reload_tx.clone(),
             dropped: dropped.clone(),
             alerts: alerts.clone(),
+            followers: followers.clone(),
+            streams: streams.clone(),
         })
     };
     // sd_notify (SPEC §14): one datagram socket for every service with ready = "notify".

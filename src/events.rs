@@ -71,6 +71,9 @@ pub const RECENT_PER_SERVICE: usize = 100;
 
 /// Appends events to a size-rotated file and keeps the recent ones in memory; a failure to
 /// write is logged and never stops supervision.
+/// A live follower of the events, each with its number.
+pub type Live = tokio::sync::broadcast::Receiver<(u64, Event)>;
+
 /// What is told of each recorded event.
 type Observer = Box<dyn Fn(&Event) + Send + Sync>;
 
@@ -79,6 +82,8 @@ pub struct EventLog {
     inner: Mutex<Sink>,
     /// Told of every event once it is written (the alert hub); it must not wait.
     observer: std::sync::OnceLock<Observer>,
+    /// Live followers (`GET /events?follow=1`): each event with its number.
+    live: tokio::sync::broadcast::Sender<(u64, Event)>,
 }
 
 struct Sink {
@@ -122,6 +127,7 @@ impl EventLog {
         EventLog {
             inner: Mutex::new(sink),
             observer: std::sync::OnceLock::new(),
+            live: tokio::sync::broadcast::channel(256).0,
         }
     }
 
@@ -154,6 +160,9 @@ impl EventLog {
             let mut sink = self.sink();
             sink.log.write(&line);
             sink.remember(event.clone());
+            if self.live.receiver_count() > 0 {
+                let _ = self.live.send((sink.seq, event.clone()));
+            }
         }
         if let Some(f) = self.observer.get() {
             f(event);
@@ -163,6 +172,30 @@ impl EventLog {
     /// Sets what is told of every recorded event (once; later calls are ignored).
     pub fn observe(&self, f: impl Fn(&Event) + Send + Sync + 'static) {
         let _ = self.observer.set(Box::new(f));
+    }
+
+    /// A live follower of every event from now on, and the events still in memory numbered
+    /// above `after` (for a follower that comes back with `Last-Event-ID`), oldest first.
+    pub fn follow(&self, after: Option<u64>) -> (Live, Vec<(u64, Event)>) {
+        let sink = self.sink();
+        let rx = self.live.subscribe();
+        let mut missed: Vec<(u64, Event)> = match after {
+            Some(a) => sink
+                .recent
+                .values()
+                .flatten()
+                .filter(|(seq, _)| *seq > a)
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        missed.sort_unstable_by_key(|(seq, _)| *seq);
+        (rx, missed)
+    }
+
+    /// The number the last event got.
+    pub fn last_seq(&self) -> u64 {
+        self.sink().seq
     }
 
     /// The last `n` events (of one service, or of all), oldest first, from memory.

@@ -5,6 +5,7 @@
 pub mod facts;
 pub mod lockout;
 pub mod metrics;
+pub mod stream;
 
 use std::sync::Arc;
 
@@ -40,6 +41,10 @@ pub struct ApiState {
     pub facts: Arc<facts::FactsCache>,
     /// The alert sinks and their last deliveries (SPEC §15).
     pub alerts: Arc<crate::alerts::Hub>,
+    /// Live followers of the services' output.
+    pub followers: Arc<crate::process::output::Followers>,
+    /// Followers connected now (logs and events), at most `stream::MAX_STREAMS`.
+    pub streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The TCP peer of a request, put in by `serve_tcp`.
@@ -52,7 +57,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
     #[cfg(debug_assertions)]
     let app = app.route("/debug/stall", post(stall));
     app.route("/", get(page))
-        .route("/events", get(all_events))
+        .route("/events", get(stream::events))
+        .route("/services/{name}/logs", get(stream::service_logs))
         .route("/alerts", get(alerts_route))
         .route("/status", get(status))
         .route("/health", get(health))
@@ -181,7 +187,7 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no route for {method} {uri}; see GET /, /status, /health, /diagnostics, /metrics, /events, /services/NAME/events"
+            "no route for {method} {uri}; see GET /, /status, /health, /diagnostics, /metrics, /events, /alerts, /services/NAME/events, /services/NAME/logs"
         ),
     )
 }
@@ -662,12 +668,7 @@ async fn alerts_route(State(state): State<Arc<ApiState>>) -> Response {
     Json(json!(state.alerts.recent())).into_response()
 }
 
-/// The recent events of every service, newest last.
-async fn all_events(State(state): State<Arc<ApiState>>, Query(q): Query<Tail>) -> Response {
-    let n = q.n.unwrap_or(50);
-    Json(json!(state.events.recent(None, n))).into_response()
-}
-
+/// The recent events of one service, newest last.
 async fn service_events(
     State(state): State<Arc<ApiState>>,
     Path(name): Path<String>,

@@ -51,6 +51,92 @@ impl DroppedBytes {
     }
 }
 
+/// Batches of lines a followed service's channel holds; a follower further behind is told
+/// how many lines it lost.
+const FOLLOW_DEPTH: usize = 256;
+
+/// Live followers of services' output (`GET /services/NAME/logs?follow=1`): per service a
+/// broadcast channel, made when the first follower subscribes and dropped when a batch finds
+/// no follower left. An unfollowed service costs one atomic load per batch.
+#[derive(Default)]
+pub struct Followers {
+    /// std Mutex: held to find or insert a service's point, never across .await.
+    by_service: Mutex<BTreeMap<String, Arc<Follow>>>,
+}
+
+/// One service's follow point, shared by every instance's sink.
+#[derive(Default)]
+pub struct Follow {
+    /// std Mutex: held for one send or one subscribe, never across .await.
+    tx: Mutex<Option<tokio::sync::broadcast::Sender<Lines>>>,
+    active: std::sync::atomic::AtomicBool,
+    /// The number of the next line (counted while followed).
+    next: AtomicU64,
+}
+
+/// Whole lines as the pump read them, the first one numbered `first`.
+#[derive(Clone, Debug)]
+pub struct Lines {
+    pub first: u64,
+    pub bytes: Arc<[u8]>,
+}
+
+impl Followers {
+    /// The service's point (made on first use).
+    pub fn point(&self, service: &str) -> Arc<Follow> {
+        self.by_service
+            .lock()
+            .expect("UNWRAP: never poisoned: no panic while held")
+            .entry(service.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// A new follower of `service`'s lines from now on, and the number the next line gets.
+    pub fn subscribe(&self, service: &str) -> (tokio::sync::broadcast::Receiver<Lines>, u64) {
+        let point = self.point(service);
+        let mut tx = point
+            .tx
+            .lock()
+            .expect("UNWRAP: never poisoned: no panic while held");
+        let rx = match tx.as_ref() {
+            Some(t) => t.subscribe(),
+            None => {
+                let (t, rx) = tokio::sync::broadcast::channel(FOLLOW_DEPTH);
+                *tx = Some(t);
+                rx
+            }
+        };
+        point.active.store(true, Ordering::Relaxed);
+        (rx, point.next.load(Ordering::Relaxed))
+    }
+}
+
+impl Follow {
+    /// Whole lines just read: to the followers, if there are any.
+    fn offer(&self, whole: &[u8]) {
+        if !self.active.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut tx = self
+            .tx
+            .lock()
+            .expect("UNWRAP: never poisoned: no panic while held");
+        let Some(t) = tx.as_ref() else { return };
+        let n = whole.iter().filter(|b| **b == b'\n').count() as u64;
+        let first = self.next.fetch_add(n, Ordering::Relaxed);
+        let lines = Lines {
+            first,
+            bytes: Arc::from(whole),
+        };
+        if t.send(lines).is_err() {
+            // The last follower has gone: no channel until the next one comes.
+            *tx = None;
+            self.active.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Where one instance's output goes: its log, and guardian's stdout/stderr when echoing.
 pub struct Sink {
     /// std Mutex: only the writer thread locks it, so it is never contended.
@@ -59,6 +145,8 @@ pub struct Sink {
     dropped: Arc<AtomicU64>,
     /// `ready = "log:…"`: the pattern, and what fires at its first match.
     ready_line: Option<ReadyLine>,
+    /// The service's live followers.
+    follow: Option<Arc<Follow>>,
 }
 
 struct ReadyLine {
@@ -69,7 +157,7 @@ struct ReadyLine {
 
 impl Sink {
     pub fn new(log: RotatingLog, echo: Option<String>, dropped: Arc<AtomicU64>) -> Arc<Self> {
-        Self::watching(log, echo, dropped, None).0
+        Self::watching(log, echo, dropped, None, None).0
     }
 
     /// A sink that also watches its lines for `pattern` (`ready = "log:…"`): the receiver
@@ -79,6 +167,7 @@ impl Sink {
         echo: Option<String>,
         dropped: Arc<AtomicU64>,
         pattern: Option<super::LinePattern>,
+        follow: Option<Arc<Follow>>,
     ) -> (Arc<Self>, Option<tokio::sync::oneshot::Receiver<()>>) {
         let (ready_line, rx) = match pattern {
             Some(pattern) => {
@@ -93,6 +182,7 @@ impl Sink {
             echo,
             dropped,
             ready_line,
+            follow,
         });
         (sink, rx)
     }
@@ -210,6 +300,9 @@ impl Writer {
                     whole.extend_from_slice(partial);
                     whole.extend_from_slice(&now[..=last]);
                     sink.watch_lines(&whole);
+                    if let Some(f) = &sink.follow {
+                        f.offer(&whole);
+                    }
                     send(whole);
                     // A partial line is rare; its buffer is not kept once it is out.
                     *partial = now[last + 1..].to_vec();

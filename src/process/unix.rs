@@ -49,6 +49,8 @@ pub struct UnixSpawner {
     /// Spawns from a descriptor table of its own (see `Launcher`).
     launcher: Arc<Launcher>,
     dropped: Arc<DroppedBytes>,
+    /// Live followers of the services' output (the API's `logs?follow=1`).
+    followers: Arc<super::output::Followers>,
     /// The variables of guardian's own service manager found in its environment at start
     /// (LISTEN_*, NOTIFY_SOCKET, WATCHDOG_*): kept from every service.
     managers_vars: Vec<&'static str>,
@@ -73,7 +75,11 @@ impl UnixSpawner {
     /// Starts the output thread; bytes it cannot write are counted in `dropped`.
     /// `color`: paint each service's prefix (guardian's stdout is a terminal and NO_COLOR is
     /// unset).
-    pub fn new(dropped: Arc<DroppedBytes>, color: bool) -> std::io::Result<Self> {
+    pub fn new(
+        dropped: Arc<DroppedBytes>,
+        followers: Arc<super::output::Followers>,
+        color: bool,
+    ) -> std::io::Result<Self> {
         let children: Arc<Mutex<Children>> = Arc::default();
         let launcher = Arc::new(Launcher::start(children.clone())?);
         let _ = CHECKS.set((launcher.clone(), children.clone()));
@@ -84,6 +90,7 @@ impl UnixSpawner {
             children,
             writer: Writer::start()?,
             dropped,
+            followers,
             managers_vars: MANAGERS_VARS
                 .iter()
                 .copied()
@@ -354,6 +361,7 @@ impl UnixSpawner {
                 .then(|| super::output::prefix(&req.service, self.color)),
             self.dropped.counter(&req.service),
             req.ready_line.clone(),
+            Some(self.followers.point(&req.service)),
         );
         let streams = [(out_r, false), (err_r, true)];
         for (reader, stderr) in streams {

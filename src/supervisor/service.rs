@@ -189,6 +189,7 @@ impl Service {
             total_failures: self.total_failures,
             last_failure: self.last_failure,
             metrics_file: spec.metrics.enabled.then(|| spec.metrics.file.clone()),
+            log_file: spec.log.file.clone(),
         }
     }
 }

@@ -172,6 +172,9 @@ pub struct Detail {
     pub last_failure: Option<f64>,
     /// The service's own metrics file, when `metrics.enabled`.
     pub metrics_file: Option<std::path::PathBuf>,
+    /// Its output's log file (`GET /services/NAME/logs`).
+    #[serde(skip)]
+    pub log_file: std::path::PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

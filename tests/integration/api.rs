@@ -857,3 +857,99 @@ fn a_token_file_of_another_user_is_refused() {
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.all().contains("belongs to uid 65534"), "{}", out.all());
 }
+
+/// Reads from a raw HTTP/1.0 request on the Unix socket until `want` has been seen (or 30 s).
+fn sse_until(sock: &std::path::Path, request: &str, want: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    // Heartbeats keep the stream busy: the deadline is the whole read's, not each read's.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !want.iter().all(|w| got.contains(w)) && std::time::Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    got
+}
+
+/// Live output and events over the API: the log's tail as text, a follow as Server-Sent
+/// Events (numbered lines printed after it began, a heartbeat), events followed and resumed
+/// with Last-Event-ID, and the bad inputs (an unknown service, `n` out of range).
+#[test]
+fn logs_and_events_are_served_and_followed() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[guardian]\necho = false\n[services.talk]\ncommand = [\"sh\", \"-c\", \"echo first; echo second; while [ ! -e go ]; do sleep 0.05; done; echo after-follow; exec sleep 300\"]\ncwd = \".\"\n",
+    );
+    let _g = sb.start(&cfg);
+    let sock = sb.state_dir().join("guardian.sock");
+    assert!(wait_for(LONG, || {
+        http(
+            Target::Unix(&sock),
+            "GET",
+            "/services/talk/logs?n=5",
+            &[],
+            b"",
+        )
+        .1 == "first\nsecond\n"
+    }));
+    let (code, body) = http(Target::Unix(&sock), "GET", "/services/nope/logs", &[], b"");
+    assert_eq!(code, 404);
+    assert!(body.contains("services: talk"), "{body}");
+    let (code, body) = http(
+        Target::Unix(&sock),
+        "GET",
+        "/services/talk/logs?n=10001",
+        &[],
+        b"",
+    );
+    assert_eq!(code, 400);
+    assert!(body.contains("out of range"), "{body}");
+    // Follow: the backlog, then a line printed after the follow began, numbered.
+    let dir = sb.path().to_owned();
+    let toucher = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::fs::write(dir.join("go"), "").unwrap();
+    });
+    let got = sse_until(
+        &sock,
+        "GET /services/talk/logs?follow=1&n=2 HTTP/1.0\r\n\r\n",
+        &["data: after-follow", ": heartbeat"],
+    );
+    toucher.join().unwrap();
+    assert!(got.contains("text/event-stream"), "{got}");
+    let (a, b) = (
+        got.find("data: second").unwrap(),
+        got.find("data: after-follow").unwrap(),
+    );
+    assert!(a < b, "{got}");
+    assert!(got.contains("id: 0\ndata: after-follow"), "{got}");
+    assert!(got.contains(": heartbeat"), "{got}");
+    // Events followed: the recent ones numbered; resumed after the first, the rest come again.
+    let got = sse_until(
+        &sock,
+        "GET /events?follow=1&n=2 HTTP/1.0\r\n\r\n",
+        &["\"action\""],
+    );
+    let first: u64 = got
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .and_then(|v| v.parse().ok())
+        .expect("an id");
+    let again = sse_until(
+        &sock,
+        &format!(
+            "GET /events?follow=1 HTTP/1.0\r\nLast-Event-ID: {}\r\n\r\n",
+            first - 1
+        ),
+        &[&format!("id: {first}\n")],
+    );
+    assert!(again.contains(&format!("id: {first}\n")), "{again}");
+}

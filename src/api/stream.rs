@@ -1,0 +1,379 @@
+//! Live output and events (issue 35): `GET /services/NAME/logs?n=N` (the log's last lines)
+//! and `?follow=1`, `GET /events?follow=1`, as Server-Sent Events: one event per line or
+//! per guardian event, numbered (`id:`) so a follower that comes back with `Last-Event-ID`
+//! resumes or is told what it lost, a heartbeat comment every few seconds. At most
+//! `MAX_STREAMS` followers at once (then 503 with Retry-After); a follower that reads too
+//! slowly is told how many lines it lost, and the engine never waits for it.
+
+use std::convert::Infallible;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as Sse_, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{ApiState, error};
+
+/// Followers at once, across services and events.
+pub const MAX_STREAMS: usize = 256;
+/// The most lines `n` may ask for.
+pub const MAX_LINES: usize = 10_000;
+/// Between heartbeats (an SSE comment) on a quiet stream.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+#[derive(Deserialize)]
+pub struct LogsQuery {
+    n: Option<usize>,
+    follow: Option<String>,
+}
+
+fn following(f: Option<&str>) -> bool {
+    matches!(f, Some("1" | "true" | "yes"))
+}
+
+/// One follower's place among `MAX_STREAMS`, given back when its stream ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(count: &Arc<AtomicUsize>) -> Option<Slot> {
+        let mut now = count.load(Ordering::Relaxed);
+        loop {
+            if now >= MAX_STREAMS {
+                return None;
+            }
+            match count.compare_exchange(now, now + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(Slot(count.clone())),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn busy() -> Response {
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{MAX_STREAMS} followers are connected already; try again later"),
+    );
+    r.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("5"));
+    r
+}
+
+fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn sse<S>(stream: S) -> Response
+where
+    S: Stream<Item = Result<Sse_, Infallible>> + Send + 'static,
+{
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+        .into_response()
+}
+
+fn lost(n: u64, why: &str) -> Sse_ {
+    Sse_::default()
+        .event("lost")
+        .data(format!("{n} lines lost: {why}"))
+}
+
+/// `GET /services/NAME/logs?n=N[&follow=1]`.
+pub async fn service_logs(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let snap = state.handle.snapshot();
+    let Some(svc) = snap.services.iter().find(|s| s.name == name) else {
+        let names: Vec<&str> = snap.services.iter().map(|s| s.name.as_str()).collect();
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no service named `{name}`; services: {}", names.join(", ")),
+        );
+    };
+    let follow = following(q.follow.as_deref());
+    let n = q.n.unwrap_or(if follow { 10 } else { 100 });
+    if n > MAX_LINES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("n = {n} is out of range: ask for 0 to {MAX_LINES} lines"),
+        );
+    }
+    let file = svc.detail.log_file.clone();
+    if !follow {
+        let lines = tokio::task::spawn_blocking(move || tail(&file, n))
+            .await
+            .unwrap_or_default();
+        let mut body = Vec::new();
+        for l in lines {
+            body.extend_from_slice(&l);
+            body.push(b'\n');
+        }
+        return ([("content-type", "text/plain; charset=utf-8")], body).into_response();
+    }
+    let Some(slot) = Slot::take(&state.streams) else {
+        return busy();
+    };
+    // Subscribed before the backlog is read: a line written meanwhile may come twice, never
+    // not at all.
+    let (mut rx, next) = state.followers.subscribe(&name);
+    let resumed = last_event_id(&headers);
+    let backlog = match resumed {
+        Some(_) => Vec::new(),
+        None => tokio::task::spawn_blocking(move || tail(&file, n))
+            .await
+            .unwrap_or_default(),
+    };
+    let stream = async_stream(move |tx| async move {
+        let _slot = slot;
+        if let Some(last) = resumed
+            && next > last + 1
+        {
+            let missed = next - last - 1;
+            if tx
+                .send(lost(missed, "written while this follower was away"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        for l in backlog {
+            let text = String::from_utf8_lossy(&l).into_owned();
+            if tx.send(Sse_::default().data(text)).await.is_err() {
+                return;
+            }
+        }
+        let mut expected = next;
+        loop {
+            match rx.recv().await {
+                Ok(lines) => {
+                    if lines.first > expected {
+                        let why = "this follower read too slowly";
+                        if tx.send(lost(lines.first - expected, why)).await.is_err() {
+                            return;
+                        }
+                    }
+                    let count = count_lines(&lines.bytes);
+                    for (i, l) in lines
+                        .bytes
+                        .split(|b| *b == b'\n')
+                        .take(count as usize)
+                        .enumerate()
+                    {
+                        let l = l.strip_suffix(b"\r").unwrap_or(l);
+                        let e = Sse_::default()
+                            .id((lines.first + i as u64).to_string())
+                            .data(String::from_utf8_lossy(l));
+                        if tx.send(e).await.is_err() {
+                            return;
+                        }
+                    }
+                    expected = lines.first + count;
+                }
+                // Counted at the next batch that arrives (its first line's number).
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    sse(stream)
+}
+
+fn count_lines(b: &[u8]) -> u64 {
+    b.iter().filter(|c| **c == b'\n').count() as u64
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    n: Option<usize>,
+    follow: Option<String>,
+}
+
+/// `GET /events?n=N[&follow=1]`: the recent events as JSON, or followed as SSE (each event's
+/// JSON, numbered; `Last-Event-ID` replays those still in memory).
+pub async fn events(
+    State(state): State<Arc<ApiState>>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let n = q.n.unwrap_or(50);
+    if !following(q.follow.as_deref()) {
+        return axum::Json(serde_json::json!(state.events.recent(None, n))).into_response();
+    }
+    let Some(slot) = Slot::take(&state.streams) else {
+        return busy();
+    };
+    let resumed = last_event_id(&headers);
+    let (mut rx, missed) = state.events.follow(resumed);
+    let mut backlog: Vec<(Option<u64>, crate::events::Event)> =
+        missed.into_iter().map(|(s, e)| (Some(s), e)).collect();
+    if resumed.is_none() {
+        let last = state.events.last_seq();
+        let recent = state.events.recent(None, n.min(MAX_LINES));
+        let first = last + 1 - recent.len() as u64;
+        backlog = recent
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (Some(first + i as u64), e))
+            .collect();
+    }
+    let stream = async_stream(move |tx| async move {
+        let _slot = slot;
+        let mut seen = 0;
+        for (seq, e) in backlog {
+            seen = seq.unwrap_or(seen);
+            let json = serde_json::to_string(&e).unwrap_or_default();
+            let ev = Sse_::default().id(seen.to_string()).data(json);
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match rx.recv().await {
+                Ok((seq, e)) if seq > seen => {
+                    seen = seq;
+                    let json = serde_json::to_string(&e).unwrap_or_default();
+                    if tx
+                        .send(Sse_::default().id(seq.to_string()).data(json))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(k)) => {
+                    let e = Sse_::default()
+                        .event("lost")
+                        .data(format!("{k} events lost: this follower read too slowly"));
+                    if tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    sse(stream)
+}
+
+/// A stream fed by a task through a channel of one: the task runs only as fast as the
+/// client reads, and ends when the client goes.
+fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<Sse_, Infallible>> + Send + 'static
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Sse_>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(f(tx));
+    futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
+}
+
+/// The last `n` lines of a log, from its rotated file too when the current one has fewer.
+/// Reads backwards in blocks: the cost is the lines asked for, not the file's size.
+pub fn tail(path: &std::path::Path, n: usize) -> Vec<Vec<u8>> {
+    let mut out = tail_of(path, n);
+    if out.len() < n {
+        let mut older = tail_of(&rotated(path), n - out.len());
+        older.append(&mut out);
+        out = older;
+    }
+    out
+}
+
+fn rotated(path: &std::path::Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".1");
+    p.into()
+}
+
+fn tail_of(path: &std::path::Path, n: usize) -> Vec<Vec<u8>> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let Ok(len) = f.seek(SeekFrom::End(0)) else {
+        return Vec::new();
+    };
+    const BLOCK: u64 = 64 * 1024;
+    let mut at = len;
+    let mut buf: Vec<u8> = Vec::new();
+    // One more newline than lines wanted (the last line ends with one).
+    while at > 0 && buf.iter().filter(|b| **b == b'\n').count() <= n {
+        let start = at.saturating_sub(BLOCK);
+        let mut block = vec![0u8; (at - start) as usize];
+        if f.seek(SeekFrom::Start(start)).is_err() || f.read_exact(&mut block).is_err() {
+            break;
+        }
+        block.extend_from_slice(&buf);
+        buf = block;
+        at = start;
+    }
+    let mut lines: Vec<Vec<u8>> = buf.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    if lines.last().is_some_and(Vec::is_empty) {
+        lines.pop();
+    }
+    // The first piece may be the end of a line cut by the block boundary.
+    if at > 0 && !lines.is_empty() {
+        lines.remove(0);
+    }
+    let skip = lines.len().saturating_sub(n);
+    lines.split_off(skip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_reads_the_last_lines_across_blocks_and_the_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        let long: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&log, &long).unwrap();
+        let t = tail(&log, 3);
+        assert_eq!(
+            t,
+            vec![
+                b"line 19997".to_vec(),
+                b"line 19998".to_vec(),
+                b"line 19999".to_vec()
+            ]
+        );
+        assert_eq!(tail(&log, 10_000).len(), 10_000);
+        assert_eq!(tail(&log, 10_000)[0], b"line 10000".to_vec());
+        std::fs::write(&log, "new 1\nnew 2\n").unwrap();
+        std::fs::write(rotated(&log), "old 1\nold 2\n").unwrap();
+        let t = tail(&log, 3);
+        assert_eq!(
+            t,
+            vec![b"old 2".to_vec(), b"new 1".to_vec(), b"new 2".to_vec()]
+        );
+        assert!(tail(&dir.path().join("none.log"), 5).is_empty());
+        assert!(tail(&log, 0).is_empty());
+    }
+}
