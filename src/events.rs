@@ -174,28 +174,22 @@ impl EventLog {
         let _ = self.observer.set(Box::new(f));
     }
 
-    /// A live follower of every event from now on, and the events still in memory numbered
-    /// above `after` (for a follower that comes back with `Last-Event-ID`), oldest first.
-    pub fn follow(&self, after: Option<u64>) -> (Live, Vec<(u64, Event)>) {
+    /// A live follower of every event from now on, and what it missed: the events still in
+    /// memory numbered above `after` (a follower back with `Last-Event-ID`), else the last
+    /// `n`; oldest first, each with its number.
+    pub fn follow(&self, after: Option<u64>, n: usize) -> (Live, Vec<(u64, Event)>) {
         let sink = self.sink();
         let rx = self.live.subscribe();
-        let mut missed: Vec<(u64, Event)> = match after {
-            Some(a) => sink
-                .recent
-                .values()
-                .flatten()
-                .filter(|(seq, _)| *seq > a)
-                .cloned()
-                .collect(),
-            None => Vec::new(),
-        };
+        let after = after.unwrap_or(sink.seq.saturating_sub(n as u64));
+        let mut missed: Vec<(u64, Event)> = sink
+            .recent
+            .values()
+            .flatten()
+            .filter(|(seq, _)| *seq > after)
+            .cloned()
+            .collect();
         missed.sort_unstable_by_key(|(seq, _)| *seq);
         (rx, missed)
-    }
-
-    /// The number the last event got.
-    pub fn last_seq(&self) -> u64 {
-        self.sink().seq
     }
 
     /// The last `n` events (of one service, or of all), oldest first, from memory.

@@ -193,11 +193,7 @@ impl Sender {
             .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let mut req = hyper::Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
-            .header(
-                hyper::header::HOST,
-                uri.authority()
-                    .map_or(host, |a| a.as_str().rsplit('@').next().unwrap_or(host)),
-            )
+            .header(hyper::header::HOST, url.host_port())
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(
                 hyper::header::USER_AGENT,

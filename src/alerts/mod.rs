@@ -318,15 +318,7 @@ async fn run_sink(
             }
         }
         seq += 1;
-        let mut result = sender.send(&body, seq).await;
-        for wait in RETRIES {
-            if result.is_ok() {
-                break;
-            }
-            tokio::time::sleep(wait).await;
-            result = sender.send(&body, seq).await;
-        }
-        match result {
+        match send_with_retries(&sender, &body, seq).await {
             Ok(said) => shared.note(&name, &body, "sent", said),
             Err(why) => shared.note(&name, &body, "failed", format!("{why} (after 3 retries)")),
         }
@@ -362,13 +354,18 @@ pub async fn test(
         suppressed: 0,
         resolves: Vec::new(),
     };
-    let mut result = sender.send(&body, 0).await;
+    send_with_retries(&sender, &body, 0).await
+}
+
+/// One attempt, then up to 3 retries after `RETRIES`' waits, until one is delivered.
+async fn send_with_retries(sender: &Sender, body: &Body, seq: u64) -> Result<String, String> {
+    let mut result = sender.send(body, seq).await;
     for wait in RETRIES {
         if result.is_ok() {
             break;
         }
         tokio::time::sleep(wait).await;
-        result = sender.send(&body, 0).await;
+        result = sender.send(body, seq).await;
     }
     result
 }

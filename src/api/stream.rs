@@ -222,25 +222,14 @@ pub async fn events(
     let Some(slot) = Slot::take(&state.streams) else {
         return busy();
     };
-    let resumed = last_event_id(&headers);
-    let (mut rx, missed) = state.events.follow(resumed);
-    let mut backlog: Vec<(Option<u64>, crate::events::Event)> =
-        missed.into_iter().map(|(s, e)| (Some(s), e)).collect();
-    if resumed.is_none() {
-        let last = state.events.last_seq();
-        let recent = state.events.recent(None, n.min(MAX_LINES));
-        let first = last + 1 - recent.len() as u64;
-        backlog = recent
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| (Some(first + i as u64), e))
-            .collect();
-    }
+    let (mut rx, backlog) = state
+        .events
+        .follow(last_event_id(&headers), n.min(MAX_LINES));
     let stream = async_stream(move |tx| async move {
         let _slot = slot;
         let mut seen = 0;
         for (seq, e) in backlog {
-            seen = seq.unwrap_or(seen);
+            seen = seq;
             let json = serde_json::to_string(&e).unwrap_or_default();
             let ev = Sse_::default().id(seen.to_string()).data(json);
             if tx.send(ev).await.is_err() {

@@ -94,14 +94,21 @@ pub enum AlertFormat {
 pub struct WebhookUrl(pub hyper::Uri);
 
 impl WebhookUrl {
+    /// `HOST[:PORT]` of the URL, without credentials.
+    pub fn host_port(&self) -> &str {
+        self.0
+            .authority()
+            .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""))
+    }
+
     /// The URL with any credentials replaced by `***`.
     pub fn shown(&self) -> String {
         let u = &self.0;
-        let Some(auth) = u.authority() else {
+        if u.authority().is_none() {
             return u.to_string();
-        };
-        let host = auth.as_str().rsplit('@').next().unwrap_or("");
-        let creds = if auth.as_str().contains('@') {
+        }
+        let host = self.host_port();
+        let creds = if self.credentials().is_some() {
             "***@"
         } else {
             ""

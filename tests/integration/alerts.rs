@@ -174,15 +174,19 @@ fn state(sb: &Sandbox, cfg: &std::path::Path, name: &str) -> String {
         .to_owned()
 }
 
-fn metrics(sb: &Sandbox) -> String {
+/// A GET on guardian's Unix socket: (status code, body).
+fn get(sb: &Sandbox, path: &str) -> (u16, String) {
     http(
         Target::Unix(&sb.state_dir().join("guardian.sock")),
         "GET",
-        "/metrics",
+        path,
         &[],
         b"",
     )
-    .1
+}
+
+fn metrics(sb: &Sandbox) -> String {
+    get(sb, "/metrics").1
 }
 
 /// The JSON format: guardian_started, then failed and recovered with every documented field,
@@ -249,20 +253,8 @@ fn a_webhook_gets_signed_alerts_in_the_documented_shape() {
     assert_eq!(rx.events("recovered")[0].json()["state"], "running");
     assert!(metrics(&sb).contains("guardian_alerts_total{sink=\"ops\",result=\"sent\"} 3"));
     // The credentials: nowhere but the Authorization header.
-    let (_, status) = http(
-        Target::Unix(&sb.state_dir().join("guardian.sock")),
-        "GET",
-        "/status",
-        &[],
-        b"",
-    );
-    let (_, alerts) = http(
-        Target::Unix(&sb.state_dir().join("guardian.sock")),
-        "GET",
-        "/alerts",
-        &[],
-        b"",
-    );
+    let (_, status) = get(&sb, "/status");
+    let (_, alerts) = get(&sb, "/alerts");
     assert!(alerts.contains("\"result\":\"sent\""), "{alerts}");
     let print = sb.run(&["validate", "--print", "toml", "-c", cfg.to_str().unwrap()]);
     assert!(print.stdout.contains("***@127.0.0.1"), "{}", print.stdout);
@@ -344,13 +336,7 @@ fn failing_sinks_are_retried_counted_and_never_delay_a_restart() {
     assert!(wait_for(LONG, || metrics(&sb).contains(
         "guardian_alerts_total{sink=\"moved\",result=\"failed\"} 1"
     )));
-    let (_, alerts) = http(
-        Target::Unix(&sb.state_dir().join("guardian.sock")),
-        "GET",
-        "/alerts",
-        &[],
-        b"",
-    );
+    let (_, alerts) = get(&sb, "/alerts");
     assert!(alerts.contains("HTTP 500 (after 3 retries)"), "{alerts}");
     assert!(alerts.contains("redirects are not followed"), "{alerts}");
     // The silent sink holds each alert for 1 s × 4 attempts; a restart every ~0.2 s goes on.
@@ -360,13 +346,7 @@ fn failing_sinks_are_retried_counted_and_never_delay_a_restart() {
     assert!(silent.got().len() < 20, "{} attempts", silent.got().len());
     // Each of its attempts is cut at its timeout.
     assert!(wait_for(LONG, || {
-        let (_, alerts) = http(
-            Target::Unix(&sb.state_dir().join("guardian.sock")),
-            "GET",
-            "/alerts",
-            &[],
-            b"",
-        );
+        let (_, alerts) = get(&sb, "/alerts");
         alerts.contains("no answer within the timeout of 1s (after 3 retries)")
     }));
     // Its queue filled meanwhile: dropped, counted.

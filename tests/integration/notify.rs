@@ -15,6 +15,11 @@ fn state(sb: &Sandbox, cfg: &std::path::Path, name: &str) -> String {
         .to_owned()
 }
 
+/// Whether the service has an event with this action.
+fn saw(sb: &Sandbox, name: &str, action: &str) -> bool {
+    sb.actions(name).iter().any(|a| a == action)
+}
+
 fn notify_dropped(sb: &Sandbox) -> u64 {
     let sock = sb.state_dir().join("guardian.sock");
     let (_, m) = http(Target::Unix(&sock), "GET", "/metrics", &[], b"");
@@ -93,11 +98,7 @@ fn startup_timeout_bounds_the_wait_for_ready() {
     );
     let _g = sb.start(&cfg);
     assert!(wait_for(LONG, || state(&sb, &cfg, "a") == "failed"));
-    assert!(
-        sb.actions("a").iter().any(|a| a == "startup_timeout"),
-        "{:?}",
-        sb.actions("a")
-    );
+    assert!(saw(&sb, "a", "startup_timeout"), "{:?}", sb.actions("a"));
 }
 
 #[test]
@@ -193,7 +194,7 @@ fn ready_log_waits_for_the_first_matching_line() {
     sb.write("go", "");
     assert!(wait_for(LONG, || state(&sb, &cfg, "a") == "running"));
     assert!(wait_for(LONG, || state(&sb, &cfg, "b") == "failed"));
-    assert!(sb.actions("b").iter().any(|a| a == "startup_timeout"));
+    assert!(saw(&sb, "b", "startup_timeout"));
 }
 
 /// `watchdog` with the real `systemd-notify`: the service gets WATCHDOG_USEC and its own
@@ -223,11 +224,7 @@ fn watchdog_pings_keep_a_service_and_watchdog_trigger_restarts_it() {
     .is_ok_and(|t| t.trim() == format!("1000000 {first} {first}"))));
     // Three periods of pings in time: no watchdog verdict, and the last ping shows.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        !sb.actions("a").iter().any(|a| a == "watchdog"),
-        "{:?}",
-        sb.actions("a")
-    );
+    assert!(!saw(&sb, "a", "watchdog"), "{:?}", sb.actions("a"));
     assert!(sb.service(&cfg, "a")["last_watchdog"].as_f64().is_some());
     let out = sb.client(&cfg, &["status"]);
     assert!(out.stdout.contains("last watchdog ping"), "{}", out.stdout);
@@ -348,10 +345,7 @@ sys.exit(3)
         ),
     );
     let _g = sb.start(&cfg);
-    assert!(wait_for(LONG, || sb
-        .actions("d")
-        .iter()
-        .any(|a| a == "extend_timeout")));
+    assert!(wait_for(LONG, || saw(&sb, "d", "extend_timeout")));
     let first = sb.service(&cfg, "d")["pid"].as_i64().unwrap() as i32;
     // Past its startup_timeout of 1 s, still starting: the deadline moved.
     std::thread::sleep(Duration::from_millis(1500));
@@ -375,11 +369,8 @@ sys.exit(3)
             .unwrap();
     assert_eq!(pidfile["pid"], child);
     sb.write("reload", "");
-    assert!(wait_for(LONG, || sb
-        .actions("d")
-        .iter()
-        .any(|a| a == "reloaded")));
-    assert!(sb.actions("d").iter().any(|a| a == "reloading"));
+    assert!(wait_for(LONG, || saw(&sb, "d", "reloaded")));
+    assert!(saw(&sb, "d", "reloading"));
     assert_eq!(sb.service(&cfg, "d")["status_text"], "reloaded");
     sb.write("fail", "");
     assert!(wait_for(LONG, || state(&sb, &cfg, "d") == "failed"));
@@ -479,11 +470,7 @@ fn an_essential_service_ends_guardian_with_its_code() {
             sb.stderr()
         );
         assert!(!alive(side), "the other service outlived guardian");
-        assert!(
-            sb.actions("main").iter().any(|a| a == "essential"),
-            "{:?}",
-            sb.actions("main")
-        );
+        assert!(saw(&sb, "main", "essential"), "{:?}", sb.actions("main"));
     }
 }
 
