@@ -23,6 +23,15 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // A one-shot command piped into `head` ends quietly when the reader goes, as every Unix
+    // tool does (Rust ignores SIGPIPE, and println! would panic on EPIPE). `run` keeps it
+    // ignored: a closed pipe must not kill the guardian of every service.
+    if !matches!(cli.command, guardian::cli::Command::Run) {
+        // SAFETY: restores the default disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let json = cli.global.log_format.as_deref() == Some("json");
     match guardian::cli::commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),

@@ -884,3 +884,24 @@ fn dynamic_completion_offers_the_configs_service_names() {
         .collect();
     assert_eq!(offered, ["api", "api.1", "api.2"], "{}", out.all());
 }
+
+/// A command whose reader goes away (`guardian schema | head -1`) ends quietly, killed by
+/// SIGPIPE as any Unix tool is: never a panic on stderr.
+#[test]
+fn a_closed_pipe_ends_a_command_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let sb = Sandbox::new();
+    let mut child = sb
+        .cmd()
+        .arg("schema")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before guardian writes a byte.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{:?} {stderr}", out.status);
+}
