@@ -265,6 +265,12 @@ async fn serve(
     let lockout = Arc::new(api::lockout::Lockout::default());
     let facts = Arc::new(api::facts::FactsCache::default());
     let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let history = Arc::new(api::history::History::default());
+    tracker.spawn(api::history::run(
+        history.clone(),
+        handle.watch(),
+        root.child_token(),
+    ));
     let state = |tcp: bool, token: Option<String>, reads_need_token: bool| {
         Arc::new(ApiState {
             reads_need_token,
@@ -282,6 +288,7 @@ async fn serve(
             alerts: alerts.clone(),
             followers: followers.clone(),
             streams: streams.clone(),
+            history: history.clone(),
         })
     };
     // sd_notify (SPEC §14): one datagram socket for every service with ready = "notify".

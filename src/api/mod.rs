@@ -3,8 +3,10 @@
 //! GET is open; POST over TCP needs `Authorization: Bearer <token>`.
 
 pub mod facts;
+pub mod history;
 pub mod lockout;
 pub mod metrics;
+mod stall;
 pub mod stream;
 
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub followers: Arc<crate::process::output::Followers>,
     /// Followers connected now (logs and events), at most `stream::MAX_STREAMS`.
     pub streams: Arc<std::sync::atomic::AtomicUsize>,
+    /// The last hour of each service, for the page's charts.
+    pub history: Arc<history::History>,
 }
 
 /// The TCP peer of a request, put in by `serve_tcp`.
@@ -59,6 +63,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     app.route("/", get(page))
         .route("/events", get(stream::events))
         .route("/services/{name}/logs", get(stream::service_logs))
+        .route("/services/{name}/history", get(service_history))
         .route("/alerts", get(alerts_route))
         .route("/status", get(status))
         .route("/health", get(health))
@@ -125,10 +130,13 @@ pub async fn serve_tcp(
                     if let Ok(Ok(stream)) =
                         tokio::time::timeout(HEAD_DEADLINE, acceptor.accept(stream)).await
                     {
-                        serve_connection(TokioIo::new(stream), service, stop).await;
+                        serve_connection(stall::Stall::new(TokioIo::new(stream)), service, stop)
+                            .await;
                     }
                 }
-                None => serve_connection(TokioIo::new(stream), service, stop).await,
+                None => {
+                    serve_connection(stall::Stall::new(TokioIo::new(stream)), service, stop).await
+                }
             }
         });
         while conns.try_join_next().is_some() {}
@@ -664,6 +672,37 @@ async fn page() -> Response {
 }
 
 /// The last alert deliveries, oldest first, with their result (SPEC §15).
+/// `GET /services/NAME/history`: the last hour, minute by minute (the page's charts).
+async fn service_history(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Response {
+    let snap = state.handle.snapshot();
+    let now = unix_now() as u64;
+    state.history.fold(&snap, now);
+    match state.history.of(&name, now) {
+        Some(minutes) => Json(json!({
+            "service": name,
+            "minutes": minutes,
+            "samples_resources": snap
+                .services
+                .iter()
+                .any(|s| s.name == name && s.detail.process.is_some()),
+        }))
+        .into_response(),
+        None => unknown_service(&snap, &name),
+    }
+}
+
+/// 404 naming the services there are.
+fn unknown_service(snap: &crate::supervisor::Snapshot, name: &str) -> Response {
+    let names: Vec<&str> = snap.services.iter().map(|s| s.name.as_str()).collect();
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no service named `{name}`; services: {}", names.join(", ")),
+    )
+}
+
 async fn alerts_route(State(state): State<Arc<ApiState>>) -> Response {
     Json(json!(state.alerts.recent())).into_response()
 }

@@ -19,7 +19,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiState, error};
+use super::{ApiState, error, unknown_service};
 
 /// Followers at once, across services and events.
 pub const MAX_STREAMS: usize = 256;
@@ -103,11 +103,7 @@ pub async fn service_logs(
 ) -> Response {
     let snap = state.handle.snapshot();
     let Some(svc) = snap.services.iter().find(|s| s.name == name) else {
-        let names: Vec<&str> = snap.services.iter().map(|s| s.name.as_str()).collect();
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no service named `{name}`; services: {}", names.join(", ")),
-        );
+        return unknown_service(&snap, &name);
     };
     let follow = following(q.follow.as_deref());
     let n = q.n.unwrap_or(if follow { 10 } else { 100 });
@@ -133,26 +129,21 @@ pub async fn service_logs(
         return busy();
     };
     // Subscribed before the backlog is read: a line written meanwhile may come twice, never
-    // not at all.
-    let (mut rx, next) = state.followers.subscribe(&name);
+    // not at all. A returning follower gets what it missed from the replay ring instead.
     let resumed = last_event_id(&headers);
+    let sub = state.followers.subscribe(&name, resumed);
     let backlog = match resumed {
-        Some(_) => Vec::new(),
-        None => tokio::task::spawn_blocking(move || tail(&file, n))
+        Some(last) if last < sub.next => Vec::new(),
+        _ => tokio::task::spawn_blocking(move || tail(&file, n))
             .await
             .unwrap_or_default(),
     };
     let stream = async_stream(move |tx| async move {
         let _slot = slot;
-        if let Some(last) = resumed
-            && next > last + 1
-        {
-            let missed = next - last - 1;
-            if tx
-                .send(lost(missed, "written while this follower was away"))
-                .await
-                .is_err()
-            {
+        let mut rx = sub.rx;
+        if sub.lost > 0 {
+            let why = "written while this follower was away, no longer kept";
+            if tx.send(lost(sub.lost, why)).await.is_err() {
                 return;
             }
         }
@@ -162,32 +153,30 @@ pub async fn service_logs(
                 return;
             }
         }
-        let mut expected = next;
+        let after = resumed.unwrap_or(0);
+        for batch in &sub.replay {
+            for (k, l) in batch.numbered().filter(|(k, _)| *k > after) {
+                if tx.send(line(k, l)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut expected = sub.next;
         loop {
             match rx.recv().await {
-                Ok(lines) => {
-                    if lines.first > expected {
+                Ok(batch) => {
+                    if batch.first > expected {
                         let why = "this follower read too slowly";
-                        if tx.send(lost(lines.first - expected, why)).await.is_err() {
+                        if tx.send(lost(batch.first - expected, why)).await.is_err() {
                             return;
                         }
                     }
-                    let count = count_lines(&lines.bytes);
-                    for (i, l) in lines
-                        .bytes
-                        .split(|b| *b == b'\n')
-                        .take(count as usize)
-                        .enumerate()
-                    {
-                        let l = l.strip_suffix(b"\r").unwrap_or(l);
-                        let e = Sse_::default()
-                            .id((lines.first + i as u64).to_string())
-                            .data(String::from_utf8_lossy(l));
-                        if tx.send(e).await.is_err() {
+                    for (k, l) in batch.numbered() {
+                        if tx.send(line(k, l)).await.is_err() {
                             return;
                         }
                     }
-                    expected = lines.first + count;
+                    expected = batch.first + batch.count();
                 }
                 // Counted at the next batch that arrives (its first line's number).
                 Err(RecvError::Lagged(_)) => {}
@@ -198,8 +187,11 @@ pub async fn service_logs(
     sse(stream)
 }
 
-fn count_lines(b: &[u8]) -> u64 {
-    b.iter().filter(|c| **c == b'\n').count() as u64
+/// One line as an event, numbered for `Last-Event-ID`.
+fn line(k: u64, l: &[u8]) -> Sse_ {
+    Sse_::default()
+        .id(k.to_string())
+        .data(String::from_utf8_lossy(l))
 }
 
 #[derive(Deserialize)]

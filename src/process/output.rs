@@ -54,10 +54,14 @@ impl DroppedBytes {
 /// Batches of lines a followed service's channel holds; a follower further behind is told
 /// how many lines it lost.
 const FOLLOW_DEPTH: usize = 256;
+/// Recent lines kept per followed service, so a follower that reconnects with the number of
+/// the last line it saw (`Last-Event-ID`) gets what it missed; older ones are counted as lost.
+pub const REPLAY_BYTES: usize = 64 * 1024;
 
 /// Live followers of services' output (`GET /services/NAME/logs?follow=1`): per service a
-/// broadcast channel, made when the first follower subscribes and dropped when a batch finds
-/// no follower left. An unfollowed service costs one atomic load per batch.
+/// broadcast channel and a replay ring, made when the first follower subscribes and kept while
+/// guardian runs (so a follower can come back). A service nobody ever followed costs one
+/// atomic load per batch; a followed one at most `REPLAY_BYTES` more.
 #[derive(Default)]
 pub struct Followers {
     /// std Mutex: held to find or insert a service's point, never across .await.
@@ -67,11 +71,17 @@ pub struct Followers {
 /// One service's follow point, shared by every instance's sink.
 #[derive(Default)]
 pub struct Follow {
-    /// std Mutex: held for one send or one subscribe, never across .await.
-    tx: Mutex<Option<tokio::sync::broadcast::Sender<Lines>>>,
+    /// std Mutex: held for one offer or one subscribe, never across .await.
+    live: Mutex<Option<Live>>,
     active: std::sync::atomic::AtomicBool,
-    /// The number of the next line (counted while followed).
-    next: AtomicU64,
+}
+
+struct Live {
+    tx: tokio::sync::broadcast::Sender<Lines>,
+    /// The number of the next line (counted since the first follower came).
+    next: u64,
+    ring: VecDeque<Lines>,
+    ring_bytes: usize,
 }
 
 /// Whole lines as the pump read them, the first one numbered `first`.
@@ -79,6 +89,30 @@ pub struct Follow {
 pub struct Lines {
     pub first: u64,
     pub bytes: Arc<[u8]>,
+}
+
+impl Lines {
+    pub fn count(&self) -> u64 {
+        self.bytes.iter().filter(|b| **b == b'\n').count() as u64
+    }
+
+    /// Each line (without its `\n`, nor a `\r` before it) with its number.
+    pub fn numbered(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let whole = self.bytes.strip_suffix(b"\n").unwrap_or(&self.bytes);
+        whole
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .map(|(i, l)| (self.first + i as u64, l.strip_suffix(b"\r").unwrap_or(l)))
+    }
+}
+
+/// A new follower: its receiver, the number the next line gets, and, when it resumes, the
+/// lines it missed that are still kept and how many it missed that are not.
+pub struct Subscription {
+    pub rx: tokio::sync::broadcast::Receiver<Lines>,
+    pub next: u64,
+    pub replay: Vec<Lines>,
+    pub lost: u64,
 }
 
 impl Followers {
@@ -92,48 +126,67 @@ impl Followers {
             .clone()
     }
 
-    /// A new follower of `service`'s lines from now on, and the number the next line gets.
-    pub fn subscribe(&self, service: &str) -> (tokio::sync::broadcast::Receiver<Lines>, u64) {
+    /// A new follower of `service`'s lines; `after` is the last line a returning follower saw.
+    pub fn subscribe(&self, service: &str, after: Option<u64>) -> Subscription {
         let point = self.point(service);
-        let mut tx = point
-            .tx
+        let mut live = point
+            .live
             .lock()
             .expect("UNWRAP: never poisoned: no panic while held");
-        let rx = match tx.as_ref() {
-            Some(t) => t.subscribe(),
-            None => {
-                let (t, rx) = tokio::sync::broadcast::channel(FOLLOW_DEPTH);
-                *tx = Some(t);
-                rx
-            }
-        };
+        let live = live.get_or_insert_with(|| Live {
+            tx: tokio::sync::broadcast::channel(FOLLOW_DEPTH).0,
+            next: 0,
+            ring: VecDeque::new(),
+            ring_bytes: 0,
+        });
         point.active.store(true, Ordering::Relaxed);
-        (rx, point.next.load(Ordering::Relaxed))
+        let mut sub = Subscription {
+            rx: live.tx.subscribe(),
+            next: live.next,
+            replay: Vec::new(),
+            lost: 0,
+        };
+        // A number from before this guardian's count (or from another guardian) resumes
+        // nothing: the follower gets the tail like a new one.
+        if let Some(after) = after.filter(|a| *a < live.next) {
+            let kept_from = live.ring.front().map_or(live.next, |l| l.first);
+            sub.lost = kept_from.saturating_sub(after + 1);
+            sub.replay = live
+                .ring
+                .iter()
+                .filter(|l| l.first + l.count() > after + 1)
+                .cloned()
+                .collect();
+        }
+        sub
     }
 }
 
 impl Follow {
-    /// Whole lines just read: to the followers, if there are any.
+    /// Whole lines just read: to the followers and the replay ring, once anyone followed.
     fn offer(&self, whole: &[u8]) {
         if !self.active.load(Ordering::Relaxed) {
             return;
         }
-        let mut tx = self
-            .tx
+        let mut live = self
+            .live
             .lock()
             .expect("UNWRAP: never poisoned: no panic while held");
-        let Some(t) = tx.as_ref() else { return };
-        let n = whole.iter().filter(|b| **b == b'\n').count() as u64;
-        let first = self.next.fetch_add(n, Ordering::Relaxed);
+        let Some(live) = live.as_mut() else { return };
         let lines = Lines {
-            first,
+            first: live.next,
             bytes: Arc::from(whole),
         };
-        if t.send(lines).is_err() {
-            // The last follower has gone: no channel until the next one comes.
-            *tx = None;
-            self.active.store(false, Ordering::Relaxed);
+        live.next += lines.count();
+        live.ring_bytes += whole.len();
+        live.ring.push_back(lines.clone());
+        while live.ring_bytes > REPLAY_BYTES && live.ring.len() > 1 {
+            if let Some(old) = live.ring.pop_front() {
+                live.ring_bytes -= old.bytes.len();
+            }
         }
+        // No receiver now is fine: the ring keeps the lines for one that comes back.
+        let _ = live.tx.send(lines);
     }
 }
 

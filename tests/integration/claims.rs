@@ -23,7 +23,7 @@ fn state(sb: &Sandbox, cfg: &Path, name: &str) -> String {
 fn a_rolling_restart_stops_at_an_instance_that_does_not_come_back() {
     let sb = Sandbox::new();
     let server = example_bin("socketio_server");
-    let first = free_port().min(65000);
+    let first = free_port_range(41);
     let cfg = sb.write(
         "g.toml",
         &format!(

@@ -410,6 +410,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` consecutive ports that are free now, below the kernel's ephemeral range, so the
+/// `free_port()` of a test running alongside never lands in the range.
+pub fn free_port_range(n: u16) -> u16 {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000 + n).max(1);
+    for _ in 0..200 {
+        let first = 10_000 + (rand::random::<u16>() % span);
+        if (first..first + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return first;
+        }
+    }
+    panic!("no {n} free consecutive ports below {low}");
+}
+
 /// Where an HTTP request goes: guardian's Unix socket, or a TCP address.
 pub enum Target<'a> {
     Unix(&'a Path),
