@@ -124,7 +124,10 @@ pub async fn run(
             _ = stop.cancelled() => return,
         }
         // Folded under the watch's read lock: no copy of a thousand services.
-        history.fold(&snapshots.borrow_and_update(), crate::pidfile::unix_now() as u64);
+        history.fold(
+            &snapshots.borrow_and_update(),
+            crate::pidfile::unix_now() as u64,
+        );
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
             _ = stop.cancelled() => return,

@@ -673,10 +673,7 @@ async fn page() -> Response {
 
 /// The last alert deliveries, oldest first, with their result (SPEC §15).
 /// `GET /services/NAME/history`: the last hour, minute by minute (the page's charts).
-async fn service_history(
-    State(state): State<Arc<ApiState>>,
-    Path(name): Path<String>,
-) -> Response {
+async fn service_history(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> Response {
     let snap = state.handle.snapshot();
     let now = unix_now() as u64;
     state.history.fold(&snap, now);

@@ -35,6 +35,17 @@ pub struct Global {
     pub log_format: Option<String>,
 }
 
+/// Where a client command reaches guardian when not through the local Unix socket.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Remote {
+    /// A guardian's TCP API (HOST:PORT) instead of the local Unix socket.
+    #[arg(long, requires = "token_file")]
+    pub api: Option<String>,
+    /// The bearer token for --api.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run in the foreground until SIGTERM/SIGINT or `guardian stop`.
@@ -101,14 +112,19 @@ pub enum Command {
         #[arg(short = 'n', default_value_t = 20)]
         n: usize,
     },
-    /// The service's captured stdout and stderr.
+    /// The services' captured stdout and stderr; with several, each line is prefixed
+    /// `NAME | ` (in colour on a terminal). A replicated service means all its instances.
     Logs {
-        #[arg(add = clap_complete::engine::ArgValueCompleter::new(service_names))]
-        service: String,
+        #[arg(required = true, add = clap_complete::engine::ArgValueCompleter::new(service_names))]
+        services: Vec<String>,
+        /// Keep printing lines as the services write them (over the API, so it works with
+        /// --api from another host too).
         #[arg(short = 'f', long)]
         follow: bool,
         #[arg(short = 'n', default_value_t = 50)]
         n: usize,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Print the JSON Schema of the config.
     Schema,
@@ -132,12 +148,8 @@ pub enum Command {
     Man,
     /// A live view of every service in the terminal, with its log, events and controls.
     Top {
-        /// A guardian's TCP API (HOST:PORT) instead of the local Unix socket.
-        #[arg(long, requires = "token_file")]
-        api: Option<String>,
-        /// The bearer token for --api.
-        #[arg(long)]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Write the same stack for a fleet engine.
     Export {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::cli::{Command, Global};
+use crate::cli::{Command, Global, Remote};
 use crate::config::Loaded;
 use crate::config::load::LoadError;
 use crate::daemon::socket_path;
@@ -39,35 +39,19 @@ pub(super) fn client_config(g: &Global) -> Result<Option<Loaded>, FatalError> {
 }
 
 pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
-    // Over TCP, top needs neither the config nor the state dir.
-    let over_tcp = matches!(
-        &command,
-        Command::Top {
-            api: Some(_),
-            token_file: Some(_)
-        }
-    );
-    let loaded = if over_tcp { None } else { client_config(g)? };
+    // Over TCP, neither the config nor the state dir is needed.
+    let remote = match &command {
+        Command::Top { remote } | Command::Logs { remote, .. } => remote.clone(),
+        _ => Remote::default(),
+    };
+    let loaded = if remote.api.is_some() {
+        None
+    } else {
+        client_config(g)?
+    };
     let dir = state_dir(g, loaded.as_ref());
-    if let Command::Top { api, token_file } = command {
-        let at = match (api, token_file) {
-            (Some(addr), Some(file)) => {
-                let token = std::fs::read_to_string(&file).map_err(|source| FatalError::Io {
-                    action: "read the token file",
-                    path: file.clone(),
-                    source,
-                })?;
-                let addr = addr
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .to_owned();
-                Endpoint::Tcp {
-                    addr,
-                    token: token.trim().to_owned(),
-                }
-            }
-            _ => Endpoint::Unix(dir),
-        };
+    let at = endpoint(&remote, &dir)?;
+    if let Command::Top { .. } = command {
         return super::top::run(at);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -123,8 +107,17 @@ pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
             Command::Start { service } => action(&dir, &service, "start").await,
             Command::Restart { service } => action(&dir, &service, "restart").await,
             Command::Events { service, json, n } => events(&dir, &service, json, n).await,
-            Command::Logs { service, follow, n } => {
-                logs(g, loaded.as_ref(), &service, follow, n).await
+            Command::Logs {
+                services,
+                follow,
+                n,
+                ..
+            } => {
+                let local = remote
+                    .api
+                    .is_none()
+                    .then_some((dir.as_path(), loaded.as_ref()));
+                super::logs::run(&at, local, &services, follow, n).await
             }
             other => Err(FatalError::Message(format!(
                 "{other:?} is handled elsewhere"
@@ -139,6 +132,26 @@ pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
 pub enum Endpoint {
     Unix(PathBuf),
     Tcp { addr: String, token: String },
+}
+
+/// The TCP API with its token when `--api` is given, else the Unix socket in `dir`.
+fn endpoint(remote: &Remote, dir: &Path) -> Result<Endpoint, FatalError> {
+    let (Some(addr), Some(file)) = (&remote.api, &remote.token_file) else {
+        return Ok(Endpoint::Unix(dir.to_owned()));
+    };
+    let token = std::fs::read_to_string(file).map_err(|source| FatalError::Io {
+        action: "read the token file",
+        path: file.clone(),
+        source,
+    })?;
+    let addr = addr
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    Ok(Endpoint::Tcp {
+        addr,
+        token: token.trim().to_owned(),
+    })
 }
 
 /// One HTTP/1 request over the Unix socket; NotRunning when nothing answers.
@@ -162,12 +175,33 @@ pub(crate) async fn call_at(
     path: &str,
     command: &str,
 ) -> Result<(u16, Value), FatalError> {
-    let dir = match at {
-        Endpoint::Unix(d) => d.clone(),
-        Endpoint::Tcp { addr, .. } => PathBuf::from(addr),
-    };
+    use http_body_util::{BodyExt, Limited};
+    let resp = open_at(at, method, path, &[], command).await?;
+    let status = resp.status().as_u16();
+    let bytes = Limited::new(resp.into_body(), ANSWER_LIMIT)
+        .collect()
+        .await
+        .map_err(|e| FatalError::Message(format!("the guardian's answer was cut off: {e}")))?
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+/// Sends `method path` to `at`; the caller reads the body as it comes. NotRunning when
+/// nothing answers.
+pub(crate) async fn open_at(
+    at: &Endpoint,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    command: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, FatalError> {
+    use crate::health::http::open;
     let not_running = || FatalError::NotRunning {
-        state_dir: dir.clone(),
+        state_dir: match at {
+            Endpoint::Unix(d) => d.clone(),
+            Endpoint::Tcp { addr, .. } => PathBuf::from(addr),
+        },
         command: command.to_owned(),
     };
     let result = match at {
@@ -175,24 +209,16 @@ pub(crate) async fn call_at(
             let stream = tokio::net::UnixStream::connect(socket_path(d))
                 .await
                 .map_err(|_| not_running())?;
-            crate::health::http::request(stream, method, path, "guardian", None, ANSWER_LIMIT).await
+            open(stream, method, path, "guardian", None, headers).await
         }
         Endpoint::Tcp { addr, token } => {
             let stream = tokio::net::TcpStream::connect(addr.as_str())
                 .await
                 .map_err(|_| not_running())?;
-            crate::health::http::request(stream, method, path, addr, Some(token), ANSWER_LIMIT)
-                .await
+            open(stream, method, path, addr, Some(token), headers).await
         }
     };
-    let (status, bytes) = result.map_err(|e| match e {
-        crate::health::http::HttpError::Body(_) => {
-            FatalError::Message(format!("the guardian's answer was cut off: {e}"))
-        }
-        _ => not_running(),
-    })?;
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Ok((status, body))
+    result.map_err(|_| not_running())
 }
 
 async fn action(dir: &Path, service: &str, what: &str) -> Result<u8, FatalError> {
@@ -466,90 +492,6 @@ async fn events(dir: &Path, service: &str, json: bool, n: usize) -> Result<u8, F
                 ok,
                 extra.lines().next().unwrap_or("")
             );
-        }
-    }
-    Ok(exit::OK)
-}
-
-async fn logs(
-    g: &Global,
-    loaded: Option<&Loaded>,
-    service: &str,
-    follow: bool,
-    n: usize,
-) -> Result<u8, FatalError> {
-    // Without a config (`--state-dir`), the log is where every service's log is; a
-    // replicated service has one per instance (`NAME.K.log`).
-    let path = match loaded {
-        Some(l) => super::find_service(&l.config, service)?.log.file,
-        None => {
-            let logs = state_dir(g, None).join("logs");
-            let path = logs.join(format!("{service}.log"));
-            let mut instances: Vec<String> = std::fs::read_dir(&logs)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.ok()?.file_name().into_string().ok()?;
-                    let k = name.strip_prefix(service)?.strip_prefix('.')?;
-                    let k = k.strip_suffix(".log")?;
-                    k.parse::<u32>().ok().map(|k| (k, format!("{service}.{k}")))
-                })
-                .collect::<std::collections::BTreeMap<_, _>>()
-                .into_values()
-                .collect();
-            if !path.exists() && !instances.is_empty() {
-                let n = instances.len();
-                instances.dedup();
-                return Err(FatalError::Message(format!(
-                    "{service} has {n} replicas; name one of them: {}",
-                    instances.join(", ")
-                )));
-            }
-            path
-        }
-    };
-    let text = std::fs::read(&path).map_err(|source| FatalError::Io {
-        action: "read the log of the service at",
-        path: path.clone(),
-        source,
-    })?;
-    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
-    let lines = if lines.last().is_some_and(|l| l.is_empty()) {
-        &lines[..lines.len() - 1]
-    } else {
-        &lines[..]
-    };
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    for l in &lines[lines.len().saturating_sub(n)..] {
-        let _ = out.write_all(l);
-        let _ = out.write_all(b"\n");
-    }
-    let _ = out.flush();
-    drop(out);
-    if follow {
-        let mut offset = text.len() as u64;
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if meta.len() < offset {
-                offset = 0; // rotated
-            }
-            if meta.len() > offset {
-                use std::io::{Read, Seek};
-                let mut f = std::fs::File::open(&path).map_err(|source| FatalError::Io {
-                    action: "read",
-                    path: path.clone(),
-                    source,
-                })?;
-                let _ = f.seek(std::io::SeekFrom::Start(offset));
-                let mut buf = Vec::new();
-                let _ = f.read_to_end(&mut buf);
-                offset += buf.len() as u64;
-                let _ = std::io::stdout().write_all(&buf);
-            }
         }
     }
     Ok(exit::OK)

@@ -8,6 +8,7 @@ pub mod client;
 pub mod commands;
 pub mod doctor;
 pub mod explain;
+mod logs;
 pub mod top;
 
 pub use args::*;

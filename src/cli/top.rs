@@ -1,9 +1,8 @@
 //! `guardian top`: a live terminal view of every service with its log, events and controls.
-//! It speaks the same API as the CLI (over the Unix socket), reads the selected service's
-//! log file directly, and draws with ratatui. `App` and `draw` are plain: the rendering
+//! It speaks the same API as the CLI (the Unix socket, or `--api`), reads the selected service's
+//! log over the API too, and draws with ratatui. `App` and `draw` are plain: the rendering
 //! tests run them on ratatui's `TestBackend`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use ratatui::Frame;
@@ -19,8 +18,8 @@ use crate::error::{FatalError, exit};
 
 /// How often the view asks for the status: the API's answer is a snapshot read, cheap.
 const REFRESH: Duration = Duration::from_millis(1000);
-/// The log pane reads at most this much of the end of the file.
-const LOG_TAIL_BYTES: u64 = 64 * 1024;
+/// The log pane shows this many of the last lines (`GET /services/NAME/logs?n=`).
+const LOG_LINES: usize = 500;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -433,24 +432,6 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Action {
     }
 }
 
-/// The last lines of a log file (reads only its end; a rotated file is simply read anew).
-fn tail(path: &Path, lines: usize) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return vec![format!("(no log yet at {})", path.display())];
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
-    let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..]
-        .iter()
-        .map(|l| (*l).to_owned())
-        .collect()
-}
-
 /// `last alert 12:00:01 ops: failed api → sent` from `GET /alerts`.
 fn last_alert(list: &Value) -> Option<String> {
     let a = list.as_array()?.last()?;
@@ -514,11 +495,14 @@ async fn refresh(app: &mut App, at: &Endpoint) -> Result<(), FatalError> {
     }
     app.selected = app.selected.min(app.shown().len().saturating_sub(1));
     if let Some(name) = app.selected_name() {
-        app.log = match at {
-            Endpoint::Unix(dir) => tail(&dir.join("logs").join(format!("{name}.log")), 500),
-            Endpoint::Tcp { .. } => {
-                vec!["(logs are read from the state dir: run top on the guardian's host for them; e shows the events)".to_owned()]
-            }
+        // Over the API on either endpoint, so top from another host shows the log too.
+        app.log = match super::logs::remote_tail(at, &name, LOG_LINES).await {
+            Ok(lines) if lines.is_empty() => vec![format!("(nothing in the log of {name} yet)")],
+            Ok(lines) => lines
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect(),
+            Err(e) => vec![format!("(the log of {name} cannot be read: {e})")],
         };
         let (_, ev) = call_at(at, "GET", &format!("/services/{name}/events?n=50"), "top").await?;
         app.events = ev

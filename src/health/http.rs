@@ -31,6 +31,29 @@ pub async fn request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let resp = open(stream, method, path, host, bearer, &[]).await?;
+    let status = resp.status().as_u16();
+    let body = Limited::new(resp.into_body(), body_limit)
+        .collect()
+        .await
+        .map_err(|e| HttpError::Body(e.to_string()))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// Sends `method path` with an empty body and these extra headers; the answer's body is
+/// read by the caller as it comes (a stream of Server-Sent Events).
+pub async fn open<S>(
+    stream: S,
+    method: &str,
+    path: &str,
+    host: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, String)],
+) -> Result<hyper::Response<hyper::body::Incoming>, HttpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| HttpError::Connect(e.to_string()))?;
@@ -46,20 +69,16 @@ where
     if let Some(t) = bearer {
         req = req.header("authorization", format!("Bearer {t}"));
     }
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
     let req = req
         .body(Empty::<Bytes>::new())
         .map_err(|e| HttpError::Request(e.to_string()))?;
-    let resp = sender
+    sender
         .send_request(req)
         .await
-        .map_err(|e| HttpError::Request(e.to_string()))?;
-    let status = resp.status().as_u16();
-    let body = Limited::new(resp.into_body(), body_limit)
-        .collect()
-        .await
-        .map_err(|e| HttpError::Body(e.to_string()))?
-        .to_bytes();
-    Ok((status, body))
+        .map_err(|e| HttpError::Request(e.to_string()))
 }
 
 /// The same over TCP to `host:port`.

@@ -397,6 +397,61 @@ pub fn color_wanted() -> bool {
     anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
 }
 
+/// The last `n` lines of a log, from its rotated file too when the current one has fewer.
+/// Reads backwards in blocks: the cost is the lines asked for, not the file's size.
+pub fn tail(path: &std::path::Path, n: usize) -> Vec<Vec<u8>> {
+    let mut out = tail_of(path, n);
+    if out.len() < n {
+        let mut older = tail_of(&rotated(path), n - out.len());
+        older.append(&mut out);
+        out = older;
+    }
+    out
+}
+
+fn rotated(path: &std::path::Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".1");
+    p.into()
+}
+
+fn tail_of(path: &std::path::Path, n: usize) -> Vec<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    if n == 0 {
+        return Vec::new();
+    }
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let Ok(len) = f.seek(SeekFrom::End(0)) else {
+        return Vec::new();
+    };
+    const BLOCK: u64 = 64 * 1024;
+    let mut at = len;
+    let mut buf: Vec<u8> = Vec::new();
+    // One more newline than lines wanted (the last line ends with one).
+    while at > 0 && buf.iter().filter(|b| **b == b'\n').count() <= n {
+        let start = at.saturating_sub(BLOCK);
+        let mut block = vec![0u8; (at - start) as usize];
+        if f.seek(SeekFrom::Start(start)).is_err() || f.read_exact(&mut block).is_err() {
+            break;
+        }
+        block.extend_from_slice(&buf);
+        buf = block;
+        at = start;
+    }
+    let mut lines: Vec<Vec<u8>> = buf.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    if lines.last().is_some_and(Vec::is_empty) {
+        lines.pop();
+    }
+    // The first piece may be the end of a line cut by the block boundary.
+    if at > 0 && !lines.is_empty() {
+        lines.remove(0);
+    }
+    let skip = lines.len().saturating_sub(n);
+    lines.split_off(skip)
+}
+
 fn write_all(rx: Receiver<Chunk>) {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
@@ -447,6 +502,34 @@ fn write_all(rx: Receiver<Chunk>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_reads_the_last_lines_across_blocks_and_the_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        let long: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&log, &long).unwrap();
+        let t = tail(&log, 3);
+        assert_eq!(
+            t,
+            vec![
+                b"line 19997".to_vec(),
+                b"line 19998".to_vec(),
+                b"line 19999".to_vec()
+            ]
+        );
+        assert_eq!(tail(&log, 10_000).len(), 10_000);
+        assert_eq!(tail(&log, 10_000)[0], b"line 10000".to_vec());
+        std::fs::write(&log, "new 1\nnew 2\n").unwrap();
+        std::fs::write(rotated(&log), "old 1\nold 2\n").unwrap();
+        let t = tail(&log, 3);
+        assert_eq!(
+            t,
+            vec![b"old 2".to_vec(), b"new 1".to_vec(), b"new 2".to_vec()]
+        );
+        assert!(tail(&dir.path().join("none.log"), 5).is_empty());
+        assert!(tail(&log, 0).is_empty());
+    }
 
     async fn pumped(input: Vec<u8>) -> (Vec<u8>, u64) {
         let dir = tempfile::tempdir().unwrap();

@@ -953,3 +953,232 @@ fn logs_and_events_are_served_and_followed() {
     );
     assert!(again.contains(&format!("id: {first}\n")), "{again}");
 }
+
+/// A follower's stream over the Unix socket: sends `request`, then reads what comes.
+struct Follower {
+    s: std::os::unix::net::UnixStream,
+    got: String,
+}
+
+impl Follower {
+    fn open(sock: &std::path::Path, request: &str) -> Follower {
+        use std::io::Write;
+        let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        Follower {
+            s,
+            got: String::new(),
+        }
+    }
+
+    /// Reads until `done` holds for what came (or 30 s pass).
+    fn until(&mut self, done: impl Fn(&str) -> bool) -> &str {
+        use std::io::Read;
+        let mut buf = [0u8; 8192];
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done(&self.got) && std::time::Instant::now() < end {
+            match self.s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.got.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        &self.got
+    }
+}
+
+/// `(id, data)` of each numbered line event.
+fn numbered(sse: &str) -> Vec<(u64, String)> {
+    sse.split("\n\n")
+        .filter_map(|block| {
+            let id = block.lines().find_map(|l| l.strip_prefix("id: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((id.parse().ok()?, data.to_owned()))
+        })
+        .collect()
+}
+
+/// The SSE rules of issue 35: a follower that comes back with Last-Event-ID gets exactly the
+/// lines it missed; one too far behind is told how many it lost; 256 followers at once, then
+/// 503 with Retry-After; followers that go mid-stream free their place.
+#[test]
+fn followers_resume_exactly_are_told_what_was_lost_and_are_limited() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[guardian]\necho = false\n\
+         [services.count]\ncommand = [\"sh\", \"-c\", \"i=0; while :; do i=$((i+1)); echo line-$i; sleep 0.01; done\"]\n\
+         [services.flood]\ncommand = [\"python3\", \"-c\", \"import sys,time\\nwhile True:\\n  sys.stdout.write(('x'*99+'\\\\n')*2000); sys.stdout.flush(); time.sleep(0.1)\"]\n",
+    );
+    require("python3", "python3");
+    let _g = sb.start(&cfg);
+    let sock = sb.state_dir().join("guardian.sock");
+    let follow = |path: &str, last: Option<u64>| {
+        let resume = last
+            .map(|l| format!("Last-Event-ID: {l}\r\n"))
+            .unwrap_or_default();
+        Follower::open(&sock, &format!("GET {path} HTTP/1.0\r\n{resume}\r\n"))
+    };
+    // Ten numbered lines, then away; back with the last id: the next lines, none twice, none
+    // missing, and each the line that number had.
+    let mut f = follow("/services/count/logs?follow=1&n=0", None);
+    let first = numbered(f.until(|g| numbered(g).len() >= 10)).to_vec();
+    assert!(first.len() >= 10, "{}", f.got);
+    let (last, last_line) = first.last().cloned().unwrap();
+    drop(f);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut f = follow("/services/count/logs?follow=1", Some(last));
+    let again = numbered(f.until(|g| numbered(g).len() >= 60)).to_vec();
+    assert!(!f.got.contains("event: lost"), "{}", f.got);
+    assert_eq!(again[0].0, last + 1, "{}", f.got);
+    let n = |line: &str| line.trim_start_matches("line-").parse::<u64>().unwrap();
+    for (k, (id, line)) in again.iter().enumerate() {
+        assert_eq!(*id, last + 1 + k as u64, "{}", f.got);
+        assert_eq!(n(line), n(&last_line) + 1 + k as u64, "{}", f.got);
+    }
+    drop(f);
+    // 200 KB a tenth of a second: back after a second, far more than the ring keeps.
+    let mut f = follow("/services/flood/logs?follow=1&n=0", None);
+    f.until(|g| numbered(g).len() >= 5);
+    let seen = numbered(&f.got).last().unwrap().0;
+    drop(f);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let mut f = follow("/services/flood/logs?follow=1", Some(seen));
+    let got = f.until(|g| g.contains("event: lost") && numbered(g).len() > 5);
+    let lost = got
+        .split("\n\n")
+        .find(|b| b.contains("event: lost"))
+        .unwrap_or_else(|| panic!("no lost event: {got:.500}"));
+    let count: u64 = lost
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .and_then(|d| d.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(count > 1000, "{lost}");
+    assert!(lost.contains("no longer kept"), "{lost}");
+    let resumed_at = numbered(got)[0].0;
+    assert_eq!(
+        resumed_at,
+        seen + 1 + count,
+        "the lost count is exact: {lost}"
+    );
+    drop(f);
+    // 256 followers at once; the 257th is refused with Retry-After; one that goes (mid-line:
+    // it has read only part of its stream) frees its place.
+    let mut all: Vec<Follower> = (0..256)
+        .map(|_| {
+            let mut f = follow("/services/count/logs?follow=1&n=1", None);
+            f.until(|g| g.contains("data: "));
+            f
+        })
+        .collect();
+    assert!(all.iter().all(|f| f.got.starts_with("HTTP/1.0 200")));
+    let (code, head, body) =
+        http_with_head(Target::Unix(&sock), "GET", "/events?follow=1", &[], b"");
+    assert_eq!(code, 503, "{head}{body}");
+    assert!(head.to_lowercase().contains("retry-after: 5"), "{head}");
+    assert!(body.contains("256 followers"), "{body}");
+    all.truncate(255);
+    assert!(wait_for(LONG, || {
+        let mut f = follow("/services/count/logs?follow=1&n=1", None);
+        f.until(|g| g.contains("data: ") || g.contains("503"))
+            .starts_with("HTTP/1.0 200")
+    }));
+    drop(all);
+    let (code, _) = http(Target::Unix(&sock), "GET", "/status", &[], b"");
+    assert_eq!(code, 200);
+}
+
+/// Over TCP: a follow needs the token off loopback (401 without), and a client that never
+/// reads is dropped once a write has waited 10 s, while guardian's memory stays flat and a
+/// follower that reads keeps getting lines.
+#[test]
+fn off_loopback_follows_need_the_token_and_a_client_that_never_reads_is_dropped() {
+    use std::io::Write;
+    require("python3", "python3");
+    let sb = Sandbox::new();
+    let (section, addr) = sb.api_section("follow-token");
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let section = section.replace("127.0.0.1:", "0.0.0.0:") + "allow_plaintext = true\n";
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "{section}[guardian]\necho = false\n[services.flood]\ncommand = [\"python3\", \"-c\", \"import sys,time\\nwhile True:\\n  sys.stdout.write(('y'*99+'\\\\n')*2000); sys.stdout.flush(); time.sleep(0.1)\"]\n"
+        ),
+    );
+    let g = sb.start(&cfg);
+    let target = format!("127.0.0.1:{port}");
+    assert!(wait_for(LONG, || http(
+        Target::Tcp(&target),
+        "GET",
+        "/",
+        &[],
+        b""
+    )
+    .0 == 200));
+    for path in ["/services/flood/logs?follow=1", "/events?follow=1"] {
+        let (code, _) = http(Target::Tcp(&target), "GET", path, &[], b"");
+        assert_eq!(code, 401, "{path} without the token");
+    }
+    let sockets = || {
+        std::fs::read_dir(format!("/proc/{}/fd", g.pid()))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with("socket:"))
+            .count()
+    };
+    let rss = || proc_status_kib(g.pid(), "VmRSS");
+    // Warm up: one follower that reads, so the first stall is not the first follow.
+    let request = "GET /services/flood/logs?follow=1&n=0 HTTP/1.0\r\nauthorization: Bearer follow-token\r\n\r\n";
+    let mut reader = std::net::TcpStream::connect(&target).unwrap();
+    reader.write_all(request.as_bytes()).unwrap();
+    let mut reading = Vec::new();
+    read_some(&mut reader, &mut reading, 100_000);
+    assert!(String::from_utf8_lossy(&reading).starts_with("HTTP/1.0 200"));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (before, rss_before) = (sockets(), rss());
+    let mut stalled = std::net::TcpStream::connect(&target).unwrap();
+    stalled.write_all(request.as_bytes()).unwrap();
+    assert!(
+        wait_for(LONG, || sockets() > before),
+        "the stalled follower is connected"
+    );
+    // The reader keeps reading all along; the stalled one never does. Its socket goes within
+    // the write deadline (10 s) and some slack.
+    let mut dropped = false;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    while std::time::Instant::now() < end {
+        read_some(&mut reader, &mut reading, 200_000);
+        if sockets() <= before {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(
+        dropped,
+        "guardian still holds the follower that never reads"
+    );
+    let grew = rss().saturating_sub(rss_before);
+    assert!(grew < 16 * 1024, "guardian's RSS grew by {grew} KiB");
+    // The reader was never held up: it still gets lines.
+    let had = reading.len();
+    read_some(&mut reader, &mut reading, 100_000);
+    assert!(reading.len() > had);
+    drop(stalled);
+}
+
+/// Reads at least `n` more bytes (or for 30 s).
+fn read_some(s: &mut std::net::TcpStream, into: &mut Vec<u8>, n: usize) {
+    use std::io::Read;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let want = into.len() + n;
+    let mut buf = [0u8; 65536];
+    while into.len() < want {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(k) => into.extend_from_slice(&buf[..k]),
+        }
+    }
+}

@@ -520,3 +520,57 @@ fn a_service_starts_with_an_empty_signal_mask_and_only_its_stdio() {
         t0.elapsed()
     );
 }
+
+/// `guardian logs -f a b`: both services' lines as they are written, interleaved, each with
+/// its `NAME | ` prefix (no colour when stdout is not a terminal), through the API's stream;
+/// it stops with an error naming the services when one is unknown.
+#[test]
+fn logs_follow_interleaves_several_services_with_their_prefix() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[guardian]\necho = false\n\
+         [services.a]\ncommand = [\"sh\", \"-c\", \"echo early-a; while [ ! -e go ]; do sleep 0.05; done; echo late-a; exec sleep 300\"]\ncwd = \".\"\n\
+         [services.b]\ncommand = [\"sh\", \"-c\", \"echo early-b; while [ ! -e go ]; do sleep 0.05; done; echo late-b; exec sleep 300\"]\ncwd = \".\"\n",
+    );
+    let _g = sb.start(&cfg);
+    assert!(wait_for(LONG, || sb
+        .client(&cfg, &["logs", "a", "b"])
+        .stdout
+        == "a | early-a\nb | early-b\n"));
+    let out = sb.client(&cfg, &["logs", "-f", "a", "nobody"]);
+    assert_eq!(out.code, 4, "{}", out.all());
+    assert!(out.stderr.contains("nobody"), "{}", out.stderr);
+    let mut follow = sb.cmd();
+    follow
+        .args(["-c", cfg.to_str().unwrap(), "--state-dir"])
+        .arg(sb.state_dir())
+        .args(["logs", "-f", "-n", "1", "a", "b"])
+        .stdout(std::process::Stdio::piped());
+    let mut child = follow.spawn().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let (out, lines) = (child.stdout.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(l);
+            }
+        })
+    };
+    let seen = |want: &[&str]| {
+        let got = lines.lock().unwrap();
+        want.iter().all(|w| got.iter().any(|l| l == w))
+    };
+    assert!(wait_for(LONG, || seen(&["a | early-a", "b | early-b"])));
+    sb.write("go", "");
+    assert!(
+        wait_for(LONG, || seen(&["a | late-a", "b | late-b"])),
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    assert!(lines.lock().unwrap().iter().all(|l| !l.contains('\x1b')));
+    kill(child.id() as i32, Signal::SIGTERM);
+    let _ = child.wait();
+    reader.join().unwrap();
+}

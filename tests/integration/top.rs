@@ -201,7 +201,9 @@ fn top_works_over_the_tcp_api_with_the_token() {
     let (section, addr) = sb.api_section("top-token-42");
     let cfg = sb.write(
         "g.toml",
-        &format!("{section}[services.web]\ncommand = [\"sleep\", \"300\"]\n"),
+        &format!(
+            "{section}[services.web]\ncommand = [\"sh\", \"-c\", \"echo from-over-the-wire; exec sleep 300\"]\n"
+        ),
     );
     let _g = sb.start(&cfg);
     assert!(wait_for(LONG, || sb.pid_of(&cfg, "web").is_some()));
@@ -209,6 +211,12 @@ fn top_works_over_the_tcp_api_with_the_token() {
     let mut pty = Pty::start(
         &sb,
         &format!("--api {addr} --token-file {}", token.display()),
+    );
+    // The log pane reads the log over the API too.
+    assert!(
+        wait_for(LONG, || pty.seen("from-over-the-wire")),
+        "the log pane over TCP: {}",
+        pty.text()
     );
     restart_with_r(&sb, &cfg, &mut pty);
     assert!(pty.seen(&addr), "the header names the API");
