@@ -32,6 +32,7 @@ fn main() {
         "listen" => listen(args[2].parse().expect("port")),
         "pinger" => pinger(),
         "notify-flood" => notify_flood(args[2].parse().expect("count"), &args[3]),
+        "lines" => lines(args[2].parse().expect("lines a second")),
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -67,6 +68,9 @@ fn main() {
     }
     if all || what == "alerts" {
         alerts(&mut table, if quick { 40 } else { 200 });
+    }
+    if all || what == "followers" {
+        followers(&mut table, 100, if quick { 5 } else { 10 });
     }
     if all || what == "notify" {
         notify(&mut table, if quick { 10 } else { 30 });
@@ -162,6 +166,28 @@ fn notify_flood(count: u64, file: &str) -> ! {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// A service that writes `rate` numbered lines a second, in batches every 10 ms.
+fn lines(rate: u64) -> ! {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let (batch, mut n) = (rate / 100, 0u64);
+    let t0 = Instant::now();
+    for tick in 1u64.. {
+        let mut chunk = String::new();
+        for _ in 0..batch {
+            n += 1;
+            chunk.push_str(&format!(
+                "line {n} of a service writing {rate} lines a second\n"
+            ));
+        }
+        let _ = out.write_all(chunk.as_bytes());
+        let _ = out.flush();
+        let next = t0 + Duration::from_millis(tick * 10);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    unreachable!()
 }
 
 fn machine() -> String {
@@ -850,6 +876,130 @@ fn notify(t: &mut Table, secs: u64) {
         format!("{count} sent in {took:.2} s, {dropped} dropped (engine queue full)"),
         "",
     );
+}
+
+/// What one follower of a service's log saw: lines received, lines guardian said it lost,
+/// and the numbers of the first and last line received.
+#[derive(Default, Clone, Copy)]
+struct Followed {
+    received: u64,
+    reported_lost: u64,
+    first: Option<u64>,
+    last: u64,
+}
+
+impl Followed {
+    /// Lines between the first and the last received that neither came nor were reported.
+    fn silent(&self) -> u64 {
+        self.first.map_or(0, |f| {
+            (self.last - f + 1).saturating_sub(self.received + self.reported_lost)
+        })
+    }
+}
+
+/// `n` followers of a service writing 10 000 lines a second (`GET /services/NAME/logs?follow=1`
+/// over the Unix socket) for `secs`: guardian's CPU and PSS against the same service unfollowed,
+/// and what each follower got.
+fn followers(t: &mut Table, n: usize, secs: u64) {
+    let rate = 10_000;
+    let g = Guardian::start(&format!(
+        "[guardian]\necho = false\n[services.w]\ncommand = [\"{}\", \"lines\", \"{rate}\"]\n",
+        bench_exe().display()
+    ));
+    g.wait_socket();
+    wait(Duration::from_secs(30), || {
+        get(&g, "/status").contains("\"state\":\"running\"")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let span = Duration::from_secs(secs);
+    let (alone_ms, _) = cpu_over(g.pid(), span);
+    let pss_alone = pss_kb(g.pid());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sock = g.state_file("guardian.sock");
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (stop, sock) = (stop.clone(), sock.clone());
+            std::thread::spawn(move || follow_log(&sock, "w", &stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let (used_ms, _) = cpu_over(g.pid(), span);
+    let pss = pss_kb(g.pid());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen: Vec<Followed> = threads.into_iter().filter_map(|h| h.join().ok()).collect();
+    let pct = |ms: f64| ms / 1000.0 / secs as f64 * 100.0;
+    let lines: Vec<u64> = seen.iter().map(|f| f.received).collect();
+    let lost: u64 = seen.iter().map(|f| f.reported_lost).sum();
+    let silent: u64 = seen.iter().map(Followed::silent).sum();
+    t.row(
+        &format!("{n} followers of a service writing {rate} lines/s: guardian CPU, PSS"),
+        format!(
+            "{:.1} % of one core, {:.1} MB",
+            pct(used_ms),
+            pss / 1024.0
+        ),
+        format!(
+            "unfollowed {:.1} %, {:.1} MB; lines per follower {}–{}, lost and reported {lost}, lost silently {silent}",
+            pct(alone_ms),
+            pss_alone / 1024.0,
+            lines.iter().min().unwrap_or(&0),
+            lines.iter().max().unwrap_or(&0),
+        ),
+        "silent 0",
+    );
+}
+
+/// Follows `service`'s log until `stop`, counting what came.
+fn follow_log(sock: &Path, service: &str, stop: &std::sync::atomic::AtomicBool) -> Followed {
+    use std::io::{BufRead, BufReader, Write};
+    let mut seen = Followed::default();
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(sock) else {
+        return seen;
+    };
+    let _ = write!(
+        s,
+        "GET /services/{service}/logs?follow=1&n=0 HTTP/1.0\r\nhost: g\r\n\r\n"
+    );
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let (mut lost_event, mut id, mut data) = (false, None::<u64>, 0u64);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(_) => continue,
+        }
+        // An event is a batch of lines, numbered by its last.
+        if line == "\n" {
+            if let Some(last) = id.take() {
+                seen.first.get_or_insert(last + 1 - data);
+                seen.last = last;
+                seen.received += data;
+            }
+            data = 0;
+        } else if let Some(k) = line.strip_prefix("id: ") {
+            id = k.trim().parse().ok();
+        } else if id.is_some() && line.starts_with("data: ") {
+            data += 1;
+        } else if line.starts_with("event: lost") {
+            lost_event = true;
+        } else if let Some(data) = line.strip_prefix("data: ")
+            && lost_event
+        {
+            // Only losses after the first line count: before it, nothing was expected yet.
+            if seen.first.is_some() {
+                seen.reported_lost += data
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+            }
+            lost_event = false;
+        }
+    }
+    seen
 }
 
 fn many(n: usize, dir: &Path, extra: impl Fn(usize) -> String) -> String {

@@ -231,7 +231,9 @@ async fn follow_one(at: Endpoint, name: String, label: String, n: usize) -> Resu
                         if let Some(id) = e.id {
                             last = Some(id);
                         }
-                        let _ = writeln!(out, "{label}{}", e.data);
+                        for line in e.data.split('\n') {
+                            let _ = writeln!(out, "{label}{line}");
+                        }
                     }
                 }
             }

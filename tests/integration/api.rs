@@ -988,15 +988,29 @@ impl Follower {
     }
 }
 
-/// `(id, data)` of each numbered line event.
+/// `(number, line)` of each line in the numbered events (an event holds a batch of lines,
+/// numbered by its last).
 fn numbered(sse: &str) -> Vec<(u64, String)> {
-    sse.split("\n\n")
-        .filter_map(|block| {
-            let id = block.lines().find_map(|l| l.strip_prefix("id: "))?;
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((id.parse().ok()?, data.to_owned()))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for block in sse.split("\n\n") {
+        let Some(id) = block
+            .lines()
+            .find_map(|l| l.strip_prefix("id: ")?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let data: Vec<&str> = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        let first = id + 1 - data.len() as u64;
+        out.extend(
+            data.iter()
+                .enumerate()
+                .map(|(i, d)| (first + i as u64, (*d).to_owned())),
+        );
+    }
+    out
 }
 
 /// The SSE rules of issue 35: a follower that comes back with Last-Event-ID gets exactly the

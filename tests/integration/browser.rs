@@ -77,7 +77,7 @@ fn the_status_page_shows_services_and_drives_them() {
     let cfg = sb.write(
         "g.toml",
         &format!(
-            "{api}[services.alpha]\ncommand = [\"sleep\", \"300\"]\n[services.alpha.backoff]\ninitial_delay = \"100ms\"\n[services.beta]\ncommand = [\"sleep\", \"301\"]\n[services.gamma]\ncommand = [\"sh\", \"-c\", \"{} '--status=warm: 3 maps'; exec sleep 302\"]\nsockets = {{ http = \"tcp://127.0.0.1:{}\" }}\n[alerts.ops]\nexec = [\"true\"]\nevents = [\"guardian_started\"]\n",
+            "{api}[services.alpha]\ncommand = [\"sleep\", \"300\"]\n[services.alpha.backoff]\ninitial_delay = \"100ms\"\n[services.beta]\ncommand = [\"sleep\", \"301\"]\n[services.gamma]\ncommand = [\"sh\", \"-c\", \"{} '--status=warm: 3 maps'; exec sleep 302\"]\nsockets = {{ http = \"tcp://127.0.0.1:{}\" }}\n[services.delta]\ncommand = [\"sh\", \"-c\", \"i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.3; done\"]\n[alerts.ops]\nexec = [\"true\"]\nevents = [\"guardian_started\"]\n",
             notify.display(),
             free_port()
         ),
@@ -205,7 +205,7 @@ fn the_status_page_shows_services_and_drives_them() {
             .await
             .unwrap();
         eventually("no failed service listed", || async {
-            text(&c, "#count").await.filter(|t| t.starts_with("0 of 3"))
+            text(&c, "#count").await.filter(|t| t.starts_with("0 of 4"))
         })
         .await;
         c.find(Locator::Css("#state option[value=\"\"]"))
@@ -217,6 +217,74 @@ fn the_status_page_shows_services_and_drives_them() {
 
         let png = c.screenshot().await.unwrap();
         std::fs::write(target_dir().join("browser-status-page.png"), png).unwrap();
+
+        // The detail view (issue 35): click delta's row. A line delta prints after the view
+        // opened shows up in its live log.
+        let log = sb.state_dir().join("logs").join("delta.log");
+        let printed = |text: &str| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("tick-")?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0)
+        };
+        c.find(Locator::Css("tr[data-service=\"delta\"] td:first-child"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let at_open = printed(&std::fs::read_to_string(&log).unwrap_or_default());
+        eventually("a line delta printed after the view opened", || async {
+            let shown = text(&c, "#d-log").await?;
+            (printed(&shown) > at_open).then_some(())
+        })
+        .await;
+        assert_eq!(text(&c, "#d-name").await.as_deref(), Some("delta"));
+        // Search narrows the log to the lines that hold the text.
+        let search = c.find(Locator::Css("#d-search")).await.unwrap();
+        search.send_keys("tick-1").await.unwrap();
+        eventually("only matching lines", || async {
+            let shown = text(&c, "#d-log").await?;
+            (!shown.is_empty() && shown.lines().all(|l| l.contains("tick-1"))).then_some(())
+        })
+        .await;
+        search.clear().await.unwrap();
+        c.execute(
+            "document.querySelector('#d-search').dispatchEvent(new Event('input'))",
+            vec![],
+        )
+        .await
+        .unwrap();
+        // A restart shows in the chart of the last hour, and among the recent events.
+        let total = |c: &fantoccini::Client| {
+            let c = c.clone();
+            async move {
+                let svg = c.find(Locator::Css("#c-restarts")).await.ok()?;
+                svg.attr("data-total").await.ok()??.parse::<f64>().ok()
+            }
+        };
+        let before = eventually("the restart chart drawn", || total(&c)).await;
+        let firsts = |shown: &str| shown.lines().filter(|l| *l == "tick-1").count();
+        let had = firsts(&text(&c, "#d-log").await.unwrap_or_default());
+        kill(sb.pid_of(&cfg, "delta").unwrap(), Signal::SIGKILL);
+        eventually("the restart in the chart", || async {
+            total(&c).await.filter(|t| *t >= before + 1.0)
+        })
+        .await;
+        eventually("the restart among the recent events", || async {
+            text(&c, "#d-events").await.filter(|t| t.contains("restart"))
+        })
+        .await;
+        // The live log goes on with the new process (it counts from 1 again).
+        eventually("the new process's lines", || async {
+            (firsts(&text(&c, "#d-log").await?) > had).then_some(())
+        })
+        .await;
+        c.execute("document.querySelector('#detail').scrollIntoView()", vec![])
+            .await
+            .unwrap();
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(target_dir().join("browser-detail-view.png"), png).unwrap();
         c.close().await.unwrap();
     });
 }
