@@ -1,7 +1,8 @@
 //! Live output and events (issue 35): `GET /services/NAME/logs?n=N` (the log's last lines)
 //! and `?follow=1`, `GET /events?follow=1`, as Server-Sent Events: one event per batch of
-//! lines (a `data:` field each) or per guardian event, numbered (`id:`) so a follower that comes back with `Last-Event-ID`
-//! resumes or is told what it lost, a heartbeat comment every few seconds. At most
+//! lines (a `data:` field each) or per guardian event, numbered (`id:`) so a follower that
+//! comes back with `Last-Event-ID` resumes or is told what it lost, a heartbeat comment
+//! every few seconds. At most
 //! `MAX_STREAMS` followers at once (then 503 with Retry-After); a follower that reads too
 //! slowly is told how many lines it lost, and the engine never waits for it.
 
@@ -189,14 +190,17 @@ pub async fn service_logs(
 
 /// The lines the pump read at once as one event, one `data:` field a line, numbered by the
 /// last (for `Last-Event-ID`): one event a batch, not a line, is what lets a hundred
-/// followers keep up with a chatty service.
+/// followers keep up with a chatty service. A carriage return inside a line would end an SSE
+/// field (and so count as a line): a line keeps what follows its last one, as a terminal
+/// shows a progress bar.
 fn lines<'a>(numbered: impl Iterator<Item = (u64, &'a [u8])>) -> Option<Sse_> {
     let (mut text, mut last) = (String::new(), None);
     for (k, l) in numbered {
         if last.is_some() {
             text.push('\n');
         }
-        text.push_str(&String::from_utf8_lossy(l));
+        let shown = l.rsplit(|b| *b == b'\r').next().unwrap_or(l);
+        text.push_str(&String::from_utf8_lossy(shown));
         last = Some(k);
     }
     Some(Sse_::default().id(last?.to_string()).data(text))
@@ -278,4 +282,25 @@ where
         rx,
         |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_one_event_numbered_by_its_last_line_and_carriage_returns_stay_inside() {
+        let batch = crate::process::output::Lines {
+            first: 7,
+            bytes: std::sync::Arc::from(&b"one\r\n10%\r20%\rdone\nthree\n"[..]),
+        };
+        let event = lines(batch.numbered()).expect("an event");
+        let wire = format!("{event:?}");
+        assert!(wire.contains("id: 9"), "{wire}");
+        assert!(
+            wire.contains("data: one\\ndata: done\\ndata: three"),
+            "{wire}"
+        );
+        assert!(lines(std::iter::empty()).is_none());
+    }
 }

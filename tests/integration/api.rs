@@ -860,22 +860,9 @@ fn a_token_file_of_another_user_is_refused() {
 
 /// Reads from a raw HTTP/1.0 request on the Unix socket until `want` has been seen (or 30 s).
 fn sse_until(sock: &std::path::Path, request: &str, want: &[&str]) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut got = String::new();
-    let mut buf = [0u8; 4096];
-    // Heartbeats keep the stream busy: the deadline is the whole read's, not each read's.
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !want.iter().all(|w| got.contains(w)) && std::time::Instant::now() < end {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
-    got
+    let mut f = Follower::open(sock, request);
+    f.until(|got| want.iter().all(|w| got.contains(w)))
+        .to_owned()
 }
 
 /// Live output and events over the API: the log's tail as text, a follow as Server-Sent
@@ -973,7 +960,8 @@ impl Follower {
         }
     }
 
-    /// Reads until `done` holds for what came (or 30 s pass).
+    /// Reads until `done` holds for what came (or 30 s pass: heartbeats keep a stream busy,
+    /// so the deadline is the whole read's, not each read's).
     fn until(&mut self, done: impl Fn(&str) -> bool) -> &str {
         use std::io::Read;
         let mut buf = [0u8; 8192];
