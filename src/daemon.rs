@@ -268,6 +268,7 @@ async fn serve(
     let history = Arc::new(api::history::History::default());
     tracker.spawn(api::history::run(
         history.clone(),
+        facts.clone(),
         handle.watch(),
         root.child_token(),
     ));

@@ -1,6 +1,8 @@
 //! The last hour of each service, minute by minute, for the page's charts (issue 35):
-//! restarts, health results, and CPU and memory where its health checks sample them (resource
-//! thresholds). Folded from the published snapshots, at most once every `EVERY` and only when
+//! restarts, health results, and CPU and memory where they are measured: by its health checks
+//! (resource thresholds), or, with `metrics.enabled`, read from /proc through the API's facts
+//! cache (CPU there is the average since the process started). Folded from the published
+//! snapshots, at most once every `EVERY` and only when
 //! one changed (nothing runs while nothing happens), and once more when a chart is asked for.
 //! Cost: 60 minutes of 24 bytes and the counters, under 2 KB a service, 2 MB at 1000.
 
@@ -8,7 +10,38 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::health::resources::ProcessInfo;
 use crate::supervisor::Snapshot;
+
+/// Facts of services that measure nothing themselves but have `metrics.enabled`, by name.
+pub type Measured = HashMap<String, ProcessInfo>;
+
+/// Reads the facts `fold` needs for the metrics-enabled services of `snap` (through the cache,
+/// so at most one /proc read a second a process, shared with /metrics and /diagnostics).
+pub async fn measure(
+    facts: &Arc<crate::api::facts::FactsCache>,
+    wanted: Vec<(String, i32)>,
+) -> Measured {
+    if wanted.is_empty() {
+        return Measured::new();
+    }
+    let pids: Vec<i32> = wanted.iter().map(|(_, p)| *p).collect();
+    let got = facts.get(&pids).await;
+    wanted
+        .into_iter()
+        .zip(got)
+        .filter_map(|((name, _), f)| Some((name, f?)))
+        .collect()
+}
+
+/// The running services of `snap` with `metrics.enabled` and no sample of their own.
+pub fn to_measure(snap: &Snapshot) -> Vec<(String, i32)> {
+    snap.services
+        .iter()
+        .filter(|s| s.detail.metrics_file.is_some() && s.detail.process.is_none())
+        .filter_map(|s| Some((s.name.clone(), s.pid?)))
+        .collect()
+}
 
 /// Minutes kept.
 pub const MINUTES: u64 = 60;
@@ -47,7 +80,7 @@ impl History {
     /// Adds what changed since the last fold to the minute `now` (Unix seconds) falls in.
     /// A service seen for the first time starts from its counters as they are (what came
     /// before is not in the hour it saw); one gone from the snapshot is forgotten.
-    pub fn fold(&self, snap: &Snapshot, now: u64) {
+    pub fn fold(&self, snap: &Snapshot, measured: &Measured, now: u64) {
         let minute = now - now % 60;
         let mut all = self
             .by_service
@@ -69,7 +102,7 @@ impl History {
             let ok = grew(d.checks_performed, series.performed).saturating_sub(failed);
             (series.restarts, series.performed, series.failed) =
                 (s.restarts, d.checks_performed, d.checks_failed);
-            let sample = d.process.as_ref();
+            let sample = d.process.as_ref().or_else(|| measured.get(&s.name));
             if restarts == 0 && ok == 0 && failed == 0 && sample.is_none() {
                 continue;
             }
@@ -115,6 +148,7 @@ impl History {
 /// Folds each published snapshot, at most once every `EVERY`, until `stop`.
 pub async fn run(
     history: Arc<History>,
+    facts: Arc<crate::api::facts::FactsCache>,
     mut snapshots: tokio::sync::watch::Receiver<Snapshot>,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -123,9 +157,12 @@ pub async fn run(
             r = snapshots.changed() => if r.is_err() { return },
             _ = stop.cancelled() => return,
         }
+        let wanted = to_measure(&snapshots.borrow());
+        let measured = measure(&facts, wanted).await;
         // Folded under the watch's read lock: no copy of a thousand services.
         history.fold(
             &snapshots.borrow_and_update(),
+            &measured,
             crate::pidfile::unix_now() as u64,
         );
         tokio::select! {
@@ -139,6 +176,12 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::supervisor::ServiceSnapshot;
+
+    impl History {
+        fn fold_at(&self, snap: &Snapshot, now: u64) {
+            self.fold(snap, &Measured::new(), now);
+        }
+    }
 
     fn snap(restarts: u64, performed: u64, failed: u64) -> Snapshot {
         let mut s = ServiceSnapshot {
@@ -158,10 +201,10 @@ mod tests {
     fn minutes_count_what_grew_and_the_hour_slides() {
         let h = History::default();
         // Seen first with 3 restarts already: they are from before, not counted.
-        h.fold(&snap(3, 10, 0), 6_000);
+        h.fold_at(&snap(3, 10, 0), 6_000);
         assert_eq!(h.of("web", 6_000), Some(vec![]));
-        h.fold(&snap(5, 16, 1), 6_030);
-        h.fold(&snap(5, 18, 1), 6_075);
+        h.fold_at(&snap(5, 16, 1), 6_030);
+        h.fold_at(&snap(5, 18, 1), 6_075);
         let m = h.of("web", 6_075).unwrap();
         let want = |t, restarts, checks_ok, checks_failed| Minute {
             t,
@@ -172,15 +215,15 @@ mod tests {
         };
         assert_eq!(m, vec![want(6_000, 2, 5, 1), want(6_060, 0, 2, 0)]);
         // Reset counters (a reload replaced the service) count from their new values.
-        h.fold(&snap(0, 0, 0), 6_100);
-        h.fold(&snap(1, 0, 0), 6_110);
+        h.fold_at(&snap(0, 0, 0), 6_100);
+        h.fold_at(&snap(1, 0, 0), 6_110);
         assert_eq!(h.of("web", 6_110).unwrap()[1].restarts, 1);
         // An hour later the first minutes are gone.
-        h.fold(&snap(2, 0, 0), 6_000 + 3_600);
+        h.fold_at(&snap(2, 0, 0), 6_000 + 3_600);
         let m = h.of("web", 6_000 + 3_600).unwrap();
         assert_eq!(m, vec![want(6_060, 1, 2, 0), want(9_600, 1, 0, 0)]);
         // A service gone from the snapshot is forgotten.
-        h.fold(&Snapshot::default(), 9_700);
+        h.fold_at(&Snapshot::default(), 9_700);
         assert_eq!(h.of("web", 9_700), None);
     }
 }

@@ -675,16 +675,15 @@ async fn page() -> Response {
 /// `GET /services/NAME/history`: the last hour, minute by minute (the page's charts).
 async fn service_history(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> Response {
     let snap = state.handle.snapshot();
+    let measured = history::measure(&state.facts, history::to_measure(&snap)).await;
     let now = unix_now() as u64;
-    state.history.fold(&snap, now);
+    state.history.fold(&snap, &measured, now);
     match state.history.of(&name, now) {
         Some(minutes) => Json(json!({
             "service": name,
             "minutes": minutes,
-            "samples_resources": snap
-                .services
-                .iter()
-                .any(|s| s.name == name && s.detail.process.is_some()),
+            "samples_resources": snap.services.iter().any(|s| s.name == name
+                && (s.detail.process.is_some() || s.detail.metrics_file.is_some())),
         }))
         .into_response(),
         None => unknown_service(&snap, &name),

@@ -324,6 +324,41 @@ fn metrics_files_hold_every_service_and_the_flat_form() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// The page's charts: a service with `metrics.enabled` and no resource thresholds still has
+/// its memory and CPU charted, read from /proc; one without either has neither.
+#[test]
+fn history_charts_memory_of_a_metrics_enabled_service() {
+    let api = up();
+    let minutes = |name: &str| {
+        let (code, body) = api.unix("GET", &format!("/services/{name}/history"));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    let mut last = Value::Null;
+    let charted = wait_for(LONG, || {
+        last = minutes("web");
+        last["minutes"].as_array().is_some_and(|m| {
+            m.iter()
+                .any(|m| m["memory_mb"].as_f64().is_some_and(|mb| mb > 0.5))
+        })
+    });
+    assert!(charted, "no memory charted for web: {last}");
+    assert_eq!(last["samples_resources"], true, "{last}");
+    let worker = minutes("worker");
+    assert_eq!(worker["samples_resources"], false, "{worker}");
+    assert!(
+        worker["minutes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["memory_mb"].is_null()),
+        "{worker}"
+    );
+    let (code, body) = api.unix("GET", "/services/nope/history");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("web") && body.contains("worker"), "{body}");
+}
+
 #[test]
 fn cli_round_trips_status_stop_start_restart() {
     let api = up();
