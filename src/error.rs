@@ -16,6 +16,8 @@ pub mod exit {
     pub const CONFLICT: u8 = 3;
     /// No service by that name.
     pub const NO_SUCH_SERVICE: u8 = 4;
+    /// `guardian import`: the config was written, but some keys were left out (SPEC §16).
+    pub const IMPORT_PARTIAL: u8 = 3;
 }
 
 /// An error that stops a command (and the daemon).

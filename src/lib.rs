@@ -30,6 +30,7 @@ pub mod error;
 pub mod events;
 pub mod export;
 pub mod health;
+pub mod import;
 pub mod metrics_files;
 pub mod pidfile;
 pub mod policy;

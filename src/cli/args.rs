@@ -156,6 +156,19 @@ pub enum Command {
         #[command(subcommand)]
         engine: ExportEngine,
     },
+    /// Turn a supervisord.conf, PM2 ecosystem file, Compose file or Procfile into a
+    /// guardian.toml. Exit 0: all mapped; 3: written, with keys left out (listed on stderr
+    /// and as comments); 2: the input cannot be read.
+    Import {
+        format: crate::import::Format,
+        file: PathBuf,
+        /// Write here (never over an existing file) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// PM2: merge env_NAME over env.
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+    },
     /// Alert sinks (`[alerts.NAME]`).
     Alert {
         #[command(subcommand)]

@@ -46,6 +46,12 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
         }
         Command::Man => man(),
         Command::Export { engine } => export(&g, engine),
+        Command::Import {
+            format,
+            file,
+            out,
+            env,
+        } => import(format, &file, out.as_deref(), env),
         Command::Alert {
             action: crate::cli::AlertAction::Test { name },
         } => alert_test(&g, &name),
@@ -57,6 +63,65 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
         Command::Run => crate::daemon::run(load_options(&g)),
         Command::Doctor => super::doctor::run(&g),
         other => super::client::run(&g, other),
+    }
+}
+
+/// `guardian import FORMAT FILE`: the TOML on stdout or in a new file, what was left out
+/// on stderr.
+fn import(
+    format: crate::import::Format,
+    file: &Path,
+    out: Option<&Path>,
+    env: Option<String>,
+) -> Result<u8, FatalError> {
+    use crate::import;
+    if let Some(out) = out
+        && out.exists()
+    {
+        eprintln!(
+            "error: {} already exists; guardian import never overwrites. Pass another --out, or remove it first",
+            out.display()
+        );
+        return Ok(exit::FAILURE);
+    }
+    let opts = import::Options {
+        env,
+        environ: std::env::vars().collect(),
+    };
+    let draft = match import::read(format, file, &opts) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::CONFIG);
+        }
+    };
+    let done = import::finish(format, file, draft);
+    match out {
+        Some(out) => {
+            if let Err(e) = import::write_new(out, &done.toml) {
+                eprintln!("error: cannot write {}: {e}", out.display());
+                return Ok(exit::FAILURE);
+            }
+            eprintln!("wrote {}", out.display());
+        }
+        None => print!("{}", done.toml),
+    }
+    for (from, to) in &done.renamed {
+        eprintln!(
+            "renamed: `{from}` is `{to}` (guardian names are lowercase letters, digits and `_`, each once)"
+        );
+    }
+    for l in &done.left_out {
+        eprintln!("left out: {l}");
+    }
+    if done.left_out.is_empty() {
+        Ok(exit::OK)
+    } else {
+        eprintln!(
+            "{} key(s) left out; each is a comment next to its service. Check the result: guardian validate -c FILE",
+            done.left_out.len()
+        );
+        Ok(exit::IMPORT_PARTIAL)
     }
 }
 

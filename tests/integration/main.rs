@@ -15,6 +15,7 @@ mod doctor;
 mod environment;
 mod export;
 mod health;
+mod import;
 mod notify;
 mod pidfile;
 mod reload;
