@@ -461,12 +461,8 @@ command = [{}]
 
 fn init(path: Option<&Path>, text: &str) -> Result<u8, FatalError> {
     let path = path.map_or_else(|| PathBuf::from("guardian.toml"), Path::to_path_buf);
-    let mut f = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-    {
-        Ok(f) => f,
+    match crate::import::write_new(&path, text) {
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             eprintln!(
                 "error: {} already exists; guardian init never overwrites. Edit it, or pass another path: guardian init other.toml",
@@ -476,18 +472,12 @@ fn init(path: Option<&Path>, text: &str) -> Result<u8, FatalError> {
         }
         Err(source) => {
             return Err(FatalError::Io {
-                action: "create",
+                action: "write",
                 path,
                 source,
             });
         }
-    };
-    f.write_all(text.as_bytes())
-        .map_err(|source| FatalError::Io {
-            action: "write",
-            path: path.clone(),
-            source,
-        })?;
+    }
     println!(
         "wrote {}; check it with: guardian validate -c {}",
         path.display(),
