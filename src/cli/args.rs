@@ -127,7 +127,11 @@ pub enum Command {
         remote: Remote,
     },
     /// Print the JSON Schema of the config.
-    Schema,
+    Schema {
+        /// Print the configuration reference as Markdown instead (docs/reference.md).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Write a commented starter guardian.toml.
     Init {
         path: Option<PathBuf>,

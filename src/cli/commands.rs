@@ -18,8 +18,15 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
     match cli.command {
         Command::Validate { json: true, .. } => validate_json(&g),
         Command::Validate { print, explain, .. } => validate(&g, print, explain),
-        Command::Schema => {
-            println!("{}", schema_json());
+        Command::Schema { markdown } => {
+            let json = schema_json();
+            if markdown {
+                let schema: serde_json::Value = serde_json::from_str(&json)
+                    .map_err(|e| FatalError::Message(format!("the schema is not JSON: {e}")))?;
+                print!("{}", super::reference::markdown(&schema));
+            } else {
+                println!("{json}");
+            }
             Ok(exit::OK)
         }
         Command::Init {

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod doctor;
 pub mod explain;
 mod logs;
+mod reference;
 pub mod top;
 
 pub use args::*;

@@ -11,6 +11,7 @@ mod bounds;
 mod browser;
 mod claims;
 mod cli;
+mod docs;
 mod doctor;
 mod environment;
 mod export;
