@@ -204,7 +204,14 @@ fn pm2_ecosystem_files_in_json5_yaml_and_js_map_the_same() {
             serde_json::json!(["node", "apps/http.js"]),
             "{file}: {text}"
         );
-        assert!(api["replicas"].as_u64().is_some_and(|n| n >= 1) || api.get("replicas").is_none());
+        // instances: 'max' is this machine's CPU count (one replica is no `replicas` key).
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        if cpus > 1 {
+            assert_eq!(api["replicas"], cpus, "{file}: instances max");
+        } else {
+            assert!(api.get("replicas").is_none(), "{file}: {text}");
+        }
+        assert!(text.contains("this machine's CPU count"), "{file}: {text}");
         assert_eq!(
             api["health"]["resources"]["memory_mb"]["critical"], 260.0,
             "{file}: max_memory_restart"
