@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::pidfile::{iso, unix_now};
-use crate::process::unix::RotatingLog;
+use crate::process::log::RotatingLog;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -38,22 +38,28 @@ pub(super) fn client_config(g: &Global) -> Result<Option<Loaded>, FatalError> {
     }
 }
 
-pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
-    // Over TCP, neither the config nor the state dir is needed.
-    let remote = match &command {
-        Command::Top { remote } | Command::Logs { remote, .. } => remote.clone(),
-        _ => Remote::default(),
-    };
+/// Where the client commands reach the guardian: `--api` over TCP (neither the config nor
+/// the state dir is needed then), else the Unix socket of the state dir. `top` starts here.
+pub fn reach(
+    g: &Global,
+    remote: &Remote,
+) -> Result<(Endpoint, Option<Loaded>, PathBuf), FatalError> {
     let loaded = if remote.api.is_some() {
         None
     } else {
         client_config(g)?
     };
     let dir = state_dir(g, loaded.as_ref());
-    let at = endpoint(&remote, &dir)?;
-    if let Command::Top { .. } = command {
-        return super::top::run(at);
-    }
+    let at = endpoint(remote, &dir)?;
+    Ok((at, loaded, dir))
+}
+
+pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
+    let remote = match &command {
+        Command::Logs { remote, .. } => remote.clone(),
+        _ => Remote::default(),
+    };
+    let (at, loaded, dir) = reach(g, &remote)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -69,6 +69,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
         } => check_running(&g, service.as_deref(), port, json),
         Command::Run => crate::daemon::run(load_options(&g)),
         Command::Doctor => super::doctor::run(&g),
+        Command::Top { remote } => super::top::run(super::client::reach(&g, &remote)?.0),
         other => super::client::run(&g, other),
     }
 }

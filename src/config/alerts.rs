@@ -269,7 +269,7 @@ pub(super) fn validate(
                 .filter_map(|e| {
                     let parsed = AlertEvent::parse(e);
                     if parsed.is_none() {
-                        let hint = super::load::nearest(e, &AlertEvent::NAMES)
+                        let hint = super::suggest::nearest(e, &AlertEvent::NAMES)
                             .map(|n| format!("did you mean `{n}`? "))
                             .unwrap_or_default();
                         c.fail(
@@ -287,7 +287,7 @@ pub(super) fn validate(
         let only = a.services.map(|list| {
             for s in &list {
                 if !services.contains(&s.as_str()) {
-                    let hint = super::load::nearest(s, services)
+                    let hint = super::suggest::nearest(s, services)
                         .map(|n| format!("; did you mean `{n}`?"))
                         .unwrap_or_default();
                     c.fail(key("services"), format!("there is no service `{s}`{hint}"));

@@ -10,6 +10,7 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::de::DeserializeOwned;
 
 use super::raw::RawConfig;
+use super::suggest::nearest;
 use super::validate::{Context, ValidationErrors, validate};
 use super::{Config, duration::Secs};
 
@@ -476,28 +477,6 @@ pub fn suggest_key(message: &str) -> Option<String> {
     let unknown = head.split('`').nth(1)?;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
     nearest(unknown, &candidates).map(str::to_owned)
-}
-
-pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let common = |c: &str| {
-        word.chars()
-            .zip(c.chars())
-            .take_while(|(a, b)| a == b)
-            .count()
-    };
-    let best = candidates
-        .iter()
-        .map(|c| {
-            (
-                strsim::levenshtein(word, c),
-                std::cmp::Reverse(common(c)),
-                *c,
-            )
-        })
-        .min()?;
-    let best = (best.0, best.2);
-    let limit = (word.len().max(best.1.len()) / 3).max(2);
-    (best.0 <= limit || best.1.starts_with(word) || word.starts_with(best.1)).then_some(best.1)
 }
 
 /// `GUARDIAN_A__B__C=value` → key `a.b.c`, one layer per variable so every error and every

@@ -9,6 +9,7 @@ pub mod host;
 pub mod load;
 pub mod raw;
 pub mod report;
+pub mod suggest;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -670,7 +670,7 @@ fn service(
     let mut limits = BTreeMap::new();
     for (key, value) in rs.limits.unwrap_or_default() {
         let Some(limit) = Limit::parse(&key) else {
-            let hint = crate::config::load::nearest(&key, Limit::NAMES)
+            let hint = super::suggest::nearest(&key, Limit::NAMES)
                 .map(|n| format!("did you mean `{n}`? "))
                 .unwrap_or_default();
             c.fail(
@@ -1136,7 +1136,7 @@ fn cross_service(c: &mut Check, services: &BTreeMap<ServiceName, ServiceSpec>) {
                 continue;
             }
             let Some(target) = services.get(dep) else {
-                let hint = crate::config::load::nearest(dep.as_str(), &names)
+                let hint = super::suggest::nearest(dep.as_str(), &names)
                     .map(|n| format!("; did you mean `{n}`?"))
                     .unwrap_or_default();
                 c.fail(

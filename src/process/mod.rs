@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 pub mod fake;
+pub mod log;
 pub mod output;
 pub mod sockets;
 pub mod unix;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::net::unix::pipe;
 
-use super::unix::RotatingLog;
+use super::log::RotatingLog;
 
 /// A line longer than this is cut into pieces of this size, each written as its own line.
 pub const LINE_MAX: usize = 64 * 1024;
