@@ -7,7 +7,7 @@ use std::path::Path;
 use nix::sys::resource::{Resource, getrlimit};
 use nix::unistd::{Gid, Group, Uid, User};
 
-use super::validate::{ValidationError, ValidationErrors};
+use super::report::{ValidationError, ValidationErrors};
 use super::{Config, Limit, UNLIMITED};
 
 pub fn resource(limit: Limit) -> Resource {

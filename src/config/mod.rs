@@ -22,7 +22,7 @@ use nix::sys::signal::Signal;
 use serde::{Serialize, Serializer};
 
 pub use load::{LoadOptions, Loaded, load};
-pub use validate::{ValidationError, ValidationErrors};
+pub use report::{ValidationError, ValidationErrors};
 
 /// Everything guardian runs from.
 #[derive(Clone, Debug, PartialEq, Serialize)]

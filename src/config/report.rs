@@ -1,11 +1,73 @@
 //! Config errors the way compilers print them: `FILE:LINE:COL: error: message`, then the
 //! offending line with a caret under the key (annotate-snippets, rustc's own renderer), then
-//! the help. Also finds where a key path sits in a TOML or JSON file. Pure: text in, text out.
+//! the help. Also finds where a key path sits in a TOML or JSON file, and holds the problems
+//! `validate` and `host` find. Pure: text in, text out.
 
+use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+
+/// One problem: the key path, where its value came from, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationError {
+    /// Dotted key path, e.g. `services.web.backoff.factor`.
+    pub key: String,
+    /// The file, environment variable or flag that set the key, when known.
+    pub origin: Option<String>,
+    pub message: String,
+    /// Where in its file the key is written, when it came from a file (filled by `load`).
+    pub at: Option<Located>,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(at) = &self.at {
+            let text = render(at, &format!("`{}`: {}", self.key, self.message));
+            return f.write_str(text.trim_end());
+        }
+        write!(f, "`{}`", self.key)?;
+        if let Some(origin) = &self.origin {
+            write!(f, " (from {origin})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in one config, in key order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        if let [one] = &self.0[..]
+            && one.at.is_some()
+        {
+            // One located problem reads like a compiler's: `FILE:L:C: error: …` first.
+            return write!(
+                f,
+                "{one}\nfix it, then check again with `guardian validate`"
+            );
+        }
+        writeln!(
+            f,
+            "{n} problem{} in the config:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, e) in self.0.iter().enumerate() {
+            if e.at.is_some() {
+                writeln!(f, "{e}")?;
+            } else {
+                writeln!(f, "  {}. {e}", i + 1)?;
+            }
+        }
+        write!(f, "fix them, then check again with `guardian validate`")
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
 
 /// Where a problem is: the file, the 1-based line and column, and that line's text.
 #[derive(Clone, Debug, PartialEq, Eq)]
