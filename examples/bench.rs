@@ -1331,7 +1331,10 @@ fn reload(t: &mut Table, n: usize) {
     t.row(
         "reload latency: file written → policy change applied",
         format!("{m:.0} ms (median of {})", lat.len()),
-        format!("debounce {} ms", guardian::reload::DEBOUNCE.as_millis()),
+        format!(
+            "debounce {} ms",
+            guardian::daemon::reload::DEBOUNCE.as_millis()
+        ),
         "≤ 150 ms",
     );
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::config::load::LoadError;
-use crate::pidfile::{DaemonConflict, PidFileError};
+use crate::process::pidfile::{DaemonConflict, PidFileError};
 
 /// Exit codes: one table for the whole binary.
 pub mod exit {

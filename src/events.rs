@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pidfile::{iso, unix_now};
 use crate::process::log::RotatingLog;
+use crate::process::pidfile::{iso, unix_now};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -1,22 +1,23 @@
 //! guardian: a declarative process guardian.
 //!
 //! # Layout
-//! Dependencies point inward: `cli → daemon → {api, reload, systemd, health, pidfile} →
-//! supervisor → policy → config`; nothing on the engine side imports `cli`.
-//! - `cli`: argument types, the one-shot commands, the API client, `doctor`.
-//! - `daemon`: `guardian run`'s wiring: the lock, the runtime, the tasks, ordered shutdown.
-//! - `api`: the HTTP API on the Unix socket and TCP, `/metrics`, the status page.
+//! One room per line; dependencies point down the list and never back up (no room, and no
+//! file inside a folder, imports one that imports it).
+//! - `cli`: argument types, the one-shot commands, the API client, `doctor`, `top`, `logs`.
+//! - `daemon`: `guardian run`'s wiring (lock, runtime, tasks, ordered shutdown), reloads, its
+//!   own sd_notify, the metrics files.
+//! - `error`: fatal errors and exit codes.
+//! - `export`: the stack written as systemd units and Kubernetes manifests.
+//! - `import`: supervisord, PM2, Compose and Procfile setups read in.
+//! - `api`: the HTTP API on the Unix socket and TCP, `/metrics`, SSE, the status page.
 //! - `alerts`: events that page a human, delivered to webhooks and commands off the engine.
-//! - `reload`: SIGHUP and file changes → debounce → load → the supervisor.
-//! - `systemd`: READY, STATUS, RELOADING, WATCHDOG.
-//! - `metrics_files`: the metrics JSON files, rewritten at most once a second.
-//! - `supervisor`: the actor that owns every service's state.
-//! - `health`: tcp, http, exec checks and resource samples.
-//! - `process`: the `Spawner` trait, the Unix spawner and the output thread.
+//! - `supervisor`: the one actor that owns every service's state.
+//! - `health`: tcp, http and exec checks and resource samples.
+//! - `events`: the event log (JSON lines, rotated) and its live feed.
+//! - `process`: the `Spawner` trait, the Unix spawner, output pumps, held sockets, PID files
+//!   and their locks, facts from /proc.
 //! - `policy`: pure decisions: backoff, breaker, recovery, health, stale PID, dependencies.
 //! - `config`: the layered config (figment), validation, diff, explanation, error reports.
-//! - `pidfile`, `procinfo`, `events`, `error`: PID files and locks, /proc facts, the event
-//!   log, exit codes.
 #![warn(clippy::unwrap_used)]
 // Errors here are cold: built once when a command or a load fails, never in a loop.
 #![allow(clippy::result_large_err)]
@@ -31,11 +32,6 @@ pub mod events;
 pub mod export;
 pub mod health;
 pub mod import;
-pub mod metrics_files;
-pub mod pidfile;
 pub mod policy;
 pub mod process;
-pub mod procinfo;
-pub mod reload;
 pub mod supervisor;
-pub mod systemd;

@@ -30,39 +30,6 @@ pub struct Body {
     pub resolves: Vec<AlertEvent>,
 }
 
-/// CA roots for https webhooks: `ca_file`'s certificates, else the system's.
-pub fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut store = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(f) => {
-            let shown = f.display();
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(f)
-                .and_then(|it| it.collect::<Result<_, _>>())
-                .map_err(|e| format!("ca_file {shown} is not PEM certificates: {e}"))?;
-            if certs.is_empty() {
-                return Err(format!("ca_file {shown} holds no certificate"));
-            }
-            for c in certs {
-                store
-                    .add(c)
-                    .map_err(|e| format!("ca_file {shown}: a certificate is not usable: {e}"))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for c in found.certs {
-                let _ = store.add(c);
-            }
-            if store.is_empty() {
-                return Err("no CA certificates found on this system (install ca-certificates, or give `ca_file`)".into());
-            }
-        }
-    }
-    Ok(store)
-}
-
 /// A sink ready to send: its spec, its signing key and TLS settings, read once.
 pub struct Sender {
     pub spec: AlertSpec,
@@ -90,7 +57,7 @@ impl Sender {
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()
                     .map_err(|e| format!("TLS: {e}"))?
-                    .with_root_certificates(roots(spec.ca_file.as_deref())?)
+                    .with_root_certificates(crate::config::host::ca_roots(spec.ca_file.as_deref())?)
                     .with_no_client_auth();
                 Some(Arc::new(config))
             }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::config::alerts::{AlertEvent, AlertSpec};
 use crate::events::Event;
 use crate::supervisor::Snapshot;
-pub use deliver::{Body, Sender, roots};
+pub use deliver::{Body, Sender};
 
 /// Alerts waiting for one sink; beyond this they are dropped and counted.
 const QUEUE: usize = 64;
@@ -210,7 +210,7 @@ impl Hub {
             state: None,
             message,
             exit_code: None,
-            time: crate::pidfile::iso(crate::pidfile::unix_now()),
+            time: crate::process::pidfile::iso(crate::process::pidfile::unix_now()),
             host: self.host.clone(),
             guardian_pid: std::process::id(),
             suppressed: 0,
@@ -348,7 +348,7 @@ pub async fn test(
         state: None,
         message: format!("a test alert from `guardian alert test {name}`"),
         exit_code: None,
-        time: crate::pidfile::iso(crate::pidfile::unix_now()),
+        time: crate::process::pidfile::iso(crate::process::pidfile::unix_now()),
         host: hostname(),
         guardian_pid: std::process::id(),
         suppressed: 0,

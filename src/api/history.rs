@@ -163,7 +163,7 @@ pub async fn run(
         history.fold(
             &snapshots.borrow_and_update(),
             &measured,
-            crate::pidfile::unix_now() as u64,
+            crate::process::pidfile::unix_now() as u64,
         );
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}

@@ -18,8 +18,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::pidfile::unix_now;
 use crate::policy::health::Status;
+use crate::process::pidfile::unix_now;
 use crate::supervisor::{Reply, State as SvcState, SupervisorHandle};
 
 /// What every route may read.
@@ -33,7 +33,7 @@ pub struct ApiState {
     pub token: Option<String>,
     pub tcp: bool,
     pub on_shutdown: tokio_util::sync::CancellationToken,
-    pub reload: tokio::sync::mpsc::Sender<crate::reload::Request>,
+    pub reload: tokio::sync::mpsc::Sender<crate::supervisor::ReloadRequest>,
     /// Output bytes dropped per service, for `guardian_log_dropped_bytes_total`.
     pub dropped: Arc<crate::process::output::DroppedBytes>,
     /// Off loopback every request but the page itself needs the token (SPEC §12).
@@ -753,7 +753,7 @@ fn reply_response(reply: Reply) -> Response {
 /// Reloads and answers with the diff (200), or the error that kept the old config (422).
 async fn reload(State(state): State<Arc<ApiState>>) -> Response {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let req = crate::reload::Request {
+    let req = crate::supervisor::ReloadRequest {
         trigger: "command",
         reply: Some(tx),
     };

@@ -54,21 +54,21 @@ pub fn reach(
     Ok((at, loaded, dir))
 }
 
-pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
-    let remote = match &command {
-        Command::Logs { remote, .. } => remote.clone(),
-        _ => Remote::default(),
-    };
-    let (at, loaded, dir) = reach(g, &remote)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// The one-thread runtime a client command runs on.
+pub fn runtime(dir: &Path) -> Result<tokio::runtime::Runtime, FatalError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| FatalError::Io {
             action: "start the async runtime for",
-            path: dir.clone(),
+            path: dir.to_owned(),
             source,
-        })?;
-    rt.block_on(async {
+        })
+}
+
+pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
+    let (_, loaded, dir) = reach(g, &Remote::default())?;
+    runtime(&dir)?.block_on(async {
         match command {
             Command::Status {
                 service,
@@ -113,18 +113,6 @@ pub fn run(g: &Global, command: Command) -> Result<u8, FatalError> {
             Command::Start { service } => action(&dir, &service, "start").await,
             Command::Restart { service } => action(&dir, &service, "restart").await,
             Command::Events { service, json, n } => events(&dir, &service, json, n).await,
-            Command::Logs {
-                services,
-                follow,
-                n,
-                ..
-            } => {
-                let local = remote
-                    .api
-                    .is_none()
-                    .then_some((dir.as_path(), loaded.as_ref()));
-                super::logs::run(&at, local, &services, follow, n).await
-            }
             other => Err(FatalError::Message(format!(
                 "{other:?} is handled elsewhere"
             ))),
@@ -320,7 +308,7 @@ async fn status(dir: &Path, how: &StatusView, loaded: Option<&Loaded>) -> Result
             if let Some(l) = loaded {
                 for s in l.config.instances() {
                     if let Ok((verdict, _)) =
-                        crate::pidfile::observe(&s.pidfile, &s.identity, s.port)
+                        crate::process::pidfile::observe(&s.pidfile, &s.identity, s.port)
                             .map(|(o, r)| (crate::policy::stale_pid::decide(&o), r))
                     {
                         eprintln!("  {}: {verdict}", s.name);
@@ -428,7 +416,7 @@ async fn status(dir: &Path, how: &StatusView, loaded: Option<&Loaded>) -> Result
             println!("  └ says: {}", text.lines().next().unwrap_or(""));
         }
         if let Some(at) = s["last_watchdog"].as_f64() {
-            let ago = (crate::pidfile::unix_now() - at).max(0.0);
+            let ago = (crate::process::pidfile::unix_now() - at).max(0.0);
             println!("  └ last watchdog ping {} ago", human_secs(Some(ago)));
         }
     }

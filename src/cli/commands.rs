@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use super::{Cli, Command, Global, PrintFormat, find_services, load, load_options, names};
 use crate::config::{self, CheckSpec, Config};
 use crate::error::{FatalError, exit};
-use crate::pidfile;
 use crate::policy::redact::Secrets;
+use crate::process::pidfile;
 
 /// The commented starter config, also `examples/guardian.toml`.
 pub const EXAMPLE_TOML: &str = include_str!("../../examples/guardian.toml");
@@ -70,6 +70,20 @@ pub fn dispatch(cli: Cli) -> Result<u8, FatalError> {
         Command::Run => crate::daemon::run(load_options(&g)),
         Command::Doctor => super::doctor::run(&g),
         Command::Top { remote } => super::top::run(super::client::reach(&g, &remote)?.0),
+        Command::Logs {
+            services,
+            follow,
+            n,
+            remote,
+        } => {
+            let (at, loaded, dir) = super::client::reach(&g, &remote)?;
+            let local = remote
+                .api
+                .is_none()
+                .then_some((dir.as_path(), loaded.as_ref()));
+            super::client::runtime(&dir)?
+                .block_on(super::logs::run(&at, local, &services, follow, n))
+        }
         other => super::client::run(&g, other),
     }
 }
@@ -189,10 +203,11 @@ fn export(g: &Global, engine: crate::cli::ExportEngine) -> Result<u8, FatalError
                     });
                 }
             }
-            let units = match export::systemd::export(c, &services, &export::which_on_path) {
-                Ok(u) => u,
-                Err(e) => return fail(e),
-            };
+            let units =
+                match export::systemd::export(c, &services, &crate::config::host::which_on_path) {
+                    Ok(u) => u,
+                    Err(e) => return fail(e),
+                };
             match out {
                 Some(dir) => {
                     if let Err(e) = export::write_all(&dir, &units) {
@@ -514,17 +529,17 @@ fn check_running(
     };
     if selected.is_empty() {
         let p = port.unwrap_or_default();
-        let holder = crate::procinfo::port_holder(p);
+        let holder = crate::process::procinfo::port_holder(p);
         let line = match &holder {
-            crate::procinfo::PortHolder::Free => {
+            crate::process::procinfo::PortHolder::Free => {
                 format!("not running: no configured service uses port {p}, and the port is free")
             }
-            crate::procinfo::PortHolder::Pid(f) => format!(
+            crate::process::procinfo::PortHolder::Pid(f) => format!(
                 "not running: no configured service uses port {p}; it is held by pid {} ({})",
                 f.pid,
                 f.command_line()
             ),
-            crate::procinfo::PortHolder::Unknown => format!(
+            crate::process::procinfo::PortHolder::Unknown => format!(
                 "not running: no configured service uses port {p}; it is held by a process you cannot see"
             ),
         };

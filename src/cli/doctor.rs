@@ -9,8 +9,8 @@ use crate::config::load::LoadError;
 use crate::config::{Config, ServiceSpec};
 use crate::error::{FatalError, exit};
 use crate::events;
-use crate::pidfile;
 use crate::policy::stale_pid::{self, PortObs};
+use crate::process::pidfile;
 
 /// What doctor found: the report and the next steps, numbered at the end.
 #[derive(Default)]

@@ -192,7 +192,7 @@ pub fn draw(f: &mut Frame, app: &App) {
                 })
                 .or_else(|| {
                     s["last_watchdog"].as_f64().map(|at| {
-                        let ago = (crate::pidfile::unix_now() - at).max(0.0);
+                        let ago = (crate::process::pidfile::unix_now() - at).max(0.0);
                         format!("watchdog ping {} ago", human(Some(ago)))
                     })
                 })
@@ -624,7 +624,7 @@ mod tests {
         a.services = vec![
             json!({"name": "api.1", "state": "running", "pid": 41, "port": 8000, "uptime_seconds": 75.0, "restarts": 2, "health": "healthy", "circuit_breaker": "closed", "replica_of": "api"}),
             json!({"name": "cache", "state": "running", "pid": 60, "port": null, "uptime_seconds": 9.0, "restarts": 0, "health": "healthy", "circuit_breaker": "closed", "status_text": "warm: 3 maps\nsecond line"}),
-            json!({"name": "cron", "state": "running", "pid": 61, "port": null, "uptime_seconds": 9.0, "restarts": 0, "health": "healthy", "circuit_breaker": "closed", "last_watchdog": crate::pidfile::unix_now() - 2.0}),
+            json!({"name": "cron", "state": "running", "pid": 61, "port": null, "uptime_seconds": 9.0, "restarts": 0, "health": "healthy", "circuit_breaker": "closed", "last_watchdog": crate::process::pidfile::unix_now() - 2.0}),
             json!({"name": "db", "state": "failed", "pid": null, "port": 5432, "uptime_seconds": null, "restarts": 10, "health": "unknown", "circuit_breaker": "open", "last_error": "10 consecutive failed starts\nmore"}),
             json!({"name": "worker", "state": "waiting", "pid": null, "port": null, "uptime_seconds": null, "restarts": 0, "health": "unknown", "circuit_breaker": "closed", "waiting_for": "waiting for api (ready)"}),
             json!({"name": "web", "state": "running", "pid": 52, "port": 8765, "uptime_seconds": 5.0, "restarts": 0, "health": "healthy", "circuit_breaker": "closed", "sockets": {"http": "tcp://127.0.0.1:8765"}}),

@@ -1,6 +1,7 @@
 //! What a valid config needs from this machine, resolved when it is loaded (and on every
 //! reload): the variables of each `env_file`, the ids of `user` and `group`, and whether each
-//! limit is one guardian may set. The only config code that reads files besides `load.rs`.
+//! limit is one guardian may set; whether a program is on PATH, and an alert sink's CA file.
+//! The only config code that reads files besides `load.rs`.
 
 use std::path::Path;
 
@@ -282,6 +283,53 @@ fn settable(limit: Limit, value: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A bare program name found on PATH.
+pub fn which_on_path(program: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+        .map(|p| p.display().to_string())
+}
+
+/// CA roots for https webhooks: `ca_file`'s certificates, else the system's.
+pub fn ca_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut store = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(f) => {
+            let shown = f.display();
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(f)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|e| format!("ca_file {shown} is not PEM certificates: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("ca_file {shown} holds no certificate"));
+            }
+            for c in certs {
+                store
+                    .add(c)
+                    .map_err(|e| format!("ca_file {shown}: a certificate is not usable: {e}"))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                let _ = store.add(c);
+            }
+            if store.is_empty() {
+                return Err("no CA certificates found on this system (install ca-certificates, or give `ca_file`)".into());
+            }
+        }
+    }
+    Ok(store)
 }
 
 #[cfg(test)]

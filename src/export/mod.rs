@@ -77,20 +77,6 @@ pub fn absolute_cwd(s: &ServiceSpec) -> String {
     clean.display().to_string()
 }
 
-/// A bare program name found on PATH.
-pub fn which_on_path(program: &str) -> Option<String> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| {
-                m.is_file()
-                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-            })
-        })
-        .map(|p| p.display().to_string())
-}
-
 /// What the engines cannot express, in words: written as a comment, never silently dropped.
 pub fn lost(s: &ServiceSpec) -> Vec<String> {
     let mut out = vec!["Kept by guardian only (no equivalent in this engine):".to_owned()];

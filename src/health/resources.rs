@@ -28,7 +28,7 @@ pub struct Sample {
 /// Reads the tree under `root` (walked by `procinfo::tree`); `None` when `root` is gone.
 pub fn sample(root: i32) -> Option<Sample> {
     let mut s = Sample::default();
-    for pid in crate::procinfo::tree(root) {
+    for pid in crate::process::procinfo::tree(root) {
         let Some((p, stat)) = Process::new(pid)
             .ok()
             .and_then(|p| Some((p.stat().ok()?, p)))

@@ -1,10 +1,14 @@
 //! The supervisor's only way to touch the OS: spawn a child, watch an adopted PID, signal a
-//! process group. `unix.rs` does it for real; `fake.rs` scripts it for actor tests.
+//! process group. `unix.rs` does it for real; `fake.rs` scripts it for actor tests. Beside
+//! them, what a process is known by: `pidfile` (JSON PID files, their locks and the state
+//! dir), `procinfo` (facts from /proc: start ticks, command lines, trees, port holders).
 
 #[cfg(test)]
 pub mod fake;
 pub mod log;
 pub mod output;
+pub mod pidfile;
+pub mod procinfo;
 pub mod sockets;
 pub mod unix;
 

@@ -33,7 +33,7 @@ pub fn bind(listen: &Listen, owner: Option<(Option<u32>, Option<u32>)>) -> Resul
             Err(e) => match e.raw_os_error() {
                 // After a guardian crash its services still hold their sockets.
                 Some(libc::EADDRINUSE) => {
-                    take_from_service(&crate::procinfo::listening_inodes(addr.port()))
+                    take_from_service(&crate::process::procinfo::listening_inodes(addr.port()))
                         .ok_or_else(|| tcp_error(listen, addr.port(), &e))?
                 }
                 _ => return Err(tcp_error(listen, addr.port(), &e)),
@@ -73,7 +73,7 @@ fn take_from_service(inodes: &std::collections::HashSet<u64>) -> Option<OwnedFd>
     if inodes.is_empty() {
         return None;
     }
-    for pid in crate::procinfo::holders_of(inodes) {
+    for pid in crate::process::procinfo::holders_of(inodes) {
         if !is_a_service(pid) {
             continue;
         }
@@ -141,7 +141,8 @@ pub fn preflight(config: &crate::config::Config) -> Vec<(String, String)> {
                 ));
                 continue;
             }
-            if let crate::procinfo::PortHolder::Pid(f) = crate::procinfo::port_holder(port)
+            if let crate::process::procinfo::PortHolder::Pid(f) =
+                crate::process::procinfo::port_holder(port)
                 && !is_guardians(f.pid, &f.cmdline)
             {
                 out.push((
@@ -184,13 +185,13 @@ fn is_guardians(pid: i32, cmdline: &[String]) -> bool {
 
 /// Whether `pid` carries guardian's service mark in its environment.
 fn is_a_service(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| super::unix::mark_of(&e).is_some())
+    super::procinfo::service_mark(pid).is_some()
 }
 
 fn tcp_error(listen: &Listen, port: u16, e: &std::io::Error) -> String {
     match e.raw_os_error() {
-        Some(libc::EADDRINUSE) => match crate::procinfo::port_holder(port) {
-            crate::procinfo::PortHolder::Pid(f) => format!(
+        Some(libc::EADDRINUSE) => match crate::process::procinfo::port_holder(port) {
+            crate::process::procinfo::PortHolder::Pid(f) => format!(
                 "{listen} is in use by pid {} ({})\n  1. look: ss -ltnp 'sport = :{port}'\n  2. stop that process, or give the socket another address",
                 f.pid,
                 f.command_line()

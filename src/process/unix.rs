@@ -24,11 +24,7 @@ use tokio::sync::oneshot;
 use super::log::RotatingLog;
 use super::output::{DroppedBytes, Sink, Writer};
 use super::{ExitInfo, SpawnError, SpawnRequest, Spawned, Spawner};
-use crate::procinfo;
-
-/// The variable that marks every process of a service, so that daemonized grandchildren
-/// (which leave the process group) are still found and stopped with it.
-pub const MARK: &str = "_GUARDIAN_SERVICE";
+use crate::process::procinfo;
 
 /// Our running children, each with where its exit status goes.
 type Children = HashMap<i32, oneshot::Sender<ExitInfo>>;
@@ -299,7 +295,7 @@ impl UnixSpawner {
         let mut cmd = std::process::Command::new(req.command.first().map_or("", String::as_str));
         cmd.args(req.command.iter().skip(1))
             .envs(&req.env)
-            .env(MARK, &req.service);
+            .env(procinfo::MARK, &req.service);
         if let Some(cwd) = &req.cwd {
             cmd.current_dir(cwd);
         }
@@ -1098,20 +1094,11 @@ pub fn family(service: &str, pid: i32, spawning: i32, managed: impl Fn(i32) -> b
         if out.contains(&orphan) || managed(orphan) {
             continue;
         }
-        let env = std::fs::read(format!("/proc/{orphan}/environ")).unwrap_or_default();
-        if mark_of(&env).as_deref() == Some(service) {
+        if procinfo::service_mark(orphan).as_deref() == Some(service) {
             out.extend(procinfo::tree(orphan));
         }
     }
     out
-}
-
-/// The service a process's environment (`/proc/PID/environ`) marks it as part of.
-pub(crate) fn mark_of(environ: &[u8]) -> Option<String> {
-    environ.split(|b| *b == 0).find_map(|kv| {
-        let kv = std::str::from_utf8(kv).ok()?;
-        kv.strip_prefix(MARK)?.strip_prefix('=').map(str::to_owned)
-    })
 }
 
 #[cfg(test)]
@@ -1136,14 +1123,5 @@ mod tests {
             "bbbbbbbb\n"
         );
         assert!(!dir.path().join("logs/web.log.3").exists());
-    }
-
-    #[test]
-    fn finds_the_service_mark() {
-        assert_eq!(
-            mark_of(b"A=1\0_GUARDIAN_SERVICE=web\0B=2\0"),
-            Some("web".into())
-        );
-        assert_eq!(mark_of(b"A=1\0"), None);
     }
 }

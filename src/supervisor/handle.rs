@@ -14,6 +14,13 @@ pub enum Reply {
     Refused(String),
 }
 
+/// A request to reload the config (SIGHUP, a file change, POST /reload); `reply` is set when someone waits for the outcome.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    pub trigger: &'static str,
+    pub reply: Option<oneshot::Sender<Reply>>,
+}
+
 #[derive(Debug)]
 pub enum Command {
     Start(String, oneshot::Sender<Reply>),

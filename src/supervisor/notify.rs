@@ -129,10 +129,7 @@ impl<S: Spawner> Supervisor<S> {
             return false;
         }
         let ours = procinfo::ancestors(main).contains(&old)
-            || std::fs::read(format!("/proc/{main}/environ"))
-                .ok()
-                .and_then(|e| crate::process::unix::mark_of(&e))
-                .is_some_and(|m| m == name);
+            || procinfo::service_mark(main).is_some_and(|m| m == name);
         let watched = procinfo::start_ticks(main)
             .filter(|_| ours)
             .ok_or_else(|| std::io::Error::other("it is not a process of the service's tree"))

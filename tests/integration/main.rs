@@ -17,6 +17,7 @@ mod environment;
 mod export;
 mod health;
 mod import;
+mod layout;
 mod notify;
 mod pidfile;
 mod reload;

@@ -38,7 +38,9 @@ fn record(pid: u32, ticks: Option<u64>) -> String {
 }
 
 fn ticks(pid: u32) -> u64 {
-    guardian::procinfo::facts(pid as i32).unwrap().start_ticks
+    guardian::process::procinfo::facts(pid as i32)
+        .unwrap()
+        .start_ticks
 }
 
 struct Reaped(std::process::Child);

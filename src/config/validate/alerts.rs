@@ -114,7 +114,7 @@ pub(super) fn sinks(
         if let Some(f) = &ca_file {
             if !matches!(&target, Some(AlertTarget::Webhook(u)) if u.is_https()) {
                 c.fail(key("ca_file"), "`ca_file` is for an https:// webhook");
-            } else if let Err(e) = crate::alerts::roots(Some(f)) {
+            } else if let Err(e) = crate::config::host::ca_roots(Some(f)) {
                 c.fail(key("ca_file"), e);
             }
         }
@@ -160,7 +160,7 @@ fn exec(argv: &[String]) -> Result<(), String> {
             m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
         })
     } else {
-        crate::export::which_on_path(program).is_some()
+        crate::config::host::which_on_path(program).is_some()
     };
     if found {
         Ok(())

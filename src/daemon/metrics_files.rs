@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::pidfile::write_atomic;
 use crate::policy::health::Status;
+use crate::process::pidfile::write_atomic;
 use crate::supervisor::{ServiceSnapshot, Snapshot, State};
 
 /// The least time between two writes.
@@ -114,7 +114,7 @@ pub async fn run(mut rx: watch::Receiver<Snapshot>, token: CancellationToken, st
             .borrow_and_update()
             .clone()
             .at(tokio::time::Instant::now());
-        let uptime = (crate::pidfile::unix_now() - started).max(0.0);
+        let uptime = (crate::process::pidfile::unix_now() - started).max(0.0);
         let mut was = std::mem::take(&mut written);
         written = tokio::task::spawn_blocking(move || {
             write_all(&snap, uptime, &mut was);

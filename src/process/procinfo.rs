@@ -222,9 +222,35 @@ pub fn signal_pidfd(fd: &OwnedFd, sig: nix::sys::signal::Signal) -> io::Result<(
     rustix::process::pidfd_send_signal(fd, sig).map_err(io::Error::from)
 }
 
+/// The variable that marks every process of a service, so that daemonized grandchildren
+/// (which leave the process group) are still found and stopped with it.
+pub const MARK: &str = "_GUARDIAN_SERVICE";
+
+/// The service `pid` belongs to by its mark, when it carries one.
+pub fn service_mark(pid: i32) -> Option<String> {
+    mark_of(&std::fs::read(format!("/proc/{pid}/environ")).ok()?)
+}
+
+/// The service a process's environment (`/proc/PID/environ`) marks it as part of.
+fn mark_of(environ: &[u8]) -> Option<String> {
+    environ.split(|b| *b == 0).find_map(|kv| {
+        let kv = std::str::from_utf8(kv).ok()?;
+        kv.strip_prefix(MARK)?.strip_prefix('=').map(str::to_owned)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_service_mark() {
+        assert_eq!(
+            mark_of(b"A=1\0_GUARDIAN_SERVICE=web\0B=2\0"),
+            Some("web".into())
+        );
+        assert_eq!(mark_of(b"A=1\0"), None);
+    }
 
     #[test]
     fn reads_this_process() {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::IdentitySpec;
 use crate::policy::stale_pid::{self, FileObs, Identity, Observation, PortObs, ProcObs, Verdict};
-use crate::procinfo::{self, PortHolder};
+use crate::process::procinfo::{self, PortHolder};
 
 /// The largest PID file read; anything longer is refused as invalid.
 const MAX_PID_FILE: u64 = 64 * 1024;

@@ -10,19 +10,12 @@ use std::time::Duration;
 
 use notify::event::EventKind;
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::supervisor::Reply;
+use crate::supervisor::ReloadRequest;
 
 /// How long a burst of file events must be quiet before it counts as one change.
 pub const DEBOUNCE: Duration = Duration::from_millis(75);
-
-/// A request to reload; `reply` is set when someone waits for the outcome.
-#[derive(Debug)]
-pub struct Request {
-    pub trigger: &'static str,
-    pub reply: Option<oneshot::Sender<Reply>>,
-}
 
 /// A hash of the files' contents (a missing file hashes as missing).
 pub fn content_hash(files: &[PathBuf]) -> u64 {
@@ -53,7 +46,7 @@ fn absolute(p: &Path) -> PathBuf {
 /// inotify on each file's folder (an editor's save replaces the file, which a watch on the
 /// file itself would lose). The debounce is a task that sleeps until an event comes: an idle
 /// guardian has no timer running (notify-debouncer-full's thread wakes every few ms).
-pub fn watch(files: &[PathBuf], tx: mpsc::Sender<Request>) -> Result<FileWatcher, String> {
+pub fn watch(files: &[PathBuf], tx: mpsc::Sender<ReloadRequest>) -> Result<FileWatcher, String> {
     let ours: Vec<PathBuf> = files.iter().map(|f| absolute(f)).collect();
     let (ev_tx, mut ev_rx) = mpsc::channel::<()>(16);
     let filter = ours.clone();
@@ -99,7 +92,7 @@ pub fn watch(files: &[PathBuf], tx: mpsc::Sender<Request>) -> Result<FileWatcher
                 continue;
             }
             last = now;
-            let req = Request {
+            let req = ReloadRequest {
                 trigger: "file_change",
                 reply: None,
             };
