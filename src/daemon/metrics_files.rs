@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -16,33 +16,85 @@ use crate::supervisor::{ServiceSnapshot, Snapshot, State};
 /// The least time between two writes.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The flat per-service form.
-pub fn flat(s: &ServiceSnapshot) -> Value {
-    let d = &s.detail;
-    let passed = d
-        .checks_by_result
-        .iter()
-        .find(|(st, _)| *st == Status::Healthy)
-        .map_or(0, |(_, n)| *n);
-    json!({
-        "service": s.name,
-        "start_time": d.start_time,
-        "restarts": s.restarts,
-        "total_failures": d.total_failures,
-        "last_failure": d.last_failure,
-        "health_checks_passed": passed,
-        "health_checks_failed": d.checks_failed,
-        "uptime_seconds": s.uptime_seconds,
-        "last_health_check": d.last_check,
-        "status": if s.state == State::Running { s.health.as_str() } else { s.state.as_str() },
-        "state": s.state,
-        "pid": s.pid,
-    })
+/// The flat per-service form, serialized straight from the snapshot (no JSON tree: at a
+/// thousand services a tree of values cost megabytes each write).
+#[derive(Serialize)]
+pub struct Flat<'a> {
+    service: &'a str,
+    start_time: Option<f64>,
+    restarts: u64,
+    total_failures: u64,
+    last_failure: Option<f64>,
+    health_checks_passed: u64,
+    health_checks_failed: u64,
+    uptime_seconds: Option<f64>,
+    last_health_check: Option<f64>,
+    status: &'static str,
+    state: State,
+    pid: Option<i32>,
+}
+
+impl<'a> Flat<'a> {
+    pub fn of(s: &'a ServiceSnapshot) -> Flat<'a> {
+        let d = &s.detail;
+        let passed = d
+            .checks_by_result
+            .iter()
+            .find(|(st, _)| *st == Status::Healthy)
+            .map_or(0, |(_, n)| *n);
+        Flat {
+            service: &s.name,
+            start_time: d.start_time,
+            restarts: s.restarts,
+            total_failures: d.total_failures,
+            last_failure: d.last_failure,
+            health_checks_passed: passed,
+            health_checks_failed: d.checks_failed,
+            uptime_seconds: s.uptime_seconds,
+            last_health_check: d.last_check,
+            status: if s.state == State::Running {
+                s.health.as_str()
+            } else {
+                s.state.as_str()
+            },
+            state: s.state,
+            pid: s.pid,
+        }
+    }
+}
+
+/// The guardian's file: its own figures and every service's flat form.
+#[derive(Serialize)]
+struct All<'a> {
+    guardian: Guardian,
+    services: Services<'a>,
+}
+
+#[derive(Serialize)]
+struct Guardian {
+    pid: u32,
+    version: &'static str,
+    uptime_seconds: f64,
+    config_generation: u64,
+}
+
+/// The services as a map by name, serialized as it is read.
+struct Services<'a>(&'a [ServiceSnapshot]);
+
+impl Serialize for Services<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = ser.serialize_map(Some(self.0.len()))?;
+        for s in self.0 {
+            map.serialize_entry(&s.name, &Flat::of(s))?;
+        }
+        map.end()
+    }
 }
 
 /// True when the file was written.
-fn write(path: &Path, doc: &Value) -> bool {
-    let mut bytes = serde_json::to_vec_pretty(doc).expect("UNWRAP: JSON values serialize");
+fn write(path: &Path, doc: &impl Serialize) -> bool {
+    let mut bytes = serde_json::to_vec_pretty(doc).expect("UNWRAP: plain structs serialize");
     bytes.push(b'\n');
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -64,38 +116,40 @@ pub type Written = std::collections::HashMap<String, u64>;
 /// its checks, its restarts) since `written` was filled: a service that had no check and no
 /// change keeps its file, so that a thousand of them cost no thousand files a second.
 pub fn write_all(snap: &Snapshot, guardian_uptime: f64, written: &mut Written) {
-    let services: serde_json::Map<String, Value> = snap
-        .services
-        .iter()
-        .map(|s| (s.name.clone(), flat(s)))
-        .collect();
     if let Some(path) = &snap.metrics_file {
-        let doc = json!({
-            "guardian": {
-                "pid": std::process::id(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "uptime_seconds": guardian_uptime,
-                "config_generation": snap.config_generation,
+        let doc = All {
+            guardian: Guardian {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION"),
+                uptime_seconds: guardian_uptime,
+                config_generation: snap.config_generation,
             },
-            "services": services,
-        });
+            services: Services(&snap.services),
+        };
         write(path, &doc);
     }
-    written.retain(|name, _| services.contains_key(name));
+    if !written.is_empty() {
+        let names: std::collections::HashSet<&str> =
+            snap.services.iter().map(|s| s.name.as_str()).collect();
+        written.retain(|name, _| names.contains(name.as_str()));
+    }
     for s in &snap.services {
         let Some(path) = &s.detail.metrics_file else {
             continue;
         };
-        let flat = &services[&s.name];
-        let mut without_uptime = flat.clone();
-        if let Some(o) = without_uptime.as_object_mut() {
-            o.remove("uptime_seconds");
-        }
+        let flat = Flat::of(s);
+        let without_uptime = Flat {
+            uptime_seconds: None,
+            ..Flat::of(s)
+        };
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(&without_uptime.to_string(), &mut h);
+        std::hash::Hash::hash(
+            &serde_json::to_vec(&without_uptime).unwrap_or_default(),
+            &mut h,
+        );
         std::hash::Hash::hash(path, &mut h);
         let now = std::hash::Hasher::finish(&h);
-        if written.get(&s.name) != Some(&now) && write(path, flat) {
+        if written.get(&s.name) != Some(&now) && write(path, &flat) {
             written.insert(s.name.clone(), now);
         }
     }
@@ -133,6 +187,7 @@ pub async fn run(mut rx: watch::Receiver<Snapshot>, token: CancellationToken, st
 mod tests {
     use super::*;
     use crate::supervisor::ServiceSnapshot;
+    use serde_json::Value;
 
     fn service(dir: &Path, name: &str) -> ServiceSnapshot {
         let mut s = ServiceSnapshot {

@@ -308,7 +308,8 @@ impl Daemon {
 
     /// Runs the actor, and beside it the reaper (its own task, never behind the main loop:
     /// a reload or a stop waits for exits) and one trim once the first start has settled,
-    /// so what starting thousands of services allocated and freed goes back to the system.
+    /// so what starting thousands of services allocated and freed, and the code only starting
+    /// ran, stop counting as guardian's memory.
     fn supervise(
         &self,
         supervisor: Supervisor<UnixSpawner>,
@@ -334,7 +335,7 @@ impl Daemon {
                     return;
                 }
             }
-            let _ = tokio::task::spawn_blocking(crate::process::unix::release_free_memory).await;
+            let _ = tokio::task::spawn_blocking(release_memory).await;
         });
         done
     }
@@ -517,6 +518,13 @@ impl Daemon {
     }
 }
 
+/// Gives back what starting or reloading left resident: the heap's free pages, and the pages
+/// of guardian's own code (mapped again when used).
+fn release_memory() {
+    crate::process::unix::release_free_memory();
+    crate::process::unix::release_startup_code();
+}
+
 /// Loads every layer again (the environment included) and hands the result to the
 /// supervisor. Returns its reply, and the guardian settings when the reload was applied.
 async fn reload_once(
@@ -560,8 +568,8 @@ async fn reload_once(
             );
         }
     }
-    // Loading and diffing a big config leaves freed memory resident.
-    let _ = tokio::task::spawn_blocking(crate::process::unix::release_free_memory).await;
+    // Loading and diffing a big config leaves freed memory and its code's pages resident.
+    let _ = tokio::task::spawn_blocking(release_memory).await;
     match &reply {
         Reply::Done(text) => {
             tracing::info!(trigger, changes = %text.trim_end(), "config reloaded");
