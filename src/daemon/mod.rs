@@ -173,6 +173,8 @@ async fn serve(
     #[cfg(debug_assertions)]
     stall_for_tests().await;
     daemon.listen_for_notify();
+    // The API answers with every service from its first request on.
+    daemon.handle.first_published().await;
     let mut listeners = daemon.serve_api().await?;
     daemon.watch_config();
     daemon.announce();

@@ -101,9 +101,14 @@ impl Probe {
         };
         let (mut results, (sample, now)) = tokio::join!(checks, sample);
         let process = sample.as_ref().map(|s| ProcessInfo {
-            cpu_percent: sampler.prev.as_ref().and_then(|(p, t)| {
-                resources::cpu_percent(p, s, now.saturating_duration_since(*t).as_secs_f64())
-            }),
+            // A first sample (thresholds without CPU) shows the average over the process's
+            // life, as the API does before the first tick: the figure never comes and goes.
+            cpu_percent: match sampler.prev.as_ref() {
+                Some((p, t)) => {
+                    resources::cpu_percent(p, s, now.saturating_duration_since(*t).as_secs_f64())
+                }
+                None => resources::life_cpu_percent(s),
+            },
             ..s.info.clone()
         });
         sampler.prev = sample.map(|s| (s, now));
@@ -389,6 +394,10 @@ mod tests {
         let t = p.tick(&mut Sampler::default()).await;
         assert_eq!(t.status, Status::Warning, "{t:?}");
         assert!(t.problems().contains("memory_mb"), "{t:?}");
+        // Memory only: the first tick still carries a CPU figure (the life average, as the
+        // API shows before it), so `guardian_service_cpu_percent` never comes and goes.
+        let cpu = t.process.as_ref().and_then(|i| i.cpu_percent);
+        assert!(cpu.is_some_and(|c| c >= 0.0), "{t:?}");
         p.pid = -5;
         assert_eq!(
             p.tick(&mut Sampler::default()).await.status,

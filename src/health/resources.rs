@@ -22,6 +22,8 @@ pub struct ProcessInfo {
 #[derive(Clone, Debug, Default)]
 pub struct Sample {
     pub cpu_ticks: u64,
+    /// When the root started, in clock ticks after boot.
+    pub root_started: u64,
     pub info: ProcessInfo,
 }
 
@@ -39,8 +41,11 @@ pub fn sample(root: i32) -> Option<Sample> {
             }
             continue;
         };
-        if pid == root && stat.state == 'Z' {
-            return None;
+        if pid == root {
+            if stat.state == 'Z' {
+                return None;
+            }
+            s.root_started = stat.starttime;
         }
         s.cpu_ticks += stat.utime + stat.stime;
         s.info.memory_bytes += stat.rss_bytes().get();
@@ -56,19 +61,18 @@ pub fn sample(root: i32) -> Option<Sample> {
 /// that keep no previous sample, such as the API for services without resource thresholds.
 pub fn info_now(root: i32) -> Option<ProcessInfo> {
     let s = sample(root)?;
-    let tps = procfs::ticks_per_second().max(1) as f64;
-    let age = Process::new(root)
-        .and_then(|p| p.stat())
-        .ok()
-        .and_then(|st| {
-            let up = procfs::Uptime::current().ok()?.uptime;
-            Some(up - st.starttime as f64 / tps)
-        })
-        .unwrap_or(0.0);
     Some(ProcessInfo {
-        cpu_percent: (age > 0.0).then(|| s.cpu_ticks as f64 / tps / age * 100.0),
+        cpu_percent: life_cpu_percent(&s),
         ..s.info
     })
+}
+
+/// CPU percent of one core over the root's life so far: the figure of a first sample.
+pub fn life_cpu_percent(s: &Sample) -> Option<f64> {
+    let tps = procfs::ticks_per_second().max(1) as f64;
+    let up = procfs::Uptime::current().ok()?.uptime;
+    let age = up - s.root_started as f64 / tps;
+    (age > 0.0).then(|| s.cpu_ticks as f64 / tps / age * 100.0)
 }
 
 /// CPU percent of one core between two samples taken `secs` apart. A process that left the

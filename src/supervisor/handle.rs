@@ -63,6 +63,13 @@ impl SupervisorHandle {
             .at(tokio::time::Instant::now())
     }
 
+    /// Waits for the actor's first snapshot (every service, as its first start left it), or
+    /// for the actor's end.
+    pub async fn first_published(&self) {
+        let mut rx = self.snapshot.clone();
+        let _ = rx.wait_for(|s| s.revision > 0).await;
+    }
+
     /// The snapshot's revision, read without copying the snapshot.
     pub fn revision(&self) -> u64 {
         self.snapshot.borrow().revision

@@ -197,6 +197,14 @@ impl<S: Spawner> Supervisor<S> {
     /// Adopts or starts every autostart service, then serves until shutdown. Returns the
     /// exit code of the essential service whose end stopped guardian, if one did.
     pub async fn run(mut self, token: CancellationToken) -> Option<i32> {
+        // Test builds: the engine's first turn made late, so a test can ask the API first.
+        #[cfg(debug_assertions)]
+        if let Some(ms) = std::env::var("_GUARDIAN_TEST_ENGINE_STALL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         let names: Vec<String> = self
             .services
             .iter()

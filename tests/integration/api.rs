@@ -401,6 +401,28 @@ fn cli_round_trips_status_stop_start_restart() {
 
 /// Uptime is computed when it is read: a quiet service (no checks, so its snapshot is not
 /// rebuilt) still shows the seconds it has run.
+/// The API's first answer already lists every service: it is served only once the engine
+/// has published them (a test build's stall makes the engine's first turn late).
+#[test]
+fn the_first_answer_of_the_api_lists_every_service() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        "[services.a]\ncommand = [\"sleep\", \"300\"]\n[services.b]\ncommand = [\"sleep\", \"300\"]\n",
+    );
+    let mut g = sb.spawn_with_env(&cfg, &[("_GUARDIAN_TEST_ENGINE_STALL_MS", "800".as_ref())]);
+    let sock = sb.state_dir().join("guardian.sock");
+    assert!(wait_for(LONG, || sock.exists()), "the API never came up");
+    let (code, status) = sb.get_json("/status");
+    assert_eq!(code, 200, "{status}");
+    let names: Vec<&str> = status["services"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["a", "b"], "{status}");
+    assert_eq!(g.stop(), Some(0));
+}
+
 #[test]
 fn uptime_is_computed_when_read_not_when_the_snapshot_was_built() {
     let sb = Sandbox::new();
