@@ -18,7 +18,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The flat per-service form, serialized straight from the snapshot (no JSON tree: at a
 /// thousand services a tree of values cost megabytes each write).
-#[derive(Serialize)]
+#[derive(Clone, Copy, Serialize)]
 pub struct Flat<'a> {
     service: &'a str,
     start_time: Option<f64>,
@@ -140,7 +140,7 @@ pub fn write_all(snap: &Snapshot, guardian_uptime: f64, written: &mut Written) {
         let flat = Flat::of(s);
         let without_uptime = Flat {
             uptime_seconds: None,
-            ..Flat::of(s)
+            ..flat
         };
         let mut h = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(
