@@ -46,7 +46,10 @@ pub struct Remote {
     pub token_file: Option<PathBuf>,
 }
 
+/// Each subcommand's arguments are built only when that subcommand is the one given
+/// (`defer`): `guardian run` does not build the other 24 on its way to the first service.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Run in the foreground until SIGTERM/SIGINT or `guardian stop`.
     Run,

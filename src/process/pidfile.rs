@@ -622,7 +622,7 @@ impl GuardianLock {
             let _ = (&file).take(MAX_PID_FILE).read_to_end(&mut old);
             let replaced = serde_json::from_slice::<GuardianRecord>(&old).ok();
             let me = std::process::id() as i32;
-            let ticks = procinfo::facts(me).map(|f| f.start_ticks);
+            let ticks = procinfo::start_ticks(me);
             let started = ticks.map_or_else(unix_now, procinfo::start_time_secs);
             let record = GuardianRecord {
                 pid: i64::from(me),

@@ -392,7 +392,7 @@ fn every_semantic_problem_is_reported_at_once() {
         2,
         &[
             "6 problems",
-            "token_file",
+            "TOKEN_FILE",
             "either `port` or `port_range`",
             "factor",
             "jitter",
@@ -619,6 +619,12 @@ fn completion_scripts_parse_in_their_shells() {
             out.stdout.contains("check-running"),
             "{shell}: every command is offered"
         );
+        // A subcommand's own options are built only when it is used (clap's `defer`): the
+        // script must still offer them.
+        assert!(
+            out.stdout.contains("explain"),
+            "{shell}: validate's options are offered"
+        );
         // elvish and powershell are not Debian packages here: their scripts are checked for
         // the commands above only.
         let Some([prog, flag]) = check else { continue };
@@ -648,9 +654,14 @@ fn the_man_page_renders_every_command_the_exit_codes_and_files() {
         "EXIT STATUS",
         ".SH FILES",
         "NO_COLOR",
+        // Options of subcommands, built only when asked for (clap's `defer`).
+        "explain",
+        "TOKEN_FILE",
     ] {
         assert!(out.stdout.contains(want), "{want}");
     }
+    let help = sb.run(&["validate", "--help"]);
+    assert!(help.stdout.contains("--explain"), "{}", help.all());
     let page = sb.write("guardian.1", &out.stdout);
     let man = std::process::Command::new(require("man", "man-db"))
         .arg("-l")
