@@ -392,7 +392,7 @@ fn every_semantic_problem_is_reported_at_once() {
         2,
         &[
             "6 problems",
-            "TOKEN_FILE",
+            "token_file",
             "either `port` or `port_range`",
             "factor",
             "jitter",
