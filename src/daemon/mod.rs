@@ -170,8 +170,10 @@ async fn serve(
     let (mut daemon, supervisor) = Daemon::bind(config, reload_opts, logs)?;
     let (mut signals, child) = Signals::watch()?;
     let supervised = daemon.supervise(supervisor, child);
+    // Test builds: the rest of start-up (sockets, API, watches) made slow, so a test can send
+    // a signal while the first services start and the rest is not ready yet.
     #[cfg(debug_assertions)]
-    stall_for_tests().await;
+    crate::supervisor::stall_for_tests("_GUARDIAN_TEST_STARTUP_STALL_MS").await;
     daemon.listen_for_notify();
     // The API answers with every service from its first request on.
     daemon.handle.first_published().await;
@@ -230,18 +232,6 @@ impl Signals {
             hup: watch(SignalKind::hangup(), "SIGHUP")?,
         };
         Ok((signals, watch(SignalKind::child(), "SIGCHLD")?))
-    }
-}
-
-/// Test builds: the rest of start-up (sockets, API, watches) made slow, so a test can send a
-/// signal while the first services start and the rest is not ready yet.
-#[cfg(debug_assertions)]
-async fn stall_for_tests() {
-    if let Some(ms) = std::env::var("_GUARDIAN_TEST_STARTUP_STALL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }
 

@@ -66,8 +66,7 @@ impl SupervisorHandle {
     /// Waits for the actor's first snapshot (every service, as its first start left it), or
     /// for the actor's end.
     pub async fn first_published(&self) {
-        let mut rx = self.snapshot.clone();
-        let _ = rx.wait_for(|s| s.revision > 0).await;
+        let _ = self.watch().wait_for(|s| s.revision > 0).await;
     }
 
     /// The snapshot's revision, read without copying the snapshot.

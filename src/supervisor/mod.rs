@@ -146,6 +146,15 @@ pub struct Supervisor<S: Spawner> {
     exit_code: Option<i32>,
 }
 
+/// Test builds only: sleeps for the milliseconds the variable `var` gives, if set, so a
+/// test can make one step of start-up late.
+#[cfg(debug_assertions)]
+pub(crate) async fn stall_for_tests(var: &str) {
+    if let Some(ms) = std::env::var(var).ok().and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
 impl<S: Spawner> Supervisor<S> {
     pub fn new(
         config: Config,
@@ -199,12 +208,7 @@ impl<S: Spawner> Supervisor<S> {
     pub async fn run(mut self, token: CancellationToken) -> Option<i32> {
         // Test builds: the engine's first turn made late, so a test can ask the API first.
         #[cfg(debug_assertions)]
-        if let Some(ms) = std::env::var("_GUARDIAN_TEST_ENGINE_STALL_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-        }
+        stall_for_tests("_GUARDIAN_TEST_ENGINE_STALL_MS").await;
         let names: Vec<String> = self
             .services
             .iter()
