@@ -279,6 +279,11 @@ struct Guardian {
 
 impl Guardian {
     fn start(services: &str) -> Guardian {
+        Guardian::start_on(services, |_| {})
+    }
+
+    /// As `start`, with the state dir prepared by `seed` before guardian is launched.
+    fn start_on(services: &str, seed: impl FnOnce(&Path)) -> Guardian {
         let dir = tempfile::Builder::new()
             .prefix("guardian-bench-")
             .tempdir()
@@ -287,6 +292,7 @@ impl Guardian {
             .prefix("guardian-bench-state-")
             .tempdir_in(runtime_root())
             .expect("state dir");
+        seed(state.path());
         let cfg = dir.path().join("g.toml");
         std::fs::write(&cfg, services).expect("config");
         let launched_ns = now_ns();
@@ -1047,6 +1053,63 @@ fn startup(t: &mut Table) {
         format!("{m:.2} ms (median of 10; {:.1}× direct)", m / f),
         format!("direct exec {f:.2} ms{runit}"),
         "≤ 2× direct, ≤ runit",
+    );
+    startup_after_a_full_event_log(t, dir.path(), m);
+}
+
+/// A guardian started again on a state dir whose event log is at its default limit
+/// (`events_max_size_mb = 10`), as after weeks of running: launch → the service's first
+/// instruction, and launch → the API's first answer.
+fn startup_after_a_full_event_log(t: &mut Table, dir: &Path, fresh: f64) {
+    let line = serde_json::json!({
+        "timestamp": 1.7e9, "timestamp_iso": "2023-11-14T22:13:20Z", "service": "one",
+        "action": "restart_scheduled", "trigger": "crash", "health_status": null,
+        "success": true, "duration_ms": 1.25, "error_message": null, "pid": 4242,
+        "detail": "exit code 1; next try in 1.00 s",
+    })
+    .to_string();
+    let mut log = String::with_capacity(10 << 20);
+    while log.len() + line.len() < 10 << 20 {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let (mut first, mut api) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let file = dir.join(format!("full-{i}.stamp"));
+        let g = Guardian::start_on(&stamp_service("one", &file, ""), |state| {
+            std::fs::write(state.join("events.jsonl"), &log).expect("events file");
+        });
+        let sock = g.state_file("guardian.sock");
+        let answered = wait(Duration::from_secs(30), || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok_and(|mut s| {
+                s.write_all(b"GET /services/one/events?n=1 HTTP/1.0\r\n\r\n")
+                    .is_ok()
+                    && std::io::Read::read_to_end(&mut s, &mut Vec::new()).is_ok()
+            })
+        });
+        let answered_ns = now_ns();
+        wait(Duration::from_secs(10), || !stamps(&file).is_empty());
+        if answered {
+            api.push((answered_ns as f64 - g.launched_ns as f64) / 1e6);
+        }
+        first.push((stamps(&file)[0] as f64 - g.launched_ns as f64) / 1e6);
+    }
+    let m = percentile(&mut first, 0.5);
+    t.row(
+        "start-up with a full event log (10 MB): launch → first instruction of the service",
+        format!("{m:.2} ms (median of 10)"),
+        format!("with an empty state dir {fresh:.2} ms"),
+        "as with an empty state dir",
+    );
+    t.row(
+        "start-up with a full event log (10 MB): launch → the API answers",
+        format!(
+            "{:.2} ms (median of {})",
+            percentile(&mut api, 0.5),
+            api.len()
+        ),
+        "the full log: one line per event, read back for `/services/NAME/events`".to_owned(),
+        "—",
     );
 }
 

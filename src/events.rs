@@ -69,17 +69,19 @@ impl Event {
 /// from, so their cost never depends on the size of the file.
 pub const RECENT_PER_SERVICE: usize = 100;
 
-/// Appends events to a size-rotated file and keeps the recent ones in memory; a failure to
-/// write is logged and never stops supervision.
 /// A live follower of the events, each with its number.
 pub type Live = tokio::sync::broadcast::Receiver<(u64, Event)>;
 
 /// What is told of each recorded event.
 type Observer = Box<dyn Fn(&Event) + Send + Sync>;
 
+/// Appends events to a size-rotated file and keeps the recent ones in memory; a failure to
+/// write is logged and never stops supervision.
 pub struct EventLog {
-    /// std Mutex: held only for one append or one read of the ring, never across .await.
     inner: Mutex<Sink>,
+    /// The file as it was opened, and its length then: what `recall` reads back (never the
+    /// lines this run appends).
+    earlier: Mutex<Option<(std::fs::File, u64)>>,
     /// Told of every event once it is written (the alert hub); it must not wait.
     observer: std::sync::OnceLock<Observer>,
     /// Live followers (`GET /events?follow=1`): each event with its number.
@@ -90,45 +92,93 @@ struct Sink {
     log: RotatingLog,
     max_bytes: u64,
     backups: u32,
-    /// Per service, oldest first, each tagged with its order of arrival across services.
-    recent: HashMap<String, VecDeque<(u64, Event)>>,
+    recent: Recent,
+}
+
+/// The recent events of each service, oldest first, each tagged with its order of arrival
+/// across services.
+#[derive(Default)]
+struct Recent {
+    by_service: HashMap<String, VecDeque<(u64, Event)>>,
     seq: u64,
 }
 
-impl Sink {
+impl Recent {
     fn remember(&mut self, event: Event) {
         self.seq += 1;
-        let ring = self.recent.entry(event.service.clone()).or_default();
+        let ring = self.by_service.entry(event.service.clone()).or_default();
         if ring.len() == RECENT_PER_SERVICE {
             ring.pop_front();
         }
         ring.push_back((self.seq, event));
     }
+
+    /// The events in the first `len` bytes of `file`, one JSON line each; a line that is not
+    /// an event is skipped.
+    fn read(file: std::fs::File, len: u64) -> Recent {
+        let mut recent = Recent::default();
+        for e in parse(std::io::BufReader::new(std::io::Read::take(file, len))) {
+            recent.remember(e);
+        }
+        recent
+    }
 }
 
 impl EventLog {
-    /// Opens the log at `path`, filling the memory of recent events from that file (the
-    /// newest one only: older events are in the rotated files).
+    /// Opens the log at `path`. What the file already holds is read back by `recall`, which
+    /// `guardian run` calls once the first services are on their way: a log at its size limit
+    /// takes tens of milliseconds to parse, and no service waits for that.
     pub fn new(path: PathBuf, max_bytes: u64, backups: u32) -> Self {
-        let mut sink = Sink {
-            log: RotatingLog::new(path.clone(), max_bytes, backups),
-            max_bytes,
-            backups,
-            recent: HashMap::new(),
-            seq: 0,
-        };
-        if let Ok(f) = std::fs::File::open(&path) {
-            for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
-                if let Ok(e) = serde_json::from_str::<Event>(&line) {
-                    sink.remember(e);
-                }
-            }
-        }
+        let earlier = std::fs::File::open(&path)
+            .and_then(|f| Ok((f.metadata()?.len(), f)))
+            .ok()
+            .filter(|(len, _)| *len > 0)
+            .map(|(len, f)| (f, len));
         EventLog {
-            inner: Mutex::new(sink),
+            inner: Mutex::new(Sink {
+                log: RotatingLog::new(path, max_bytes, backups),
+                max_bytes,
+                backups,
+                recent: Recent::default(),
+            }),
+            earlier: Mutex::new(earlier),
             observer: std::sync::OnceLock::new(),
             live: tokio::sync::broadcast::channel(256).0,
         }
+    }
+
+    /// Whether the file held events when the log was opened, for `recall` to read back.
+    pub fn has_earlier(&self) -> bool {
+        self.earlier
+            .lock()
+            .expect("UNWRAP: never poisoned: no panic while held")
+            .is_some()
+    }
+
+    /// Fills the memory of recent events with what the file held when the log was opened
+    /// (the newest file only: older events are in the rotated ones), ahead of the events
+    /// recorded since, which are numbered again after them. Call it once, before anything
+    /// follows the log: the numbers of the events recorded until then change. Blocking IO.
+    pub fn recall(&self) {
+        let earlier = self
+            .earlier
+            .lock()
+            .expect("UNWRAP: never poisoned: no panic while held")
+            .take();
+        let Some((file, len)) = earlier else {
+            return;
+        };
+        let mut recent = Recent::read(file, len);
+        let mut sink = self.sink();
+        let mut since: Vec<(u64, Event)> = std::mem::take(&mut sink.recent.by_service)
+            .into_values()
+            .flatten()
+            .collect();
+        since.sort_unstable_by_key(|(seq, _)| *seq);
+        for (_, e) in since {
+            recent.remember(e);
+        }
+        sink.recent = recent;
     }
 
     fn sink(&self) -> std::sync::MutexGuard<'_, Sink> {
@@ -159,9 +209,9 @@ impl EventLog {
         {
             let mut sink = self.sink();
             sink.log.write(&line);
-            sink.remember(event.clone());
+            sink.recent.remember(event.clone());
             if self.live.receiver_count() > 0 {
-                let _ = self.live.send((sink.seq, event.clone()));
+                let _ = self.live.send((sink.recent.seq, event.clone()));
             }
         }
         if let Some(f) = self.observer.get() {
@@ -180,9 +230,10 @@ impl EventLog {
     pub fn follow(&self, after: Option<u64>, n: usize) -> (Live, Vec<(u64, Event)>) {
         let sink = self.sink();
         let rx = self.live.subscribe();
-        let after = after.unwrap_or(sink.seq.saturating_sub(n as u64));
+        let after = after.unwrap_or(sink.recent.seq.saturating_sub(n as u64));
         let mut missed: Vec<(u64, Event)> = sink
             .recent
+            .by_service
             .values()
             .flatten()
             .filter(|(seq, _)| *seq > after)
@@ -196,8 +247,14 @@ impl EventLog {
     pub fn recent(&self, service: Option<&str>, n: usize) -> Vec<Event> {
         let sink = self.sink();
         let mut picked: Vec<&(u64, Event)> = match service {
-            Some(name) => sink.recent.get(name).into_iter().flatten().collect(),
-            None => sink.recent.values().flatten().collect(),
+            Some(name) => sink
+                .recent
+                .by_service
+                .get(name)
+                .into_iter()
+                .flatten()
+                .collect(),
+            None => sink.recent.by_service.values().flatten().collect(),
         };
         picked.sort_unstable_by_key(|(seq, _)| *seq);
         let skip = picked.len().saturating_sub(n);
@@ -218,22 +275,26 @@ pub fn tail(path: &Path, service: Option<&str>, n: usize) -> Vec<Event> {
         return Vec::new();
     }
     let mut out = VecDeque::with_capacity(n + 1);
-    let mut lines = std::io::BufReader::new(f).lines();
+    let mut f = std::io::BufReader::new(f);
     if from > 0 {
         // The first line is most likely cut.
-        lines.next();
+        let _ = f.skip_until(b'\n');
     }
-    for line in lines.map_while(Result::ok) {
-        if let Ok(e) = serde_json::from_str::<Event>(&line)
-            && service.is_none_or(|s| e.service == s)
-        {
-            out.push_back(e);
-            if out.len() > n {
-                out.pop_front();
-            }
+    for e in parse(f).filter(|e| service.is_none_or(|s| e.service == s)) {
+        out.push_back(e);
+        if out.len() > n {
+            out.pop_front();
         }
     }
     out.into()
+}
+
+/// The events of an event log, one JSON line each, oldest first; a line that is not an event
+/// (cut by a crash, or written by hand) is skipped.
+fn parse(log: impl BufRead) -> impl Iterator<Item = Event> {
+    log.split(b'\n')
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_slice(&line).ok())
 }
 
 #[cfg(test)]
@@ -264,9 +325,59 @@ mod tests {
 
         // A new log over the same file remembers what that file holds.
         let again = EventLog::new(path.clone(), 2_000, 2);
+        again.recall();
         let last = again.recent(Some("b"), 1);
         assert_eq!(last[0].detail.as_deref(), Some("59"));
         assert_eq!(tail(&path, Some("b"), 1)[0].detail.as_deref(), Some("59"));
+    }
+
+    #[test]
+    fn recalled_events_come_before_those_recorded_since_and_are_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let before = EventLog::new(path.clone(), 1 << 30, 1);
+        for i in 0..RECENT_PER_SERVICE + 5 {
+            before.record(&Event::new("a", "exit", "crash", false).detail(format!("old {i}")));
+        }
+        before.record(&Event::new("b", "start", "lifecycle", true).detail("old b"));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"not an event\n"))
+            .unwrap();
+
+        let log = EventLog::new(path.clone(), 1 << 30, 1);
+        assert!(log.has_earlier());
+        // Recorded (and appended to the same file) while the earlier ones are not read yet.
+        log.record(&Event::new("a", "start", "lifecycle", true).detail("new a"));
+        log.record(&Event::new("c", "start", "lifecycle", true).detail("new c"));
+        assert_eq!(log.recent(None, usize::MAX).len(), 2);
+        log.recall();
+        assert!(!log.has_earlier());
+
+        let details =
+            |v: Vec<Event>| -> Vec<String> { v.into_iter().map(|e| e.detail.unwrap()).collect() };
+        let a = details(log.recent(Some("a"), usize::MAX));
+        assert_eq!(a.len(), RECENT_PER_SERVICE);
+        assert_eq!(a[0], "old 6");
+        assert_eq!(a[RECENT_PER_SERVICE - 2..], ["old 104", "new a"]);
+        assert_eq!(
+            details(log.recent(None, 4)),
+            ["old 104", "old b", "new a", "new c"]
+        );
+        // Numbered in that order: a follower back after "old b" missed the two new ones.
+        let (_, all) = log.follow(Some(0), 0);
+        let old_b = all
+            .iter()
+            .find(|(_, e)| e.detail.as_deref() == Some("old b"));
+        let (_, missed) = log.follow(old_b.map(|(n, _)| *n), 0);
+        assert_eq!(
+            details(missed.into_iter().map(|(_, e)| e).collect()),
+            ["new a", "new c"]
+        );
+        // A second call reads nothing again.
+        log.recall();
+        assert_eq!(log.recent(Some("c"), usize::MAX).len(), 1);
     }
 
     #[test]

@@ -1241,3 +1241,60 @@ fn read_some(s: &mut std::net::TcpStream, into: &mut Vec<u8>, n: usize) {
         }
     }
 }
+
+/// A guardian started again on the same state dir answers with the events its log already
+/// held (read back beside the first start, never on its path), oldest first and before its
+/// own; the file keeps them, and a line that is not an event is skipped.
+#[test]
+fn events_already_in_the_log_are_answered_before_this_runs_own() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.state_dir()).unwrap();
+    let earlier: String = (0..3)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({
+                    "timestamp": 1.7e9 + f64::from(i), "timestamp_iso": "2023-11-14T22:13:20Z",
+                    "service": "worker", "action": "exit", "trigger": "crash",
+                    "health_status": null, "success": false, "duration_ms": null,
+                    "error_message": null, "detail": format!("earlier {i}"),
+                })
+            )
+        })
+        .collect();
+    std::fs::write(
+        sb.state_dir().join("events.jsonl"),
+        format!("{earlier}not an event\n"),
+    )
+    .unwrap();
+    let (cfg, mut g) = sb.start_sleeping(&["worker"]);
+    let events = || -> Vec<Value> {
+        let out = sb.client(&cfg, &["events", "worker", "--json", "-n", "100"]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        out.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let seen = events();
+    let details: Vec<&str> = seen.iter().filter_map(|e| e["detail"].as_str()).collect();
+    assert_eq!(
+        details.get(..3),
+        Some(&["earlier 0", "earlier 1", "earlier 2"][..]),
+        "{seen:?}"
+    );
+    assert!(
+        seen[3..].iter().any(|e| e["action"] == "start"),
+        "this run's start comes after them: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|e| e["detail"].as_str() == Some("earlier 0"))
+            .count(),
+        1,
+        "read back once: {seen:?}"
+    );
+    let file = std::fs::read_to_string(sb.state_dir().join("events.jsonl")).unwrap();
+    assert!(file.starts_with(&earlier), "{file}");
+    assert_eq!(g.stop(), Some(0));
+}
