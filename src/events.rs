@@ -3,7 +3,6 @@
 //! events of each service in memory for the API. File IO.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -113,14 +112,83 @@ impl Recent {
         ring.push_back((self.seq, event));
     }
 
-    /// The events in the first `len` bytes of `file`, one JSON line each; a line that is not
-    /// an event is skipped.
+    /// The events in the first `len` bytes of `file` (one JSON line each; a line that is not
+    /// an event is skipped): the newest `RECENT_PER_SERVICE` of each service, numbered in the
+    /// file's order. Read newest first, so that only an event that is kept is parsed whole (a
+    /// log at its size limit holds tens of thousands), a block at a time.
     fn read(file: std::fs::File, len: u64) -> Recent {
+        #[derive(Deserialize)]
+        struct Of<'a> {
+            #[serde(borrow)]
+            service: std::borrow::Cow<'a, str>,
+        }
+        let mut kept_of: HashMap<String, usize> = HashMap::new();
+        let mut kept = Vec::new();
+        for line in Backwards::new(file, len) {
+            let Ok(Of { service }) = serde_json::from_slice::<Of>(&line) else {
+                continue;
+            };
+            let n = match kept_of.get_mut(&*service) {
+                Some(n) => n,
+                None => kept_of.entry(service.into_owned()).or_default(),
+            };
+            if *n < RECENT_PER_SERVICE
+                && let Ok(e) = serde_json::from_slice::<Event>(&line)
+            {
+                *n += 1;
+                kept.push(e);
+            }
+        }
         let mut recent = Recent::default();
-        for e in parse(std::io::BufReader::new(std::io::Read::take(file, len))) {
+        for e in kept.into_iter().rev() {
             recent.remember(e);
         }
         recent
+    }
+}
+
+/// The lines of a file's first `len` bytes, last first, read from the end a block at a time:
+/// memory holds one block and one line, whatever the file's size. A read error ends it.
+struct Backwards {
+    file: std::fs::File,
+    /// Where in the file `rest` begins.
+    at: u64,
+    /// Read and not yet handed out: a block's lines, the first of them maybe cut.
+    rest: Vec<u8>,
+}
+
+impl Backwards {
+    const BLOCK: u64 = 256 * 1024;
+
+    fn new(file: std::fs::File, len: u64) -> Self {
+        Backwards {
+            file,
+            at: len,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl Iterator for Backwards {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(end) = self.rest.iter().rposition(|b| *b == b'\n') {
+                let line = self.rest.split_off(end + 1);
+                self.rest.truncate(end);
+                return Some(line);
+            }
+            if self.at == 0 {
+                return (!self.rest.is_empty()).then(|| std::mem::take(&mut self.rest));
+            }
+            let n = Self::BLOCK.min(self.at);
+            let mut block = vec![0; n as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut block, self.at - n).ok()?;
+            self.at -= n;
+            block.append(&mut self.rest);
+            self.rest = block;
+        }
     }
 }
 
@@ -265,36 +333,23 @@ impl EventLog {
 /// The last `n` events in the file (of one service, or of all), oldest first, for readers
 /// without a running guardian (`doctor`). Reads at most the file's last MiB.
 pub fn tail(path: &Path, service: Option<&str>, n: usize) -> Vec<Event> {
-    const WINDOW: u64 = 1024 * 1024;
-    let Ok(mut f) = std::fs::File::open(path) else {
+    const WINDOW: usize = 1024 * 1024;
+    let Ok(f) = std::fs::File::open(path) else {
         return Vec::new();
     };
     let len = f.metadata().map_or(0, |m| m.len());
-    let from = len.saturating_sub(WINDOW);
-    if f.seek(SeekFrom::Start(from)).is_err() {
-        return Vec::new();
-    }
-    let mut out = VecDeque::with_capacity(n + 1);
-    let mut f = std::io::BufReader::new(f);
-    if from > 0 {
-        // The first line is most likely cut.
-        let _ = f.skip_until(b'\n');
-    }
-    for e in parse(f).filter(|e| service.is_none_or(|s| e.service == s)) {
-        out.push_back(e);
-        if out.len() > n {
-            out.pop_front();
-        }
-    }
-    out.into()
-}
-
-/// The events of an event log, one JSON line each, oldest first; a line that is not an event
-/// (cut by a crash, or written by hand) is skipped.
-fn parse(log: impl BufRead) -> impl Iterator<Item = Event> {
-    log.split(b'\n')
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_slice(&line).ok())
+    let mut read = 0;
+    let mut out: Vec<Event> = Backwards::new(f, len)
+        .take_while(|line| {
+            read += line.len() + 1;
+            read <= WINDOW
+        })
+        .filter_map(|line| serde_json::from_slice::<Event>(&line).ok())
+        .filter(|e| service.is_none_or(|s| e.service == s))
+        .take(n)
+        .collect();
+    out.reverse();
+    out
 }
 
 #[cfg(test)]
@@ -378,6 +433,34 @@ mod tests {
         // A second call reads nothing again.
         log.recall();
         assert_eq!(log.recent(Some("c"), usize::MAX).len(), 1);
+    }
+
+    #[test]
+    fn lines_are_read_back_last_first_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lines");
+        let mut lines: Vec<Vec<u8>> = (0..3000)
+            .map(|i| format!("line {i} {}", "x".repeat(i % 300)).into_bytes())
+            .collect();
+        // Longer than a block, and an empty line.
+        lines.insert(1500, vec![b'y'; Backwards::BLOCK as usize + 10]);
+        lines.insert(10, Vec::new());
+        let mut text = lines.join(&b'\n');
+        text.extend_from_slice(b"\ncut and not noted");
+        let noted = text.len() - b"cut and not noted".len();
+        std::fs::write(&path, &text).unwrap();
+        let back: Vec<Vec<u8>> =
+            Backwards::new(std::fs::File::open(&path).unwrap(), noted as u64).collect();
+        // The file ends with a newline: the first line read back is the empty one after it.
+        assert_eq!(back[0], b"");
+        let mut back = back[1..].to_vec();
+        back.reverse();
+        assert!(
+            back == lines,
+            "{} lines back of {}",
+            back.len(),
+            lines.len()
+        );
     }
 
     #[test]

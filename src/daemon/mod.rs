@@ -170,7 +170,6 @@ async fn serve(
     let (mut daemon, supervisor) = Daemon::bind(config, reload_opts, logs)?;
     let (mut signals, child) = Signals::watch()?;
     let supervised = daemon.supervise(supervisor, child);
-    let recalled = daemon.recall_events();
     // Test builds: the rest of start-up (sockets, API, watches) made slow, so a test can send
     // a signal while the first services start and the rest is not ready yet.
     #[cfg(debug_assertions)]
@@ -178,8 +177,9 @@ async fn serve(
     daemon.listen_for_notify();
     // The API answers with every service from its first request on.
     daemon.handle.first_published().await;
-    // ... and the events the file already held.
-    let _ = recalled.await;
+    // ... and with the events the file already held, read once the first starts are on
+    // their way (on two cores, reading beside them slowed them).
+    daemon.recall_events().await;
     let mut listeners = daemon.serve_api().await?;
     daemon.watch_config();
     daemon.announce();
@@ -335,14 +335,13 @@ impl Daemon {
         done
     }
 
-    /// The events the file held before this run, read back beside the first start (a log
-    /// at its size limit takes tens of milliseconds to parse) and before the API serves them.
-    fn recall_events(&self) -> tokio::task::JoinHandle<()> {
+    /// The events the file held before this run, read back off the runtime's threads (a log
+    /// at its size limit takes tens of milliseconds to parse).
+    async fn recall_events(&self) {
         let events = self.events.clone();
-        if !events.has_earlier() {
-            return tokio::spawn(async {});
+        if events.has_earlier() {
+            let _ = tokio::task::spawn_blocking(move || events.recall()).await;
         }
-        tokio::task::spawn_blocking(move || events.recall())
     }
 
     /// sd_notify (SPEC §14): one datagram socket for every service.
