@@ -77,6 +77,7 @@ type Observer = Box<dyn Fn(&Event) + Send + Sync>;
 /// Appends events to a size-rotated file and keeps the recent ones in memory; a failure to
 /// write is logged and never stops supervision.
 pub struct EventLog {
+    /// std Mutex: held only for one append or one read of the ring, never across .await.
     inner: Mutex<Sink>,
     /// The file as it was opened, and its length then: what `recall` reads back (never the
     /// lines this run appends).
