@@ -1083,13 +1083,8 @@ fn startup_after_a_full_event_log(t: &mut Table, dir: &Path) {
                 std::fs::write(state.join("events.jsonl"), &log).expect("events file");
             }
         });
-        let sock = g.state_file("guardian.sock");
         let answered = wait(Duration::from_secs(30), || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok_and(|mut s| {
-                s.write_all(b"GET /services/one/events?n=1 HTTP/1.0\r\n\r\n")
-                    .is_ok()
-                    && std::io::Read::read_to_end(&mut s, &mut Vec::new()).is_ok()
-            })
+            !get_with(&g, "/services/one/events?n=1", "").is_empty()
         });
         let answered_ns = now_ns();
         wait(Duration::from_secs(10), || !stamps(&file).is_empty());

@@ -199,10 +199,12 @@ impl EventLog {
     /// takes tens of milliseconds to parse, and no service waits for that.
     pub fn new(path: PathBuf, max_bytes: u64, backups: u32) -> Self {
         let earlier = std::fs::File::open(&path)
-            .and_then(|f| Ok((f.metadata()?.len(), f)))
+            .and_then(|f| {
+                let len = f.metadata()?.len();
+                Ok((f, len))
+            })
             .ok()
-            .filter(|(len, _)| *len > 0)
-            .map(|(len, f)| (f, len));
+            .filter(|(_, len)| *len > 0);
         EventLog {
             inner: Mutex::new(Sink {
                 log: RotatingLog::new(path, max_bytes, backups),
@@ -218,10 +220,7 @@ impl EventLog {
 
     /// Whether the file held events when the log was opened, for `recall` to read back.
     pub fn has_earlier(&self) -> bool {
-        self.earlier
-            .lock()
-            .expect("UNWRAP: never poisoned: no panic while held")
-            .is_some()
+        self.earlier().is_some()
     }
 
     /// Fills the memory of recent events with what the file held when the log was opened
@@ -229,12 +228,7 @@ impl EventLog {
     /// recorded since, which are numbered again after them. Call it once, before anything
     /// follows the log: the numbers of the events recorded until then change. Blocking IO.
     pub fn recall(&self) {
-        let earlier = self
-            .earlier
-            .lock()
-            .expect("UNWRAP: never poisoned: no panic while held")
-            .take();
-        let Some((file, len)) = earlier else {
+        let Some((file, len)) = self.earlier().take() else {
             return;
         };
         let mut recent = Recent::read(file, len);
@@ -248,6 +242,12 @@ impl EventLog {
             recent.remember(e);
         }
         sink.recent = recent;
+    }
+
+    fn earlier(&self) -> std::sync::MutexGuard<'_, Option<(std::fs::File, u64)>> {
+        self.earlier
+            .lock()
+            .expect("UNWRAP: never poisoned: no panic while held")
     }
 
     fn sink(&self) -> std::sync::MutexGuard<'_, Sink> {
