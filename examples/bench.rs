@@ -29,6 +29,7 @@ fn main() {
     let what = args.get(1).map(String::as_str).unwrap_or("all");
     match what {
         "stamp" => stamp(&args[2]),
+        "launch" => launch(&args[2]),
         "listen" => listen(args[2].parse().expect("port")),
         "pinger" => pinger(),
         "notify-flood" => notify_flood(args[2].parse().expect("count"), &args[3]),
@@ -133,6 +134,16 @@ fn stamp(file: &str) -> ! {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// The least a supervisor can do: start `bench stamp FILE` (fork/exec) and wait for it.
+fn launch(file: &str) -> ! {
+    let code = Command::new(bench_exe())
+        .arg("stamp")
+        .arg(file)
+        .status()
+        .map_or(1, |s| s.code().unwrap_or(1));
+    std::process::exit(code)
 }
 
 fn listen(port: u16) -> ! {
@@ -1024,6 +1035,7 @@ fn startup(t: &mut Table) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut g_lat = Vec::new();
     let mut floor = Vec::new();
+    let mut launcher = Vec::new();
     for _ in 0..10 {
         let file = dir.path().join(format!("one-{}.stamp", g_lat.len()));
         let g = Guardian::start(&stamp_service("one", &file, ""));
@@ -1042,8 +1054,25 @@ fn startup(t: &mut Table) {
         floor.push((stamps(&f2)[0] as f64 - t0 as f64) / 1e6);
         let _ = c.kill();
         let _ = c.wait();
+        // A minimal supervisor: a second small program between the harness and the service.
+        use std::os::unix::process::CommandExt;
+        let f3 = dir
+            .path()
+            .join(format!("launcher-{}.stamp", launcher.len()));
+        let t0 = now_ns();
+        let mut c = Command::new(bench_exe())
+            .arg("launch")
+            .arg(&f3)
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        wait(Duration::from_secs(10), || !stamps(&f3).is_empty());
+        launcher.push((stamps(&f3)[0] as f64 - t0 as f64) / 1e6);
+        let _ = nix::sys::signal::killpg(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+        let _ = c.wait();
     }
     let (m, f) = (percentile(&mut g_lat, 0.5), percentile(&mut floor, 0.5));
+    let l = percentile(&mut launcher, 0.5);
     let runit = runit_startup(dir.path()).map_or_else(
         || "; runit not installed".to_owned(),
         |r| format!("; runit {r:.2} ms"),
@@ -1051,7 +1080,10 @@ fn startup(t: &mut Table) {
     t.row(
         "start-up: launch → first instruction of the service",
         format!("{m:.2} ms (median of 10; {:.1}× direct)", m / f),
-        format!("direct exec {f:.2} ms{runit}"),
+        format!(
+            "direct exec {f:.2} ms; a minimal launcher (fork/exec, wait) {l:.2} ms ({:.1}× direct){runit}",
+            l / f
+        ),
         "≤ 2× direct, ≤ runit",
     );
     startup_after_a_full_event_log(t, dir.path());
