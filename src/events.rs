@@ -126,16 +126,22 @@ impl Recent {
         let mut kept_of: HashMap<String, usize> = HashMap::new();
         let mut kept = Vec::new();
         for line in Backwards::new(file, len) {
-            let Ok(Of { service }) = serde_json::from_slice::<Of>(&line) else {
+            let full = |service: &str| kept_of.get(service) >= Some(&RECENT_PER_SERVICE);
+            let skip = match service_of(&line) {
+                Some(service) => full(service),
+                None => match serde_json::from_slice::<Of>(&line) {
+                    Ok(Of { service }) => full(&service),
+                    Err(_) => true,
+                },
+            };
+            if skip {
+                continue;
+            }
+            let Ok(e) = serde_json::from_slice::<Event>(&line) else {
                 continue;
             };
-            let n = match kept_of.get_mut(&*service) {
-                Some(n) => n,
-                None => kept_of.entry(service.into_owned()).or_default(),
-            };
-            if *n < RECENT_PER_SERVICE
-                && let Ok(e) = serde_json::from_slice::<Event>(&line)
-            {
+            let n = kept_of.entry(e.service.clone()).or_default();
+            if *n < RECENT_PER_SERVICE {
                 *n += 1;
                 kept.push(e);
             }
@@ -146,6 +152,21 @@ impl Recent {
         }
         recent
     }
+}
+
+/// The service of an event line as guardian writes it (`"service":"NAME"`, NAME without an
+/// escape), found without parsing the line: a log at its size limit holds tens of thousands
+/// of lines, and only the newest of each service are parsed. `None` for any other shape,
+/// which is then parsed. The key cannot match inside a string value, where every quote is
+/// escaped; what is kept is counted by the parsed event's own service.
+fn service_of(line: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"service\":\"";
+    let rest = &line[memchr::memmem::find(line, KEY)? + KEY.len()..];
+    let end = memchr::memchr2(b'"', b'\\', rest)?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()
 }
 
 /// The lines of a file's first `len` bytes, last first, read from the end a block at a time:
@@ -175,7 +196,7 @@ impl Iterator for Backwards {
 
     fn next(&mut self) -> Option<Vec<u8>> {
         loop {
-            if let Some(end) = self.rest.iter().rposition(|b| *b == b'\n') {
+            if let Some(end) = memchr::memrchr(b'\n', &self.rest) {
                 let line = self.rest.split_off(end + 1);
                 self.rest.truncate(end);
                 return Some(line);
@@ -462,6 +483,61 @@ mod tests {
             back.len(),
             lines.len()
         );
+    }
+
+    #[test]
+    fn a_line_s_service_is_found_without_parsing_only_in_the_shape_guardian_writes() {
+        let written = serde_json::to_string(
+            &Event::new("web", "exit", "crash", false).detail(r#"said "service":"evil""#),
+        )
+        .unwrap();
+        let cases: [(&str, Option<&str>); 6] = [
+            (&written, Some("web")),
+            (r#"{"service":"api","action":"start"}"#, Some("api")),
+            // Any other shape is left to the parser.
+            (r#"{"service": "api"}"#, None),
+            (r#"{"service":"a\"pi"}"#, None),
+            (r#"{"service":"api"#, None),
+            ("not an event", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(service_of(line.as_bytes()), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn lines_of_another_shape_are_read_back_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut text = String::new();
+        for i in 0..RECENT_PER_SERVICE + 3 {
+            let e = Event::new("a", "exit", "crash", false).detail(format!("{i}"));
+            text.push_str(&serde_json::to_string(&e).unwrap());
+            text.push('\n');
+        }
+        // Written by hand: spaces after the colons, and an escape in a name.
+        let spaced = serde_json::to_string_pretty(
+            &Event::new("b", "start", "lifecycle", true).detail("spaced"),
+        )
+        .unwrap()
+        .replace('\n', "");
+        text.push_str(&spaced);
+        text.push('\n');
+        let escaped =
+            serde_json::to_string(&Event::new("c\"d", "start", "lifecycle", true)).unwrap();
+        text.push_str(&escaped);
+        text.push_str("\nnot an event\n");
+        std::fs::write(&path, &text).unwrap();
+        let log = EventLog::new(path, 1 << 30, 1);
+        log.recall();
+        let a = log.recent(Some("a"), usize::MAX);
+        assert_eq!(a.len(), RECENT_PER_SERVICE);
+        assert_eq!(a.last().unwrap().detail.as_deref(), Some("102"));
+        assert_eq!(a[0].detail.as_deref(), Some("3"));
+        let b = log.recent(Some("b"), usize::MAX);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].detail.as_deref(), Some("spaced"));
+        assert_eq!(log.recent(Some("c\"d"), usize::MAX).len(), 1);
     }
 
     #[test]
