@@ -491,9 +491,14 @@ mod tests {
             &Event::new("web", "exit", "crash", false).detail(r#"said "service":"evil""#),
         )
         .unwrap();
-        let cases: [(&str, Option<&str>); 6] = [
+        let cases: [(&str, Option<&str>); 7] = [
             (&written, Some("web")),
             (r#"{"service":"api","action":"start"}"#, Some("api")),
+            // A value that reads like the key, before it.
+            (
+                r#"{"detail":"said \"service\":\"evil\"","service":"api"}"#,
+                Some("api"),
+            ),
             // Any other shape is left to the parser.
             (r#"{"service": "api"}"#, None),
             (r#"{"service":"a\"pi"}"#, None),
