@@ -1044,32 +1044,12 @@ fn startup(t: &mut Table) {
         drop(g);
         // The floor: the harness starts the service itself.
         let f2 = dir.path().join(format!("floor-{}.stamp", floor.len()));
-        let t0 = now_ns();
-        let mut c = Command::new(bench_exe())
-            .arg("stamp")
-            .arg(&f2)
-            .spawn()
-            .expect("spawn");
-        wait(Duration::from_secs(10), || !stamps(&f2).is_empty());
-        floor.push((stamps(&f2)[0] as f64 - t0 as f64) / 1e6);
-        let _ = c.kill();
-        let _ = c.wait();
+        floor.push(stamped_after_launch("stamp", &f2));
         // A minimal supervisor: a second small program between the harness and the service.
-        use std::os::unix::process::CommandExt;
         let f3 = dir
             .path()
             .join(format!("launcher-{}.stamp", launcher.len()));
-        let t0 = now_ns();
-        let mut c = Command::new(bench_exe())
-            .arg("launch")
-            .arg(&f3)
-            .process_group(0)
-            .spawn()
-            .expect("spawn");
-        wait(Duration::from_secs(10), || !stamps(&f3).is_empty());
-        launcher.push((stamps(&f3)[0] as f64 - t0 as f64) / 1e6);
-        let _ = nix::sys::signal::killpg(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
-        let _ = c.wait();
+        launcher.push(stamped_after_launch("launch", &f3));
     }
     let (m, f) = (percentile(&mut g_lat, 0.5), percentile(&mut floor, 0.5));
     let l = percentile(&mut launcher, 0.5);
@@ -1087,6 +1067,24 @@ fn startup(t: &mut Table) {
         "≤ 2× direct, ≤ runit",
     );
     startup_after_a_full_event_log(t, dir.path());
+}
+
+/// `bench WHAT FILE` started in a process group of its own: ms from launch to the first stamp
+/// in FILE; then the group is killed (a launcher's child with it).
+fn stamped_after_launch(what: &str, file: &Path) -> f64 {
+    use std::os::unix::process::CommandExt;
+    let t0 = now_ns();
+    let mut c = Command::new(bench_exe())
+        .arg(what)
+        .arg(file)
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    wait(Duration::from_secs(10), || !stamps(file).is_empty());
+    let ms = (stamps(file)[0] as f64 - t0 as f64) / 1e6;
+    let _ = nix::sys::signal::killpg(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+    let _ = c.wait();
+    ms
 }
 
 /// A guardian started again on a state dir whose event log is at its default limit

@@ -126,15 +126,14 @@ impl Recent {
         let mut kept_of: HashMap<String, usize> = HashMap::new();
         let mut kept = Vec::new();
         for line in Backwards::new(file, len) {
-            let full = |service: &str| kept_of.get(service) >= Some(&RECENT_PER_SERVICE);
-            let skip = match service_of(&line) {
-                Some(service) => full(service),
-                None => match serde_json::from_slice::<Of>(&line) {
-                    Ok(Of { service }) => full(&service),
-                    Err(_) => true,
-                },
-            };
-            if skip {
+            let service = service_of(&line)
+                .map(std::borrow::Cow::Borrowed)
+                .or_else(|| {
+                    serde_json::from_slice::<Of>(&line)
+                        .ok()
+                        .map(|of| of.service)
+                });
+            if service.is_none_or(|s| kept_of.get(&*s) >= Some(&RECENT_PER_SERVICE)) {
                 continue;
             }
             let Ok(e) = serde_json::from_slice::<Event>(&line) else {
