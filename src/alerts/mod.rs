@@ -133,7 +133,9 @@ impl Hub {
             match Sender::new(spec.clone(), &self.state_dir) {
                 Ok(sender) => {
                     let (tx, rx) = mpsc::channel(QUEUE);
-                    tokio::spawn(run_sink(
+                    // Alert sinks are set up before the first starts, which may come before
+                    // the runtime: their tasks then start with it.
+                    crate::process::tasks::spawn(run_sink(
                         name.clone(),
                         sender,
                         rx,

@@ -9,6 +9,7 @@ mod listen;
 pub mod metrics_files;
 mod notify;
 pub mod reload;
+mod signals;
 pub mod systemd;
 
 use std::sync::Arc;
@@ -28,10 +29,11 @@ use crate::error::{FatalError, exit};
 use crate::events::EventLog;
 use crate::process::output::{DroppedBytes, Followers};
 use crate::process::pidfile::{self, GuardianLock};
-use crate::process::unix::{UnixSpawner, become_subreaper};
+use crate::process::unix::{Descriptor, UnixSpawner, become_subreaper};
 use crate::supervisor::{ReloadRequest, Reply, Supervisor, SupervisorHandle};
 use held::HeldSockets;
 use listen::Listeners;
+use signals::{Caught, Signals};
 
 pub fn socket_path(state_dir: &std::path::Path) -> std::path::PathBuf {
     state_dir.join("guardian.sock")
@@ -57,23 +59,75 @@ pub fn run(opts: LoadOptions) -> Result<u8, FatalError> {
         tracing::warn!(pid = old.pid, started = %old.start_time, "replaced the record of a guardian that ended without cleaning up");
     }
     crate::process::unix::release_free_memory();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| FatalError::Io {
-            action: "start the async runtime for",
-            path: state_dir.clone(),
-            source,
-        })?;
+    let caught = Caught::catch()?;
+    become_subreaper();
     // A reload reads the same files (as found now) and the same flags, and the environment anew.
     let reload_opts = LoadOptions {
         files: loaded.files.clone(),
         ..opts
     };
-    let result = runtime.block_on(serve(loaded.config, reload_opts, logs));
+    let start = if starts_before_runtime(&loaded.config) {
+        let (daemon, mut supervisor) = Daemon::bind(loaded.config, reload_opts, logs, true)?;
+        let before = Descriptor::all_open();
+        supervisor.first_turn();
+        let opened: Vec<Descriptor> = Descriptor::all_open()
+            .into_iter()
+            .filter(|d| !before.contains(d))
+            .collect();
+        // Test builds: the runtime made late, so a test can signal guardian before it exists.
+        #[cfg(debug_assertions)]
+        if let Some(ms) = std::env::var("_GUARDIAN_TEST_EARLY_STALL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            // No runtime to sleep on yet: this thread is all there is.
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        Start::Begun(daemon, supervisor, opened)
+    } else {
+        Start::Config(loaded.config, reload_opts, logs)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| {
+            if let Start::Begun(daemon, ..) = &start {
+                daemon.spawner.kill_children();
+            }
+            FatalError::Io {
+                action: "start the async runtime for",
+                path: state_dir.clone(),
+                source,
+            }
+        })?;
+    let result = runtime.block_on(serve(start, caught));
     drop(lock);
     result
+}
+
+/// How far `guardian run` got before its async runtime existed. One value, moved once.
+#[allow(clippy::large_enum_variant)]
+enum Start {
+    /// Bound, and the first turn taken: the first services are starting; what their starts
+    /// opened.
+    Begun(Daemon, Supervisor<UnixSpawner>, Vec<Descriptor>),
+    /// Nothing started: held sockets are bound, and services started, inside the runtime.
+    Config(Config, LoadOptions, Option<LogControl>),
+}
+
+/// Whether the first services start before the async runtime is built, which brings their
+/// start about a millisecond earlier. Not when the stack holds sockets: they are bound and
+/// handed to the spawning thread first, and that thread starts after the runtime (its
+/// descriptor table is a copy, and must hold the runtime's).
+fn starts_before_runtime(config: &Config) -> bool {
+    // Test builds: a test that makes the engine's first turn late needs it in the runtime.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("_GUARDIAN_TEST_ENGINE_STALL_MS").is_some() {
+        return false;
+    }
+    config.services.values().all(|s| s.sockets.is_empty())
 }
 
 /// Descriptors guardian holds per running service: its output pipe (a second one when echoed
@@ -160,15 +214,21 @@ impl LogControl {
     }
 }
 
-/// `guardian run` once the config is loaded and the lock is held, step by step.
-async fn serve(
-    config: Config,
-    reload_opts: LoadOptions,
-    logs: Option<LogControl>,
-) -> Result<u8, FatalError> {
-    become_subreaper();
-    let (mut daemon, supervisor) = Daemon::bind(config, reload_opts, logs)?;
-    let (mut signals, child) = Signals::watch()?;
+/// `guardian run` once the lock is held (and maybe the first services started), step by step.
+async fn serve(start: Start, caught: Caught) -> Result<u8, FatalError> {
+    let (mut daemon, supervisor) = match start {
+        Start::Begun(daemon, supervisor, opened) => {
+            if let Err(e) = daemon.spawner.start_spawning_thread(opened) {
+                tracing::warn!(error = %e, "cannot start the spawning thread; services are spawned from the runtime's threads");
+            }
+            (daemon, supervisor)
+        }
+        Start::Config(config, reload_opts, logs) => Daemon::bind(config, reload_opts, logs, false)?,
+    };
+    crate::process::tasks::spawn_queued();
+    let mut signals = caught.listen()?;
+    let child = signal(SignalKind::child())
+        .map_err(|e| FatalError::Message(format!("cannot watch SIGCHLD: {e}")))?;
     let supervised = daemon.supervise(supervisor, child);
     // Test builds: the rest of start-up (sockets, API, watches) made slow, so a test can send
     // a signal while the first services start and the rest is not ready yet.
@@ -213,39 +273,20 @@ struct Daemon {
     reload_tx: mpsc::Sender<ReloadRequest>,
     reload_rx: mpsc::Receiver<ReloadRequest>,
     watcher: Option<reload::FileWatcher>,
-}
-
-/// The signals `guardian run` answers; SIGCHLD goes to the reaper.
-struct Signals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
-}
-
-impl Signals {
-    /// Watched before the first service starts: a SIGTERM that arrives while they start is a
-    /// graceful stop, never the default action that would orphan them.
-    fn watch() -> Result<(Signals, Signal), FatalError> {
-        let watch = |kind: SignalKind, name: &str| {
-            signal(kind).map_err(|e| FatalError::Message(format!("cannot watch {name}: {e}")))
-        };
-        let signals = Signals {
-            term: watch(SignalKind::terminate(), "SIGTERM")?,
-            int: watch(SignalKind::interrupt(), "SIGINT")?,
-            hup: watch(SignalKind::hangup(), "SIGHUP")?,
-        };
-        Ok((signals, watch(SignalKind::child(), "SIGCHLD")?))
-    }
+    /// The sd_notify socket, bound; read once the runtime runs (`listen_for_notify`).
+    notify: Option<std::os::unix::net::UnixDatagram>,
 }
 
 impl Daemon {
-    /// The event log, the spawner with its output thread, the held sockets (every one bound
-    /// before any service starts; one that cannot be is exit 2 and nothing starts), the
-    /// supervisor and the alert sinks.
+    /// The event log, the spawner with its output thread, the sd_notify socket, the held
+    /// sockets (every one bound before any service starts; one that cannot be is exit 2 and
+    /// nothing starts), the supervisor and the alert sinks. `early`: before the runtime, so
+    /// without the spawning thread (and the stack holds no sockets).
     fn bind(
         config: Config,
         reload_opts: LoadOptions,
         logs: Option<LogControl>,
+        early: bool,
     ) -> Result<(Daemon, Supervisor<UnixSpawner>), FatalError> {
         let g = &config.guardian;
         let events = Arc::new(EventLog::new(
@@ -263,8 +304,18 @@ impl Daemon {
             )
             .map_err(|e| FatalError::Message(format!("cannot start the output thread: {e}")))?,
         );
+        // Bound before any service starts: a READY=1 sent at once is not lost.
+        let notify_path = crate::supervisor::notify_socket(&g.state_dir);
+        let notify = notify::bind(&notify_path)
+            .inspect_err(|e| tracing::error!(path = %notify_path.display(), error = %e, "cannot listen for sd_notify messages; services with ready = \"notify\" will time out"))
+            .ok();
         let mut sockets = HeldSockets::new(spawner.clone());
-        sockets.bind_new(&config).map_err(FatalError::Sockets)?;
+        if !early {
+            spawner.start_spawning_thread(Vec::new()).map_err(|e| {
+                FatalError::Message(format!("cannot start the spawning thread: {e}"))
+            })?;
+            sockets.bind_new(&config).map_err(FatalError::Sockets)?;
+        }
         let seed = u64::from(std::process::id()) ^ (pidfile::unix_now() * 1e6) as u64;
         let current = config.guardian.clone();
         let alert_sinks = config.alerts.clone();
@@ -297,6 +348,7 @@ impl Daemon {
             reload_tx,
             reload_rx,
             watcher: None,
+            notify,
         };
         Ok((daemon, supervisor))
     }
@@ -344,10 +396,12 @@ impl Daemon {
         }
     }
 
-    /// sd_notify (SPEC §14): one datagram socket for every service.
-    fn listen_for_notify(&self) {
-        let path = crate::supervisor::notify_socket(&self.current.state_dir);
-        match notify::bind(&path) {
+    /// sd_notify (SPEC §14): one datagram socket for every service, bound with the daemon.
+    fn listen_for_notify(&mut self) {
+        let Some(sock) = self.notify.take() else {
+            return;
+        };
+        match tokio::net::UnixDatagram::from_std(sock) {
             Ok(sock) => {
                 self.tracker.spawn(notify::read(
                     sock,
@@ -356,7 +410,7 @@ impl Daemon {
                 ));
             }
             Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot listen for sd_notify messages; services with ready = \"notify\" will time out")
+                tracing::error!(error = %e, "cannot read sd_notify messages; services with ready = \"notify\" will time out")
             }
         }
     }

@@ -7,14 +7,14 @@ use tokio_util::sync::CancellationToken;
 use crate::supervisor::SupervisorHandle;
 
 /// The sd_notify socket: a datagram socket that passes each sender's credentials.
-pub(super) fn bind(path: &std::path::Path) -> std::io::Result<tokio::net::UnixDatagram> {
+pub(super) fn bind(path: &std::path::Path) -> std::io::Result<std::os::unix::net::UnixDatagram> {
     let _ = std::fs::remove_file(path);
     let sock = std::os::unix::net::UnixDatagram::bind(path)?;
     rustix::net::sockopt::set_socket_passcred(&sock, true)?;
     sock.set_nonblocking(true)?;
     // Services may run as other users (`user`): any of them may send.
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
-    tokio::net::UnixDatagram::from_std(sock)
+    Ok(sock)
 }
 
 /// Reads sd_notify datagrams until `token`: each one's sender (from its credentials) and

@@ -10,6 +10,7 @@ pub mod output;
 pub mod pidfile;
 pub mod procinfo;
 pub mod sockets;
+pub mod tasks;
 pub mod unix;
 
 use std::collections::BTreeMap;

@@ -3,12 +3,12 @@
 //! to one writer thread through a bounded queue; that thread does every blocking write (log
 //! files, rotation, echo). A full queue never stalls a reader: the bytes are dropped and
 //! counted per service (`guardian_log_dropped_bytes_total`), so the pipe is always drained and
-//! guardian's memory stays bounded by `QUEUE_DEPTH × LINE_MAX`.
+//! guardian's memory stays bounded by `QUEUE_BYTES` (and `QUEUE_CHUNKS` chunks).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::net::unix::pipe;
@@ -17,8 +17,12 @@ use super::log::RotatingLog;
 
 /// A line longer than this is cut into pieces of this size, each written as its own line.
 pub const LINE_MAX: usize = 64 * 1024;
-/// Chunks waiting for the writer thread; each holds at most `LINE_MAX` bytes.
-const QUEUE_DEPTH: usize = 64;
+/// Bytes waiting for the writer thread, at most: 64 lines of the longest kind. Bounded in
+/// bytes, not in chunks, so that many services' first lines at once (a stack's start: each
+/// pump finds its service's first lines waiting, and sends them as one chunk) all fit.
+const QUEUE_BYTES: usize = 64 * LINE_MAX;
+/// Chunks waiting, at most (each a few dozen bytes besides its lines).
+const QUEUE_CHUNKS: usize = 4096;
 /// Log files kept open at once: the writer closes the one opened longest ago beyond this, so
 /// a thousand services that all write cost this many descriptors, not a thousand.
 pub const MAX_OPEN_LOGS: usize = 64;
@@ -273,25 +277,55 @@ struct Chunk {
 /// The queue to the writer thread; cloned into every pump.
 #[derive(Clone)]
 pub struct Writer {
-    tx: SyncSender<Chunk>,
+    tx: Sender<Chunk>,
+    queued: Arc<Queued>,
+}
+
+/// What waits in the queue: chunks and their bytes.
+#[derive(Default)]
+struct Queued {
+    chunks: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Queued {
+    /// Counts `len` bytes in if the bounds allow them.
+    fn admit(&self, len: usize) -> bool {
+        let chunks = self.chunks.fetch_add(1, Ordering::AcqRel);
+        let bytes = self.bytes.fetch_add(len, Ordering::AcqRel);
+        if chunks < QUEUE_CHUNKS && bytes + len <= QUEUE_BYTES {
+            return true;
+        }
+        self.out(len);
+        false
+    }
+
+    fn out(&self, len: usize) {
+        self.chunks.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+    }
 }
 
 impl Writer {
     /// Starts the writer thread; it ends when every `Writer` clone is gone.
     pub fn start() -> std::io::Result<Writer> {
-        let (tx, rx) = sync_channel(QUEUE_DEPTH);
+        let (tx, rx) = channel();
+        let queued = Arc::new(Queued::default());
+        let taken = queued.clone();
         std::thread::Builder::new()
             .name("guardian-output".into())
-            .spawn(move || write_all(rx))?;
-        Ok(Writer { tx })
+            .spawn(move || write_all(rx, &taken))?;
+        Ok(Writer { tx, queued })
     }
 
     fn send(&self, chunk: Chunk) {
-        match self.tx.try_send(chunk) {
-            Ok(()) => {}
-            Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) => {
-                c.sink.drop_bytes(c.bytes.len());
-            }
+        let len = chunk.bytes.len();
+        if !self.queued.admit(len) {
+            return chunk.sink.drop_bytes(len);
+        }
+        if let Err(e) = self.tx.send(chunk) {
+            self.queued.out(len);
+            e.0.sink.drop_bytes(len);
         }
     }
 
@@ -452,7 +486,7 @@ fn tail_of(path: &std::path::Path, n: usize) -> Vec<Vec<u8>> {
     lines.split_off(skip)
 }
 
-fn write_all(rx: Receiver<Chunk>) {
+fn write_all(rx: Receiver<Chunk>, queued: &Queued) {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     // Sinks whose log file is open, oldest opening first (a sink gone with its service has
@@ -464,6 +498,7 @@ fn write_all(rx: Receiver<Chunk>) {
             bytes,
             stderr,
         } = chunk;
+        queued.out(bytes.len());
         if let Some(prefix) = &sink.echo {
             let to: &mut dyn Write = if stderr { &mut err } else { &mut out };
             let mut framed = Vec::with_capacity(bytes.len() + 16 * prefix.len());
@@ -578,6 +613,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_thousand_services_first_lines_at_once_are_all_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start().unwrap();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let sinks: Vec<Arc<Sink>> = (0..1000)
+            .map(|i| {
+                Sink::new(
+                    RotatingLog::new(dir.path().join(format!("{i}.log")), u64::MAX, 0),
+                    None,
+                    dropped.clone(),
+                )
+            })
+            .collect();
+        // All at once, as the pumps of a stack that started before the runtime send them.
+        for (i, sink) in sinks.iter().enumerate() {
+            writer.feed(
+                &mut Vec::new(),
+                format!("first {i}\n").as_bytes(),
+                sink,
+                false,
+            );
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        for i in 0..1000 {
+            let path = dir.path().join(format!("{i}.log"));
+            while std::fs::read_to_string(&path).unwrap_or_default() != format!("first {i}\n") {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} never held its line ({} bytes dropped)",
+                    path.display(),
+                    dropped.load(Ordering::Relaxed)
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_queue_admits_up_to_its_bytes_and_chunks_then_drops_until_drained() {
+        let q = Queued::default();
+        assert!(q.admit(QUEUE_BYTES - 10));
+        assert!(q.admit(10), "exactly at the bound");
+        assert!(!q.admit(1), "one byte over");
+        q.out(10);
+        assert!(q.admit(10), "room again once the writer took a chunk");
+        q.out(10);
+        q.out(QUEUE_BYTES - 10);
+        for _ in 0..QUEUE_CHUNKS {
+            assert!(q.admit(1));
+        }
+        assert!(!q.admit(1), "one chunk over");
+        assert_eq!(q.chunks.load(Ordering::Relaxed), QUEUE_CHUNKS);
+        assert_eq!(q.bytes.load(Ordering::Relaxed), QUEUE_CHUNKS);
+    }
+
+    #[tokio::test]
     async fn no_more_than_max_open_logs_stay_open_and_a_closed_log_is_appended_to() {
         let dir = tempfile::tempdir().unwrap();
         let writer = Writer::start().unwrap();
@@ -598,7 +690,7 @@ mod tests {
                     sink,
                     false,
                 );
-                // One at a time: a full queue would drop (and count) the bytes instead.
+                // One at a time: each log's file is opened and closed in turn.
                 let path = dir.path().join(format!("{i}.log"));
                 let want = (0..=round)
                     .map(|r| format!("line {r}\n"))

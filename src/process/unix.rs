@@ -42,8 +42,9 @@ pub struct UnixSpawner {
     children: Arc<Mutex<Children>>,
     /// The queue to the output thread: every log and echo write happens there.
     writer: Writer,
-    /// Spawns from a descriptor table of its own (see `Launcher`).
-    launcher: Arc<Launcher>,
+    /// Spawns from a descriptor table of its own (see `Launcher`), once started
+    /// (`start_spawning_thread`); until then services are spawned from the calling thread.
+    launcher: std::sync::OnceLock<Arc<Launcher>>,
     dropped: Arc<DroppedBytes>,
     /// Live followers of the services' output (the API's `logs?follow=1`).
     followers: Arc<super::output::Followers>,
@@ -70,20 +71,17 @@ static CHECKS: std::sync::OnceLock<(Arc<Launcher>, Arc<Mutex<Children>>)> =
 impl UnixSpawner {
     /// Starts the output thread; bytes it cannot write are counted in `dropped`.
     /// `color`: paint each service's prefix (guardian's stdout is a terminal and NO_COLOR is
-    /// unset).
+    /// unset). Services are spawned from the calling thread until `start_spawning_thread`.
     pub fn new(
         dropped: Arc<DroppedBytes>,
         followers: Arc<super::output::Followers>,
         color: bool,
     ) -> std::io::Result<Self> {
-        let children: Arc<Mutex<Children>> = Arc::default();
-        let launcher = Arc::new(Launcher::start(children.clone())?);
-        let _ = CHECKS.set((launcher.clone(), children.clone()));
         Ok(UnixSpawner {
             color,
             split_stderr: stderr_apart(),
-            launcher,
-            children,
+            launcher: std::sync::OnceLock::new(),
+            children: Arc::default(),
             writer: Writer::start()?,
             dropped,
             followers,
@@ -95,18 +93,55 @@ impl UnixSpawner {
         })
     }
 
+    /// Starts the spawning thread (its descriptor table is a copy of guardian's as it is
+    /// now: call it once the async runtime exists, before any listener is opened) and spawns
+    /// every later service from it, and every exec check.
+    /// `first_starts`: what the starts before it opened (`Descriptor::all_open` before and
+    /// after), left out of its table.
+    pub fn start_spawning_thread(&self, first_starts: Vec<Descriptor>) -> std::io::Result<()> {
+        let launcher = Arc::new(Launcher::start(self.children.clone(), first_starts)?);
+        let _ = CHECKS.set((launcher.clone(), self.children.clone()));
+        let _ = self.launcher.set(launcher);
+        Ok(())
+    }
+
+    /// The spawning thread's TID (0 before it starts: no thread has it).
+    fn spawning_tid(&self) -> i32 {
+        self.launcher.get().map_or(0, |l| l.tid)
+    }
+
+    fn launcher(&self) -> std::io::Result<&Arc<Launcher>> {
+        self.launcher
+            .get()
+            .ok_or_else(|| std::io::Error::other("the spawning thread has not started"))
+    }
+
     /// Holds a bound listening socket for guardian's life under `address` (its key in every
     /// `SpawnRequest::sockets`): the spawning thread keeps a copy, so the caller's may close.
     pub fn hold(&self, address: &str, fd: &std::os::fd::OwnedFd) -> std::io::Result<()> {
         use std::os::fd::AsFd;
-        self.launcher.hold(address, fd.as_fd())
+        self.launcher()?.hold(address, fd.as_fd())
     }
 
     /// Closes the held socket of `address`; instances that inherited it keep their copy.
     pub fn release(&self, address: &str) {
-        let _ = self.launcher.jobs.send(Work::Release {
-            address: address.to_owned(),
-        });
+        if let Ok(launcher) = self.launcher() {
+            let _ = launcher.jobs.send(Work::Release {
+                address: address.to_owned(),
+            });
+        }
+    }
+
+    /// Ends every child started so far (SIGKILL to its group): for a guardian that cannot go
+    /// on after its first starts, so that it leaves nothing running that nobody watches.
+    pub fn kill_children(&self) {
+        let children = self
+            .children
+            .lock()
+            .expect("UNWRAP: the lock is never poisoned: no panic while held");
+        for pid in children.keys() {
+            let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
     }
 
     /// Reaps every service process that has ended and hands each its status; called on
@@ -148,7 +183,8 @@ impl UnixSpawner {
             .lock()
             .expect("UNWRAP: the lock is never poisoned: no panic while held");
         let me = std::process::id() as i32;
-        for pid in procinfo::children_of_threads(me, |tid| tid != self.launcher.tid) {
+        let spawning = self.spawning_tid();
+        for pid in procinfo::children_of_threads(me, |tid| tid != spawning) {
             if !children.contains_key(&pid)
                 && !super::is_waited(pid)
                 && procinfo::facts(pid).is_some_and(|f| f.is_zombie())
@@ -426,16 +462,17 @@ impl UnixSpawner {
         let streams = [(out_r, false), (err_r, true)];
         for (reader, stderr) in streams {
             let Some(reader) = reader else { continue };
-            match tokio::net::unix::pipe::Receiver::from_owned_fd(reader) {
-                Ok(pipe) => {
-                    let w = self.writer.clone();
-                    let sink = sink.clone();
-                    tokio::spawn(async move { w.pump(pipe, sink, stderr).await });
+            let (w, sink, service) = (self.writer.clone(), sink.clone(), req.service.clone());
+            // The pipe is registered with the runtime in the task: a first start may come
+            // before the runtime exists (its output waits in the pipe until then).
+            super::tasks::spawn(async move {
+                match tokio::net::unix::pipe::Receiver::from_owned_fd(reader) {
+                    Ok(pipe) => w.pump(pipe, sink, stderr).await,
+                    Err(e) => {
+                        tracing::error!(service = %service, error = %e, "cannot read the service's output; it is not logged")
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(service = %req.service, error = %e, "cannot read the service's output; it is not logged")
-                }
-            }
+            });
         }
         let exited = async move {
             exit.await.unwrap_or(ExitInfo {
@@ -488,7 +525,24 @@ impl Spawner for UnixSpawner {
         }
         // Every job is queued before the first result is read: the spawning thread goes on
         // with the next ones while the caller writes PID files for the first.
-        let launches = self.launcher.launch_all(jobs);
+        let launches: Box<dyn Iterator<Item = _>> = match self.launcher.get() {
+            Some(launcher) => Box::new(launcher.launch_all(jobs)),
+            // Before the spawning thread (guardian's first starts): from this thread, one
+            // at a time as the caller reads them.
+            None => {
+                let children = self.children.clone();
+                Box::new(
+                    jobs.into_iter()
+                        .map(move |(mut cmd, split, exit, sockets, pid_vars)| {
+                            cmd.stdin(Stdio::null());
+                            if !pid_vars.is_empty() {
+                                pass_sockets(&mut cmd, &sockets, &HashMap::new(), &pid_vars)?;
+                            }
+                            start_piped(cmd, split, exit, &children)
+                        }),
+                )
+            }
+        };
         Box::new(
             reqs.iter()
                 .zip(exits)
@@ -499,11 +553,21 @@ impl Spawner for UnixSpawner {
 
     fn adopt(&self, pid: i32, start_ticks: u64) -> std::io::Result<Spawned> {
         let fd = procinfo::verified_pidfd(pid, start_ticks)?;
-        // SAFETY: the pidfd is owned by the AsyncFd for its whole registration.
-        let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
         let exited = async move {
-            // A pidfd turns readable when the process ends; its status belongs to its parent.
-            let _ = afd.readable().await;
+            // Registered when first awaited: an adoption at guardian's start may come before
+            // the runtime exists. A pidfd turns readable when the process ends; its status
+            // belongs to its parent.
+            // SAFETY: the pidfd is owned by the AsyncFd for its whole registration.
+            match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+                Ok(afd) => drop(afd.readable().await),
+                Err(e) => {
+                    // Not watchable (the kernel refused the registration): asked once a second.
+                    tracing::warn!(pid, error = %e, "cannot watch an adopted process; checking it every second");
+                    while procinfo::start_ticks(pid) == Some(start_ticks) {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
             ExitInfo {
                 code: None,
                 signal: None,
@@ -540,7 +604,7 @@ impl Spawner for UnixSpawner {
             .children
             .lock()
             .expect("UNWRAP: the lock is never poisoned: no panic while held");
-        let members = family(service, pid, self.launcher.tid, |p| {
+        let members = family(service, pid, self.spawning_tid(), |p| {
             children.contains_key(&p)
         });
         // A main PID named with MAINPID= may not lead a group of its own.
@@ -628,16 +692,16 @@ enum Reply {
 }
 
 impl Launcher {
-    fn start(children: Arc<Mutex<Children>>) -> std::io::Result<Launcher> {
+    fn start(children: Arc<Mutex<Children>>, leave: Vec<Descriptor>) -> std::io::Result<Launcher> {
         let (inbox, outbox) = std::os::unix::net::UnixDatagram::pair()?;
         let (jobs, queue) = std::sync::mpsc::channel::<Work>();
         let (ready, table_made) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("guardian-spawn".into())
-            .spawn(move || launch_all(outbox, queue, &children, ready))?;
+            .spawn(move || launch_all(outbox, queue, &children, &leave, ready))?;
         // The thread's table is copied before this returns, so it holds only what is open now
-        // (the runtime's descriptors and the guardian lock), never a listener opened later,
-        // which its copy would keep accepting after guardian closed it.
+        // (the runtime's descriptors and the guardian lock, less `leave`), never a listener
+        // opened later, which its copy would keep accepting after guardian closed it.
         let tid = table_made
             .recv()
             .map_err(|_| std::io::Error::other("the spawning thread did not start"))?;
@@ -832,18 +896,25 @@ fn launch_all(
     outbox: std::os::unix::net::UnixDatagram,
     queue: std::sync::mpsc::Receiver<Work>,
     children: &Mutex<Children>,
+    leave: &[Descriptor],
     ready: std::sync::mpsc::SyncSender<i32>,
 ) {
     // SAFETY: from here on this thread has a copy of the table as it is now (guardian's
-    // start-up descriptors: the runtime's polls, its signal socket, the guardian lock, all
+    // start-up descriptors: the runtime's polls, the signals' sockets, the guardian lock, all
     // open for guardian's whole life). It uses only what it opens itself, `outbox`, and,
-    // when a signal handler runs on it, tokio's signal socket, whose copy has the same
-    // number and leads to the same socket. No other thread sees this table. The copies are
+    // when a signal handler runs on it, the signals' sockets, whose copies have the same
+    // numbers and lead to the same sockets. No other thread sees this table. The copies are
     // kept (not closed) for that reason: a few, a constant, not one per service.
     if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) }.is_err() {
         tracing::warn!(
             "cannot give the spawning thread a table of its own; each start closes every descriptor guardian holds"
         );
+    } else {
+        // Except the first starts' own (output pipes, PID files), when they came before this
+        // thread: a copy here would outlive guardian's.
+        for d in leave {
+            d.close_if_same();
+        }
     }
     let _ = ready.send(rustix::thread::gettid().as_raw_nonzero().get());
     // Every service's stdin: one open of the null device, a dup per start (no path walk).
@@ -885,6 +956,66 @@ fn launch_all(
         match job.reply {
             Reply::Wait(r) => drop(r.send(launched)),
             Reply::Await(r) => drop(r.send(launched)),
+        }
+    }
+}
+
+/// An open descriptor: its number, and the file it leads to (device, inode).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Descriptor {
+    fd: i32,
+    file: (u64, u64),
+}
+
+impl Descriptor {
+    /// Every descriptor open in this process's table now, as /proc lists them.
+    pub fn all_open() -> Vec<Descriptor> {
+        use rustix::fs::{CWD, Dir, Mode, OFlags, openat};
+        use std::os::fd::AsRawFd;
+        let Ok(dir) = openat(
+            CWD,
+            "/proc/self/fd",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return Vec::new();
+        };
+        let own = dir.as_raw_fd();
+        let Ok(mut entries) = Dir::new(dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        while let Some(Ok(e)) = entries.read() {
+            let fd = e
+                .file_name()
+                .to_str()
+                .ok()
+                .and_then(|n| n.parse::<i32>().ok());
+            if let Some(fd) = fd.filter(|fd| *fd != own)
+                && let Some(d) = Descriptor::of(fd)
+            {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    fn of(fd: i32) -> Option<Descriptor> {
+        // SAFETY: only asked about (fstat), never closed or kept past this call.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let st = rustix::fs::fstat(borrowed).ok()?;
+        Some(Descriptor {
+            fd,
+            file: (st.st_dev, st.st_ino),
+        })
+    }
+
+    /// Closes it in this thread's table if its number still leads to the same file.
+    fn close_if_same(&self) {
+        if Descriptor::of(self.fd).as_ref() == Some(self) {
+            // SAFETY: called only from the spawning thread on its own (unshared) table, on
+            // a copy nothing of that thread uses.
+            unsafe { libc::close(self.fd) };
         }
     }
 }
@@ -1102,6 +1233,38 @@ fn launch(
             return Ok((pid, 0));
         }
     };
+    let (pid, readers) = start_piped(cmd, split, exit, children)?;
+    let readers: Vec<_> = readers.iter().map(|r| r.as_fd()).collect();
+    let rights = [SendAncillaryMessage::ScmRights(&readers)];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    for m in rights {
+        control.push(m);
+    }
+    match rustix::net::sendmsg(
+        outbox,
+        &[std::io::IoSlice::new(&[0])],
+        &mut control,
+        SendFlags::empty(),
+    ) {
+        Ok(_) => Ok((pid, readers.len())),
+        Err(e) => {
+            // The service runs (and is watched); only its output is lost.
+            tracing::error!(pid, error = %e, "cannot hand a service's output pipe over; its output is not logged");
+            Ok((pid, 0))
+        }
+    }
+}
+
+/// Spawns `cmd` with its output into a new pipe (a second one for stderr when `split`) and
+/// enters it in `children`: its PID, and the read ends (stdout's, then stderr's) in this
+/// thread's table.
+fn start_piped(
+    mut cmd: std::process::Command,
+    split: bool,
+    exit: oneshot::Sender<ExitInfo>,
+    children: &Mutex<Children>,
+) -> std::io::Result<(i32, Vec<std::os::fd::OwnedFd>)> {
     let (out_r, out_w) = std::io::pipe()?;
     let err_r = if split {
         let (r, w) = std::io::pipe()?;
@@ -1122,27 +1285,9 @@ fn launch(
     // The write ends went to the child and close here: each pipe ends when the service and
     // everything that inherited its output are gone.
     drop(cmd);
-    let mut readers = vec![out_r.as_fd()];
-    readers.extend(err_r.as_ref().map(|r| r.as_fd()));
-    let rights = [SendAncillaryMessage::ScmRights(&readers)];
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    for m in rights {
-        control.push(m);
-    }
-    match rustix::net::sendmsg(
-        outbox,
-        &[std::io::IoSlice::new(&[0])],
-        &mut control,
-        SendFlags::empty(),
-    ) {
-        Ok(_) => Ok((pid, readers.len())),
-        Err(e) => {
-            // The service runs (and is watched); only its output is lost.
-            tracing::error!(pid, error = %e, "cannot hand a service's output pipe over; its output is not logged");
-            Ok((pid, 0))
-        }
-    }
+    let mut readers = vec![std::os::fd::OwnedFd::from(out_r)];
+    readers.extend(err_r.map(std::os::fd::OwnedFd::from));
+    Ok((pid, readers))
 }
 
 /// The service's processes: its tree, plus orphans reparented to guardian that carry its mark.

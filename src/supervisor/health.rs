@@ -60,7 +60,7 @@ impl<S: Spawner> Supervisor<S> {
         );
         let tx = self.facts_tx.clone();
         let name = name.to_owned();
-        tokio::spawn(async move {
+        crate::process::tasks::spawn(async move {
             let mut sampler = Sampler::default();
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

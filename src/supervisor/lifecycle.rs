@@ -366,7 +366,7 @@ impl<S: Spawner> Supervisor<S> {
     /// Sends `ChildExited` for `instance` once the process has ended.
     pub(super) fn report_exit(&self, name: &str, instance: u64, spawned: Spawned) {
         let (tx, name, pid) = (self.facts_tx.clone(), name.to_owned(), spawned.pid);
-        tokio::spawn(async move {
+        crate::process::tasks::spawn(async move {
             let exit = spawned.exited.await;
             let _ = tx.send(Fact::ChildExited {
                 name,
@@ -461,7 +461,7 @@ impl<S: Spawner> Supervisor<S> {
                 }
             }
         };
-        tokio::spawn(async move {
+        crate::process::tasks::spawn(async move {
             tokio::select! {
                 () = ready => { let _ = tx.send(became); }
                 _ = token.cancelled() => {}

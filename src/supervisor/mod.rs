@@ -137,6 +137,8 @@ pub struct Supervisor<S: Spawner> {
     /// sd_notify messages dropped (foreign sender, too long, queue full): shared with the
     /// handle, which the reader and /metrics use.
     notify_dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// `first_turn` has run.
+    first_turn_taken: bool,
     /// Starts queued by `batched`, spawned together when it ends.
     batch: Option<Vec<(lifecycle::PendingStart, SpawnRequest)>>,
     ordered: stack::OrderedStop,
@@ -192,6 +194,7 @@ impl<S: Spawner> Supervisor<S> {
             rolling: BTreeMap::new(),
             exit_code: None,
             notify_dropped: notify_dropped.clone(),
+            first_turn_taken: false,
         };
         (
             sup,
@@ -203,12 +206,14 @@ impl<S: Spawner> Supervisor<S> {
         )
     }
 
-    /// Adopts or starts every autostart service, then serves until shutdown. Returns the
-    /// exit code of the essential service whose end stopped guardian, if one did.
-    pub async fn run(mut self, token: CancellationToken) -> Option<i32> {
-        // Test builds: the engine's first turn made late, so a test can ask the API first.
-        #[cfg(debug_assertions)]
-        stall_for_tests("_GUARDIAN_TEST_ENGINE_STALL_MS").await;
+    /// The first turn: adopts or starts every autostart service. It needs no runtime (the
+    /// tasks it asks for wait for one, see `process::tasks`), so `guardian run` may take it
+    /// before building its own; otherwise `run` does.
+    pub fn first_turn(&mut self) {
+        if self.first_turn_taken {
+            return;
+        }
+        self.first_turn_taken = true;
         let names: Vec<String> = self
             .services
             .iter()
@@ -222,6 +227,17 @@ impl<S: Spawner> Supervisor<S> {
         });
         self.touched.clear();
         self.publish();
+    }
+
+    /// Takes the first turn (unless taken), then serves until shutdown. Returns the exit
+    /// code of the essential service whose end stopped guardian, if one did.
+    pub async fn run(mut self, token: CancellationToken) -> Option<i32> {
+        // Test builds: the engine's first turn made late, so a test can ask the API first.
+        #[cfg(debug_assertions)]
+        if !self.first_turn_taken {
+            stall_for_tests("_GUARDIAN_TEST_ENGINE_STALL_MS").await;
+        }
+        self.first_turn();
         loop {
             // A fact touches one service: only its part of the snapshot is rebuilt.
             let mut only = None;
@@ -293,14 +309,17 @@ impl<S: Spawner> Supervisor<S> {
             return;
         }
         let tx = self.facts_tx.clone();
-        tokio::spawn(async move {
+        // From now, though the timer may be made later (a first start's, once the runtime
+        // exists).
+        let due = tokio::time::Instant::now() + delay;
+        crate::process::tasks::spawn(async move {
             match token {
                 Some(t) => tokio::select! {
-                    _ = tokio::time::sleep(delay) => { let _ = tx.send(fact); }
+                    _ = tokio::time::sleep_until(due) => { let _ = tx.send(fact); }
                     _ = t.cancelled() => {}
                 },
                 None => {
-                    tokio::time::sleep(delay).await;
+                    tokio::time::sleep_until(due).await;
                     let _ = tx.send(fact);
                 }
             }

@@ -483,6 +483,83 @@ fn a_sigterm_sent_by_a_starting_service_is_a_graceful_stop() {
     );
 }
 
+/// Services that start before guardian's async runtime exists (a stack without held
+/// sockets): a test build holds the runtime back, and the services speak, say READY=1 and
+/// exit in that time. Nothing is lost: the line is in the log, the exit is seen with its
+/// code, READY=1 counts.
+#[test]
+fn what_the_first_services_do_before_the_runtime_exists_is_not_lost() {
+    let notify = require("systemd-notify", "systemd");
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.quick]\ncommand = [\"sh\", \"-c\", \"echo said-at-once; exit 3\"]\nenv_prefix = \"QUICK\"\n\
+             [services.ready]\ncommand = [\"sh\", \"-c\", \"{} --ready; exec sleep 300\"]\nready = \"notify\"\nstartup_timeout = \"60s\"\n",
+            notify.display()
+        ),
+    );
+    let mut g = sb.spawn_with_env(
+        &cfg,
+        &[
+            ("_GUARDIAN_TEST_EARLY_STALL_MS", "800".as_ref()),
+            ("QUICK_MAX_RETRIES", "0".as_ref()),
+        ],
+    );
+    assert!(
+        wait_for(LONG, || sb.service(&cfg, "ready")["state"] == "running"),
+        "READY=1 sent before the runtime was lost: {}",
+        sb.stderr()
+    );
+    assert!(wait_for(LONG, || sb.service(&cfg, "quick")["state"] == "failed"));
+    let exit = sb
+        .events("quick")
+        .into_iter()
+        .find(|e| e["action"] == "exit")
+        .expect("an exit event");
+    assert_eq!(exit["error_message"], "exit code 3", "{exit}");
+    let log = std::fs::read_to_string(sb.state_dir().join("logs/quick.log")).unwrap_or_default();
+    assert!(log.contains("said-at-once"), "log: {log:?}");
+    assert_eq!(g.stop(), Some(0));
+}
+
+/// A SIGTERM that comes while the first services run but guardian's runtime does not exist
+/// yet (held back by a test build) is a graceful stop too: guardian catches it from before
+/// its first start.
+#[test]
+fn a_sigterm_before_the_runtime_exists_is_a_graceful_stop() {
+    let sb = Sandbox::new();
+    let marker = format!("{}.{}", 3000 + std::process::id() % 1000, 9);
+    let cfg = sb.write(
+        "g.toml",
+        &format!(
+            "[services.s]\ncommand = [\"sh\", \"-c\", \"kill -TERM $PPID; exec sleep {marker}\"]\n"
+        ),
+    );
+    let mut g = sb.spawn_with_env(&cfg, &[("_GUARDIAN_TEST_EARLY_STALL_MS", "800".as_ref())]);
+    assert_eq!(
+        g.wait_exit(LONG),
+        Some(0),
+        "a graceful stop: {}",
+        sb.stderr()
+    );
+    assert!(
+        sb.actions("s").iter().any(|a| a == "stopped"),
+        "{:?}",
+        sb.actions("s")
+    );
+    let left = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .any(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+            })
+    };
+    assert!(wait_for(LONG, || !left()), "the service outlived guardian");
+}
+
 /// A service starts with no signal blocked and nothing of guardian's open beyond its stdio
 /// (guardian spawns from a thread of its own; neither its mask nor its table leaks).
 #[test]
