@@ -15,7 +15,7 @@
 //! - `health`: tcp, http and exec checks and resource samples.
 //! - `events`: the event log (JSON lines, rotated) and its live feed.
 //! - `process`: the `Spawner` trait, the Unix spawner, output pumps, held sockets, PID files
-//!   and their locks, facts from /proc.
+//!   and their locks, facts from /proc, tasks asked for before the runtime exists.
 //! - `policy`: pure decisions: backoff, breaker, recovery, health, stale PID, dependencies.
 //! - `config`: the layered config (figment), validation, diff, explanation, error reports.
 #![warn(clippy::unwrap_used)]

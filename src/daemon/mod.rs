@@ -1,6 +1,7 @@
 //! `guardian run`: takes the guardian lock, wires the supervisor, the API and the signal
 //! handlers, and owns the ordered shutdown: API → children → PID files → guardian lock.
 //! - `reload`: SIGHUP and file changes → debounce → load → the supervisor.
+//! - `signals`: SIGTERM, SIGINT and SIGHUP, caught from before the first start.
 //! - `systemd`: guardian's own READY, STATUS, RELOADING and WATCHDOG to its manager.
 //! - `metrics_files`: the metrics JSON files, rewritten at most once a second.
 
@@ -66,28 +67,7 @@ pub fn run(opts: LoadOptions) -> Result<u8, FatalError> {
         files: loaded.files.clone(),
         ..opts
     };
-    let start = if starts_before_runtime(&loaded.config) {
-        let (daemon, mut supervisor) = Daemon::bind(loaded.config, reload_opts, logs, true)?;
-        let before = Descriptor::all_open();
-        supervisor.first_turn();
-        let opened: Vec<Descriptor> = Descriptor::all_open()
-            .into_iter()
-            .filter(|d| !before.contains(d))
-            .collect();
-        // Test builds: the runtime made late, so a test can signal guardian before it exists.
-        #[cfg(debug_assertions)]
-        if let Some(ms) = std::env::var("_GUARDIAN_TEST_EARLY_STALL_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            // No runtime to sleep on yet: this thread is all there is.
-            #[allow(clippy::disallowed_methods)]
-            std::thread::sleep(std::time::Duration::from_millis(ms));
-        }
-        Start::Begun(daemon, supervisor, opened)
-    } else {
-        Start::Config(loaded.config, reload_opts, logs)
-    };
+    let start = Start::new(loaded.config, reload_opts, logs)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -115,6 +95,54 @@ enum Start {
     Begun(Daemon, Supervisor<UnixSpawner>, Vec<Descriptor>),
     /// Nothing started: held sockets are bound, and services started, inside the runtime.
     Config(Config, LoadOptions, Option<LogControl>),
+}
+
+impl Start {
+    /// Before the runtime: the first turn, when the stack allows it (`starts_before_runtime`).
+    fn new(
+        config: Config,
+        reload_opts: LoadOptions,
+        logs: Option<LogControl>,
+    ) -> Result<Start, FatalError> {
+        if !starts_before_runtime(&config) {
+            return Ok(Start::Config(config, reload_opts, logs));
+        }
+        let (daemon, mut supervisor) = Daemon::bind(config, reload_opts, logs, true)?;
+        let before = Descriptor::all_open();
+        supervisor.first_turn();
+        let opened: Vec<Descriptor> = Descriptor::all_open()
+            .into_iter()
+            .filter(|d| !before.contains(d))
+            .collect();
+        // Test builds: the runtime made late, so a test can signal guardian before it exists.
+        #[cfg(debug_assertions)]
+        if let Some(ms) = std::env::var("_GUARDIAN_TEST_EARLY_STALL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            // No runtime to sleep on yet: this thread is all there is.
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        Ok(Start::Begun(daemon, supervisor, opened))
+    }
+
+    /// Inside the runtime: the daemon bound, and the tasks its first turn asked for running.
+    fn bind(self) -> Result<(Daemon, Supervisor<UnixSpawner>), FatalError> {
+        let bound = match self {
+            Start::Begun(daemon, supervisor, opened) => {
+                if let Err(e) = daemon.spawner.start_threads(opened) {
+                    tracing::error!(error = %e, "cannot start guardian's output and spawning threads; services are spawned from the runtime's threads, and their output may not be written");
+                }
+                (daemon, supervisor)
+            }
+            Start::Config(config, reload_opts, logs) => {
+                Daemon::bind(config, reload_opts, logs, false)?
+            }
+        };
+        crate::process::tasks::spawn_queued();
+        Ok(bound)
+    }
 }
 
 /// Whether the first services start before the async runtime is built, which brings their
@@ -216,16 +244,7 @@ impl LogControl {
 
 /// `guardian run` once the lock is held (and maybe the first services started), step by step.
 async fn serve(start: Start, caught: Caught) -> Result<u8, FatalError> {
-    let (mut daemon, supervisor) = match start {
-        Start::Begun(daemon, supervisor, opened) => {
-            if let Err(e) = daemon.spawner.start_spawning_thread(opened) {
-                tracing::warn!(error = %e, "cannot start the spawning thread; services are spawned from the runtime's threads");
-            }
-            (daemon, supervisor)
-        }
-        Start::Config(config, reload_opts, logs) => Daemon::bind(config, reload_opts, logs, false)?,
-    };
-    crate::process::tasks::spawn_queued();
+    let (mut daemon, supervisor) = start.bind()?;
     let mut signals = caught.listen()?;
     let child = signal(SignalKind::child())
         .map_err(|e| FatalError::Message(format!("cannot watch SIGCHLD: {e}")))?;
@@ -296,14 +315,11 @@ impl Daemon {
         ));
         let dropped = Arc::new(DroppedBytes::default());
         let followers = Arc::new(Followers::default());
-        let spawner = Arc::new(
-            UnixSpawner::new(
-                dropped.clone(),
-                followers.clone(),
-                crate::process::output::color_wanted(),
-            )
-            .map_err(|e| FatalError::Message(format!("cannot start the output thread: {e}")))?,
-        );
+        let spawner = Arc::new(UnixSpawner::new(
+            dropped.clone(),
+            followers.clone(),
+            crate::process::output::color_wanted(),
+        ));
         // Bound before any service starts: a READY=1 sent at once is not lost.
         let notify_path = crate::supervisor::notify_socket(&g.state_dir);
         let notify = notify::bind(&notify_path)
@@ -311,8 +327,10 @@ impl Daemon {
             .ok();
         let mut sockets = HeldSockets::new(spawner.clone());
         if !early {
-            spawner.start_spawning_thread(Vec::new()).map_err(|e| {
-                FatalError::Message(format!("cannot start the spawning thread: {e}"))
+            spawner.start_threads(Vec::new()).map_err(|e| {
+                FatalError::Message(format!(
+                    "cannot start guardian's output and spawning threads: {e}"
+                ))
             })?;
             sockets.bind_new(&config).map_err(FatalError::Sockets)?;
         }

@@ -1,7 +1,8 @@
 //! The supervisor's only way to touch the OS: spawn a child, watch an adopted PID, signal a
 //! process group. `unix.rs` does it for real; `fake.rs` scripts it for actor tests. Beside
 //! them, what a process is known by: `pidfile` (JSON PID files, their locks and the state
-//! dir), `procinfo` (facts from /proc: start ticks, command lines, trees, port holders).
+//! dir), `procinfo` (facts from /proc: start ticks, command lines, trees, port holders); and
+//! `tasks`, where the tasks a start asks for wait when it comes before the async runtime.
 
 #[cfg(test)]
 pub mod fake;

@@ -279,6 +279,8 @@ struct Chunk {
 pub struct Writer {
     tx: Sender<Chunk>,
     queued: Arc<Queued>,
+    /// The queue's other end until the thread takes it (`start_thread`).
+    rx: Arc<Mutex<Option<Receiver<Chunk>>>>,
 }
 
 /// What waits in the queue: chunks and their bytes.
@@ -306,16 +308,41 @@ impl Queued {
     }
 }
 
-impl Writer {
-    /// Starts the writer thread; it ends when every `Writer` clone is gone.
-    pub fn start() -> std::io::Result<Writer> {
+impl Default for Writer {
+    /// The queue; what is sent waits (within its bounds) until `start_thread`.
+    fn default() -> Writer {
         let (tx, rx) = channel();
-        let queued = Arc::new(Queued::default());
-        let taken = queued.clone();
+        Writer {
+            tx,
+            queued: Arc::default(),
+            rx: Arc::new(Mutex::new(Some(rx))),
+        }
+    }
+}
+
+impl Writer {
+    /// The queue, and its writer thread started.
+    pub fn start() -> std::io::Result<Writer> {
+        let writer = Writer::default();
+        writer.start_thread()?;
+        Ok(writer)
+    }
+
+    /// Starts the writer thread, once; it ends when every `Writer` clone is gone.
+    pub fn start_thread(&self) -> std::io::Result<()> {
+        let Some(rx) = self
+            .rx
+            .lock()
+            .expect("UNWRAP: never poisoned: no panic while held")
+            .take()
+        else {
+            return Ok(());
+        };
+        let queued = self.queued.clone();
         std::thread::Builder::new()
             .name("guardian-output".into())
-            .spawn(move || write_all(rx, &taken))?;
-        Ok(Writer { tx, queued })
+            .spawn(move || write_all(rx, &queued))?;
+        Ok(())
     }
 
     fn send(&self, chunk: Chunk) {

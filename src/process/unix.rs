@@ -43,7 +43,7 @@ pub struct UnixSpawner {
     /// The queue to the output thread: every log and echo write happens there.
     writer: Writer,
     /// Spawns from a descriptor table of its own (see `Launcher`), once started
-    /// (`start_spawning_thread`); until then services are spawned from the calling thread.
+    /// (`start_threads`); until then services are spawned from the calling thread.
     launcher: std::sync::OnceLock<Arc<Launcher>>,
     dropped: Arc<DroppedBytes>,
     /// Live followers of the services' output (the API's `logs?follow=1`).
@@ -69,20 +69,20 @@ static CHECKS: std::sync::OnceLock<(Arc<Launcher>, Arc<Mutex<Children>>)> =
     std::sync::OnceLock::new();
 
 impl UnixSpawner {
-    /// Starts the output thread; bytes it cannot write are counted in `dropped`.
-    /// `color`: paint each service's prefix (guardian's stdout is a terminal and NO_COLOR is
-    /// unset). Services are spawned from the calling thread until `start_spawning_thread`.
+    /// Bytes the output thread cannot write are counted in `dropped`. `color`: paint each
+    /// service's prefix (guardian's stdout is a terminal and NO_COLOR is unset). Services are
+    /// spawned from the calling thread, and their output waits, until `start_threads`.
     pub fn new(
         dropped: Arc<DroppedBytes>,
         followers: Arc<super::output::Followers>,
         color: bool,
-    ) -> std::io::Result<Self> {
-        Ok(UnixSpawner {
+    ) -> Self {
+        UnixSpawner {
             color,
             split_stderr: stderr_apart(),
             launcher: std::sync::OnceLock::new(),
             children: Arc::default(),
-            writer: Writer::start()?,
+            writer: Writer::default(),
             dropped,
             followers,
             managers_vars: MANAGERS_VARS
@@ -90,15 +90,16 @@ impl UnixSpawner {
                 .copied()
                 .filter(|v| std::env::var_os(v).is_some())
                 .collect(),
-        })
+        }
     }
 
-    /// Starts the spawning thread (its descriptor table is a copy of guardian's as it is
-    /// now: call it once the async runtime exists, before any listener is opened) and spawns
-    /// every later service from it, and every exec check.
+    /// Starts the output thread, and the spawning thread (its descriptor table is a copy of
+    /// guardian's as it is now: call it once the async runtime exists, before any listener
+    /// is opened), which spawns every later service and every exec check.
     /// `first_starts`: what the starts before it opened (`Descriptor::all_open` before and
     /// after), left out of its table.
-    pub fn start_spawning_thread(&self, first_starts: Vec<Descriptor>) -> std::io::Result<()> {
+    pub fn start_threads(&self, first_starts: Vec<Descriptor>) -> std::io::Result<()> {
+        self.writer.start_thread()?;
         let launcher = Arc::new(Launcher::start(self.children.clone(), first_starts)?);
         let _ = CHECKS.set((launcher.clone(), self.children.clone()));
         let _ = self.launcher.set(launcher);
