@@ -639,20 +639,25 @@ mod tests {
         );
     }
 
+    /// `n` sinks logging to DIR/0.log, DIR/1.log, …, their drops counted in `dropped`.
+    fn sinks_in(dir: &std::path::Path, n: usize, dropped: &Arc<AtomicU64>) -> Vec<Arc<Sink>> {
+        (0..n)
+            .map(|i| {
+                Sink::new(
+                    RotatingLog::new(dir.join(format!("{i}.log")), u64::MAX, 0),
+                    None,
+                    dropped.clone(),
+                )
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn a_thousand_services_first_lines_at_once_are_all_written() {
         let dir = tempfile::tempdir().unwrap();
         let writer = Writer::start().unwrap();
         let dropped = Arc::new(AtomicU64::new(0));
-        let sinks: Vec<Arc<Sink>> = (0..1000)
-            .map(|i| {
-                Sink::new(
-                    RotatingLog::new(dir.path().join(format!("{i}.log")), u64::MAX, 0),
-                    None,
-                    dropped.clone(),
-                )
-            })
-            .collect();
+        let sinks = sinks_in(dir.path(), 1000, &dropped);
         // All at once, as the pumps of a stack that started before the runtime send them.
         for (i, sink) in sinks.iter().enumerate() {
             writer.feed(
@@ -700,15 +705,7 @@ mod tests {
     async fn no_more_than_max_open_logs_stay_open_and_a_closed_log_is_appended_to() {
         let dir = tempfile::tempdir().unwrap();
         let writer = Writer::start().unwrap();
-        let sinks: Vec<Arc<Sink>> = (0..MAX_OPEN_LOGS + 10)
-            .map(|i| {
-                Sink::new(
-                    RotatingLog::new(dir.path().join(format!("{i}.log")), u64::MAX, 0),
-                    None,
-                    Arc::default(),
-                )
-            })
-            .collect();
+        let sinks = sinks_in(dir.path(), MAX_OPEN_LOGS + 10, &Arc::default());
         for round in 0..2 {
             for (i, sink) in sinks.iter().enumerate() {
                 writer.feed(

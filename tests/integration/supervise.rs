@@ -445,6 +445,18 @@ fn a_sigterm_during_start_up_leaves_no_service_behind() {
     }
 }
 
+/// The processes whose command line contains `marker`.
+fn running_with(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .collect()
+}
+
 /// The same, with the SIGTERM sent by the first services themselves as they start, while
 /// the rest of start-up is held up. Before signals were watched ahead of the first start,
 /// guardian died of it (killed by the signal) and left the services running.
@@ -463,16 +475,7 @@ fn a_sigterm_sent_by_a_starting_service_is_a_graceful_stop() {
     // The rest of start-up is held up (a test build's stall) while the services start.
     let mut g = sb.spawn_with_env(&cfg, &[("_GUARDIAN_TEST_STARTUP_STALL_MS", "500".as_ref())]);
     assert_eq!(g.wait_exit(LONG), Some(0), "a graceful stop");
-    let left = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
-            })
-            .collect::<Vec<_>>()
-    };
+    let left = || running_with(&marker);
     let mut seen = Vec::new();
     assert!(
         wait_for(LONG, || {
@@ -548,16 +551,10 @@ fn a_sigterm_before_the_runtime_exists_is_a_graceful_stop() {
         "{:?}",
         sb.actions("s")
     );
-    let left = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .any(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
-            })
-    };
-    assert!(wait_for(LONG, || !left()), "the service outlived guardian");
+    assert!(
+        wait_for(LONG, || running_with(&marker).is_empty()),
+        "the service outlived guardian"
+    );
 }
 
 /// A service starts with no signal blocked and nothing of guardian's open beyond its stdio
